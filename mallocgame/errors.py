@@ -1,0 +1,33 @@
+"""Errors that name the problem and the place (file, line, field)."""
+
+from __future__ import annotations
+
+
+class MallocGameError(Exception):
+    """Base class of every error that mallocgame raises on purpose."""
+
+
+class InputError(MallocGameError, ValueError):
+    """Bad input: the message names the file, the line and the field where known.
+
+    ``str(err)`` is one line: ``FILE:LINE: field 'F': MESSAGE``.
+    """
+
+    def __init__(self, message: str, where: str | None = None, line: int | None = None, field: str | None = None):
+        self.message = message
+        self.where = where
+        self.line = line
+        self.field = field
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        place = ""
+        if self.where:
+            place = str(self.where)
+            if self.line is not None:
+                place += f":{self.line}"
+            place += ": "
+        elif self.line is not None:
+            place = f"line {self.line}: "
+        fld = f"field '{self.field}': " if self.field else ""
+        return f"{place}{fld}{self.message}"
