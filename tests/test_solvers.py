@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+
+from mallocgame import api, solvers
+from mallocgame.errors import InputError
+from mallocgame.problem import Problem
+from mallocgame.targets import Target
+from tests.conftest import random_workload
+
+T = Target("t", fast_capacity_bytes=1000, alignment_bytes=1, slow_bandwidth_bytes_per_s=100.0,
+           fast_bandwidth_bytes_per_s=400.0, peak_flops_per_s=10.0)
+
+
+def test_memory_boundedness_by_hand(tiny):
+    p = Problem(tiny, T)
+    ben = solvers.alternate_memory_benefits(p)
+    # Access order (instruction-major): i0:b0,b3  i1:b0,b1  i2:b1,b2,b3.
+    # i0 compute-bound (100 s vs 5 s): benefit = 5 - 100 = -95 for both of its accesses.
+    # i1 memory-bound (3 s): b0 saves 100*(1/100-1/400) = 0.75; b1 saves 1.5.
+    # i2 memory-bound (6.5 s vs 5 s): b1 1.5, b2 0.375, b3 3.0.
+    assert ben.tolist() == pytest.approx([-95, -95, 0.75, 1.5, 1.5, 0.375, 3.0])
+    mb = solvers.memory_boundedness(p)
+    # b0: defining -95, use +0.75 -> max(-95, 0.75) = 0.75. b1: 1.5 + 1.5 = 3. b2: 0.375. b3: max(-95, 3) = 3.
+    expected = np.array([0.75, 3.0, 0.375, 3.0]) / np.sqrt([100, 200, 50, 400])
+    assert mb == pytest.approx(expected)
+    order = solvers.msa_order(p)
+    # b1 (3/sqrt(200)=0.212) > b3 (0.15) > b2 (0.053) > b0 (0.075)? b0 = 0.075 > b2 = 0.053.
+    assert order.tolist() == [1, 3, 0, 2]
+
+
+def test_size_order(tiny):
+    assert solvers.size_order(Problem(tiny, T)).tolist() == [3, 1, 0, 2]
+
+
+@pytest.mark.parametrize("solver", ["msa", "greedy-size", "random", "all-slow", "restarts"])
+def test_every_solver_valid_on_random_workloads(solver):
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        wl = random_workload(rng)
+        problem = api.make_problem(wl, "30%", T)
+        sol = solvers.solve(problem, solver, seed=3, time_limit=0.05)
+        s = sol.summary()
+        assert s["valid"], s["problems"]
+        assert s["time_s"] <= s["all_slow_time_s"] + 1e-12
+        assert s["time_s"] >= s["lower_bound_time_s"] - 1e-12
+
+
+def test_msa_beats_all_slow_and_restarts_never_worse(datasets):
+    wl = api.load_workload(datasets / "ml-traces" / "resnet50.csv")
+    problem = api.make_problem(wl, "25%")
+    msa = solvers.solve(problem, "msa")
+    assert msa.summary()["valid"] and msa.placed_bytes > 0
+    assert msa.summary()["speedup_vs_all_slow"] > 1
+    rs = solvers.solve(problem, "restarts", time_limit=0.5)
+    assert rs.time_s <= msa.time_s + 1e-15
+    assert rs.extra["restarts"] >= 2
+
+
+def test_fit_all_on_easy_instance():
+    wl = random_workload(np.random.default_rng(2), n=20)
+    problem = api.make_problem(wl, wl.peak_live_bytes() * 3, T, objective="fit-all")
+    sol = solvers.solve(problem, "greedy-size")
+    s = sol.summary()
+    assert s["solved"] and s["valid"]
+
+
+def test_unknown_solver_and_impossible_fit_all(tiny):
+    with pytest.raises(InputError, match="unknown solver 'nope'"):
+        solvers.solve(Problem(tiny, T), "nope")
+    with pytest.raises(InputError, match="no buffer fits"):
+        api.make_problem(tiny, 10, T, objective="fit-all")
+    with pytest.warns(UserWarning, match="no buffer fits"):
+        api.make_problem(tiny, 10, T, objective="time")
