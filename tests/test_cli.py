@@ -47,8 +47,8 @@ def test_validate_command(tmp_path, capsys):
     [
         (["solve", "{d}/nope.csv"], "no such file"),
         (["solve", "{bad}", "--capacity", "25%"], "bad.csv:3: field 'size'"),
-        (["solve", "{good}", "--solver", "nope"], "unknown solver 'nope'"),
-        (["solve", "{good}", "--target", "nope"], "unknown target 'nope'"),
+        (["solve", "{good}", "--capacity", "100%", "--solver", "nope"], "unknown solver 'nope'"),
+        (["solve", "{good}", "--capacity", "100%", "--target", "nope"], "unknown target 'nope'"),
         (["solve", "{good}", "--capacity", "lots"], "field 'capacity'"),
         (["solve", "{good}", "--capacity", "4", "--objective", "fit-all"], "no buffer fits"),
     ],
