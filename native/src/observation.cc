@@ -1,0 +1,72 @@
+// Game::observe: the fixed-size observation vector (layout in docs/game.md).
+#include <algorithm>
+#include <cmath>
+
+#include "mallocgame/game.h"
+
+namespace mallocgame {
+namespace {
+
+float clamp(double x, double lo, double hi) {
+  return static_cast<float>(std::min(hi, std::max(lo, x)));
+}
+
+}  // namespace
+
+void Game::observe(float* out) {
+  const Instance& in = *inst_;
+  const ObservationLayout& L = in.layout();
+  std::fill(out, out + L.size, 0.0f);
+  const int64_t g = L.grid;
+  const int64_t span = in.time_span();
+  const int64_t cap = in.capacity();
+  const double capd = cap > 0 ? static_cast<double>(cap) : 1.0;
+
+  // (a) Occupancy: covered fraction of each [time bin][address bin] cell (kept up to date by
+  // Game::paint from the exact integer areas).
+  std::copy(grid_value_.begin(), grid_value_.end(), out + L.occupancy);
+
+  // (e) Globals that exist also when the game is over.
+  float* glob = out + L.globals;
+  glob[0] = static_cast<float>(static_cast<double>(turn_) / in.num_buffers());
+  glob[1] = static_cast<float>(static_cast<double>(undecided_bytes_) / static_cast<double>(in.total_bytes()));
+  glob[2] = clamp(time_ / in.reward_scale(), 0.0, 4.0);
+  glob[5] = in.objective() == Objective::kFitAll ? 1.0f : 0.0f;
+  if (done()) return;
+
+  const int32_t b = in.buffer_at(turn_);
+  const int64_t size = in.size(b);
+  const int64_t st = in.start(b), en = in.end(b);
+  glob[3] = clamp(static_cast<double>(peak_in_use()) / capd, 0.0, 1.0);
+  glob[4] = clamp(static_cast<double>(blocked_) / capd, 0.0, 1.0);
+
+  // (b) The current buffer's live range per time bin.
+  const int64_t x0 = (st - in.time_begin()) * g;
+  const int64_t x1 = (en - in.time_begin()) * g;
+  for (int64_t j = x0 / span; j <= (x1 - 1) / span; ++j) {
+    const int64_t dx = std::min(x1, (j + 1) * span) - std::max(x0, j * span);
+    out[L.live_range + j] = static_cast<float>(static_cast<double>(dx) / static_cast<double>(span));
+  }
+
+  // (c) The current buffer.
+  const double spand = static_cast<double>(span);
+  float* buf = out + L.buffer;
+  buf[0] = cap > 0 ? clamp(static_cast<double>(size) / capd, 0.0, 1.0) : 1.0f;
+  buf[1] = static_cast<float>(std::log2(static_cast<double>(size)) / 40.0);
+  buf[2] = static_cast<float>(static_cast<double>(st - in.time_begin()) / spand);
+  buf[3] = static_cast<float>(static_cast<double>(en - in.time_begin()) / spand);
+  buf[4] = static_cast<float>(static_cast<double>(en - st) / spand);
+  buf[5] = clamp(fast_reward(), -1.0, 1.0);
+  buf[6] = static_cast<float>(static_cast<double>(in.num_conflicts(b)) / in.num_buffers());
+
+  // (d) The candidates, best fit first.
+  for (size_t k = 0; k < cands_.size(); ++k) {
+    float* c = out + L.candidates + k * ObservationLayout::kCandidateFeatures;
+    c[0] = 1.0f;
+    c[1] = static_cast<float>(static_cast<double>(cands_[k].offset) / capd);
+    c[2] = static_cast<float>(static_cast<double>(cands_[k].leftover) / capd);
+    c[3] = static_cast<float>(static_cast<double>(cands_[k].gap) / capd);
+  }
+}
+
+}  // namespace mallocgame
