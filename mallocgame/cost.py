@@ -27,13 +27,8 @@ def program_time(workload: Workload, target: Target, fast: np.ndarray) -> float:
     in_fast = fast[workload.access_buffer]
     bw = np.where(in_fast, target.fast_bandwidth_bytes_per_s, target.slow_bandwidth_bytes_per_s)
     per_access = nbytes / bw
-    mem = np.add.reduceat(per_access, workload.access_ptr[:-1]) if per_access.size else np.zeros(0)
-    # reduceat gives the next element for empty ranges; zero them.
-    counts = np.diff(workload.access_ptr)
-    if mem.size:
-        mem = np.where(counts > 0, mem, 0.0)
-    else:
-        mem = np.zeros(workload.num_instructions)
+    instr = np.repeat(np.arange(workload.num_instructions), np.diff(workload.access_ptr))
+    mem = np.bincount(instr, weights=per_access, minlength=workload.num_instructions)
     compute = workload.instr_flops / target.peak_flops_per_s
     return float(np.maximum(compute, mem).sum())
 

@@ -25,3 +25,11 @@ def test_solo_benefit_matches_program_time(tiny):
         fast = np.zeros(tiny.num_buffers, dtype=bool)
         fast[b] = True
         assert ben[b] == pytest.approx(base - cost.program_time(tiny, T, fast))
+
+
+def test_instructions_without_accesses():
+    from mallocgame.workload import Workload
+
+    # The last two instructions touch nothing (XLA's tuple/parameter bookkeeping does this).
+    w = Workload("w", [0], [100], [0], [1], [0.0, 20.0, 0.0], [0, 1, 1, 1], [0], [100.0])
+    assert cost.all_slow_time(w, T) == pytest.approx(1.0 + 2.0)
