@@ -77,3 +77,32 @@ def test_capacity_warning_for_time(tmp_path, capsys):
 def test_console_script_help():
     r = subprocess.run([sys.executable, "-m", "mallocgame.cli", "solve", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--capacity" in r.stdout
+
+
+def test_extract_and_solve_zoo_workload(tmp_path, capsys):
+    wl_path = tmp_path / "mlp.workload.json.gz"
+    assert main(["extract", "mlp_train", "--out", str(wl_path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["num_buffers"] > 50 and wl_path.exists()
+    out = tmp_path / "m.csv"
+    assert main(["solve", str(wl_path), "--capacity", "25%", "--solver", "msa", "--out", str(out), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["valid"] and s["placed_bytes"] > 0 and s["speedup_vs_all_slow"] > 1
+    wl, offsets = read_csv(out)
+    assert validate(wl.ids, wl.sizes, wl.starts, wl.ends, offsets, s["capacity"], 512).valid
+    # XLA buffer names make the overrides match real HLO instructions.
+    assert "instruction_name_regex" in (tmp_path / "m.msa_overrides.txtpb").read_text()
+
+
+def test_python_api_from_jitted_function():
+    import jax.numpy as jnp
+
+    from mallocgame import api
+
+    def step(x, w):
+        return jnp.tanh(x @ w).sum()
+
+    wl = api.workload_from_jax(step, jnp.ones((64, 128)), jnp.ones((128, 256)))
+    sol = api.solve(wl, capacity="25%", solver="msa")
+    assert sol.check().valid
+    assert sol.summary()["speedup_vs_all_slow"] >= 1.0
