@@ -1,0 +1,178 @@
+"""Latency of the low-rank attention runtime vs the full model, measured in the same run.
+
+    python benchmarks/bench_rank_latency.py --model smollm2 --seq-lens 512,2048 --ranks 32
+    python benchmarks/bench_rank_latency.py --model smollm2 --seq-lens 4096,8192 --layers 4
+    python benchmarks/bench_rank_latency.py --model minilm --seq-lens 128,512 --ranks 16 --json
+
+Scope ``attention`` (default) jits the attention blocks of the first ``--layers`` layers as one
+function (``x <- x + attention(norm(x))`` per layer, batch 1) and times it; scope ``forward``
+times the whole model forward (one jitted call per layer). The low-rank parameters come from
+the real runtime (:func:`mallocgame.rank.lowrank.lowrank_params`) with bases calibrated on
+``--cal-windows`` windows of the calibration text (values do not change the timing, shapes do).
+Each configuration is compiled first (compile time reported apart) and then timed
+``--repeats`` times; the median is reported, with the ratio to the full model at the same
+sequence length, and the attention-FLOP fraction of the config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mallocgame.rank import text
+from mallocgame.rank.config import RankConfig
+from mallocgame.rank.lowrank import attention_flops, calibrate, lowrank_params
+from mallocgame.rank.models import minilm as mm
+from mallocgame.rank.models import smollm2 as sm
+
+
+def _attention_stack(model: Any, n_layers: int):
+    """A jitted function of (layer params list, x[1, L, D]) running n attention blocks."""
+    cfg = model.config
+    if isinstance(model, sm.SmolLM):
+
+        def f(layers, x):
+            for p in layers[:n_layers]:
+                a, _ = sm.attention(p, cfg, sm._rms_norm(x, p["attn_norm"], cfg.rms_eps))
+                x = x + a
+            return x
+
+    else:
+
+        def f(layers, x):
+            mask = jnp.ones(x.shape[:2], x.dtype)
+            for p in layers[:n_layers]:
+                a, _ = mm.attention(p, cfg, x, mask)
+                x = mm._layer_norm(x + a, p["ln1_g"], p["ln1_b"], cfg.layer_norm_eps)
+            return x
+
+    return jax.jit(f)
+
+
+def _time(fn, repeats: int) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), first
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=["smollm2", "minilm"], default="smollm2")
+    ap.add_argument("--seq-lens", default="512,2048", help="comma-separated sequence lengths")
+    ap.add_argument("--ranks", default="32", help="comma-separated uniform ranks (r_qk = r_v)")
+    ap.add_argument("--method", choices=["whitened", "pca"], default="whitened")
+    ap.add_argument("--scope", choices=["attention", "forward"], default="attention")
+    ap.add_argument(
+        "--layers", type=int, default=None, help="attention scope: first N layers (default all)"
+    )
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--cal-windows", type=int, default=1, help="SmolLM2 calibration windows of 512")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    a = ap.parse_args(argv)
+
+    seq_lens = [int(s) for s in a.seq_lens.split(",")]
+    ranks = [int(r) for r in a.ranks.split(",")]
+    split = text.background_split()
+    if a.model == "smollm2":
+        model = sm.load_smollm2()
+        calib = calibrate(
+            model,
+            text.token_windows(
+                lambda s: sm.encode(model, s), split.calibration, 512, a.cal_windows
+            ),
+        )
+    else:
+        model = mm.load_minilm()
+        calib = calibrate(model, list(split.calibration[:16]))
+    cfg = model.config
+    n_layers = a.layers or cfg.n_layers
+    configs = [("full", RankConfig.uniform(a.model, model.model_hash, method=a.method))]
+    configs += [
+        (f"r{r}", RankConfig.uniform(a.model, model.model_hash, r, r, method=a.method))
+        for r in ranks
+    ]
+    params = {name: lowrank_params(model, calib, c) for name, c in configs}
+    stack = _attention_stack(model, n_layers)
+    rng = np.random.default_rng(0)
+
+    rows = []
+    for L in seq_lens:
+        if a.scope == "attention":
+            x = jnp.asarray(rng.normal(size=(1, L, cfg.d_model)), jnp.float32)
+        else:
+            ids = rng.integers(0, cfg.vocab_size, size=(1, L)).astype(np.int32)
+        base = None
+        for name, c in configs:
+            p = params[name]
+            if a.scope == "attention":
+
+                def fn(p=p, x=x):
+                    return stack(p["layers"], x)
+
+            elif a.model == "smollm2":
+
+                def fn(p=p, ids=ids):
+                    return sm.hidden_states(p, cfg, ids)[0]
+
+            else:
+
+                def fn(p=p, ids=ids):
+                    return mm.hidden_states(p, cfg, ids, np.ones_like(ids, np.float32))[0]
+
+            sec, first = _time(fn, a.repeats)
+            base = sec if name == "full" else base
+            fl = attention_flops(c, seq_len=L)
+            rows.append(
+                {
+                    "seq_len": L,
+                    "config": name,
+                    "r_qk": c.r_qk[0],
+                    "r_v": c.r_v[0],
+                    "seconds": sec,
+                    "first_call_seconds": first,
+                    "ratio_vs_full": sec / base,
+                    "attention_flops_fraction": fl["fraction"],
+                }
+            )
+            if not a.json:
+                r = rows[-1]
+                print(
+                    f"L={L:5d} {name:5s} {sec * 1e3:9.1f} ms  ratio {r['ratio_vs_full']:.3f}  "
+                    f"flops {fl['fraction']:.3f}  (first call {first:.1f} s)",
+                    flush=True,
+                )
+    out = {
+        "model": a.model,
+        "model_hash": model.model_hash,
+        "scope": a.scope,
+        "layers": n_layers if a.scope == "attention" else cfg.n_layers,
+        "method": a.method,
+        "repeats": a.repeats,
+        "device": str(jax.devices()[0]),
+        "machine": platform.processor() or platform.machine(),
+        "python": sys.version.split()[0],
+        "jax": jax.__version__,
+        "rows": rows,
+    }
+    if a.json:
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,282 @@
+"""The rank config: which rank each attention layer keeps (versioned JSON, written atomically).
+
+Example (``layers`` has one entry per transformer layer, in order)::
+
+    {
+      "format": "mallocgame-ranks",
+      "version": 1,
+      "model": "smollm2",
+      "model_hash": "b179c9523d0e6a0f",
+      "seq_len": 512,
+      "method": "whitened",
+      "budget": {"fraction": 0.5},
+      "layers": [{"r_qk": 32, "r_v": 32}, ...],
+      "meta": {"player": "msa", "note": "free-form"}
+    }
+
+- ``model``: ``"smollm2"`` or ``"minilm"``; its shape (layers, heads, head dim) is fixed by
+  :data:`MODEL_SHAPES`, so a config alone determines its attention FLOPs.
+- ``model_hash``: the short sha256 of the weight file (:func:`mallocgame.rank.models.file_hash`);
+  the runtime refuses a config whose hash differs from the loaded model's.
+- ``r_qk``: dims of the query-key product per head (1..head_dim), ``r_v``: value dims per head.
+  ``r == head_dim`` means that layer runs as in the original model.
+- ``seq_len``: the sequence length the budget refers to; ``budget``: optional, ``fraction`` of
+  the full model's attention FLOPs and/or absolute ``flops``; ``method``: how the runtime
+  learns its bases (see :mod:`mallocgame.rank.lowrank`); ``meta``: free-form provenance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mallocgame.errors import InputError, MallocGameError
+
+FORMAT_NAME = "mallocgame-ranks"
+FORMAT_VERSION = 1
+METHODS = ("whitened", "pca")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelShape:
+    """What attention FLOPs depend on. ``rope``: the query-key basis is applied after RoPE at
+    run time (costs a projection); otherwise it is folded into the q/k weights (free)."""
+
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    d_model: int
+    rope: bool
+    causal: bool
+
+
+MODEL_SHAPES: dict[str, ModelShape] = {
+    "smollm2": ModelShape(30, 9, 3, 64, 576, rope=True, causal=True),
+    "minilm": ModelShape(6, 12, 12, 32, 384, rope=False, causal=False),
+}
+
+
+class ModelMismatchError(MallocGameError):
+    """A rank config names another model (or another file of weights) than the loaded one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RankConfig:
+    """Per-layer ranks of a model's attention (see the module doc for the JSON)."""
+
+    model: str
+    model_hash: str
+    r_qk: tuple[int, ...]
+    r_v: tuple[int, ...]
+    seq_len: int
+    method: str = "whitened"
+    budget: dict[str, float] | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "r_qk", tuple(int(r) for r in self.r_qk))
+        object.__setattr__(self, "r_v", tuple(int(r) for r in self.r_v))
+        _validate(self.to_dict(), None)
+
+    @property
+    def shape(self) -> ModelShape:
+        return MODEL_SHAPES[self.model]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "model": self.model,
+            "model_hash": self.model_hash,
+            "seq_len": self.seq_len,
+            "method": self.method,
+            "budget": None if self.budget is None else dict(self.budget),
+            "layers": [{"r_qk": a, "r_v": b} for a, b in zip(self.r_qk, self.r_v, strict=False)],
+            "meta": dict(self.meta),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str | None = None) -> RankConfig:
+        _validate(d, where)
+        layers = d["layers"]
+        return cls(
+            model=d["model"],
+            model_hash=d["model_hash"],
+            r_qk=tuple(x["r_qk"] for x in layers),
+            r_v=tuple(x["r_v"] for x in layers),
+            seq_len=d["seq_len"],
+            method=d.get("method", "whitened"),
+            budget=d.get("budget"),
+            meta=d.get("meta", {}) or {},
+        )
+
+    @classmethod
+    def uniform(
+        cls,
+        model: str,
+        model_hash: str,
+        r_qk: int | None = None,
+        r_v: int | None = None,
+        seq_len: int = 512,
+        **kw: Any,
+    ) -> RankConfig:
+        """The same ranks in every layer (default: full, i.e. the original model)."""
+        s = _shape_or_error(model, None)
+        n = s.n_layers
+        return cls(
+            model, model_hash, (r_qk or s.head_dim,) * n, (r_v or s.head_dim,) * n, seq_len, **kw
+        )
+
+    def check_model(self, model: str, model_hash: str, where: str | None = None) -> None:
+        """Raise :class:`ModelMismatchError` unless this config is for ``model``/``model_hash``."""
+        src = f"rank config {where}" if where else "rank config"
+        if self.model != model:
+            raise ModelMismatchError(f"{src} is for model {self.model!r}, not {model!r}")
+        if self.model_hash != model_hash:
+            raise ModelMismatchError(
+                f"{src} is for {self.model} weights with hash {self.model_hash} (expected), "
+                f"but the loaded model has hash {model_hash} (actual); re-derive the config for "
+                "these weights"
+            )
+
+
+def _shape_or_error(model: Any, where: str | None) -> ModelShape:
+    if model not in MODEL_SHAPES:
+        raise InputError(
+            f"unknown model {model!r}; expected one of {sorted(MODEL_SHAPES)}", where, field="model"
+        )
+    return MODEL_SHAPES[model]
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _validate(d: Any, where: str | None) -> None:
+    def bad(field: str, msg: str) -> InputError:
+        return InputError(msg, where, field=field)
+
+    if not isinstance(d, dict):
+        raise InputError(f"expected a JSON object, got {type(d).__name__}", where)
+    for key in ("format", "version", "model", "model_hash", "seq_len", "layers"):
+        if key not in d:
+            raise bad(key, "missing")
+    if d["format"] != FORMAT_NAME:
+        raise bad("format", f"expected {FORMAT_NAME!r}, got {d['format']!r}")
+    if not _is_int(d["version"]) or d["version"] != FORMAT_VERSION:
+        raise bad(
+            "version", f"unsupported version {d['version']!r}; this reader knows {FORMAT_VERSION}"
+        )
+    shape = _shape_or_error(d["model"], where)
+    h = d["model_hash"]
+    if not isinstance(h, str) or not h or any(c not in "0123456789abcdef" for c in h):
+        raise bad("model_hash", f"expected a lower-case hex string, got {h!r}")
+    if not _is_int(d["seq_len"]) or d["seq_len"] <= 0:
+        raise bad("seq_len", f"expected a positive integer, got {d['seq_len']!r}")
+    method = d.get("method", "whitened")
+    if method not in METHODS:
+        raise bad("method", f"expected one of {list(METHODS)}, got {method!r}")
+    budget = d.get("budget")
+    if budget is not None:
+        if not isinstance(budget, dict):
+            raise bad("budget", f"expected an object or null, got {budget!r}")
+        for k, v in budget.items():
+            if k not in ("fraction", "flops"):
+                raise bad(f"budget.{k}", "unknown key; expected 'fraction' and/or 'flops'")
+            if not _is_num(v) or v <= 0 or (k == "fraction" and v > 1):
+                raise bad(
+                    f"budget.{k}",
+                    f"expected a number in {'(0, 1]' if k == 'fraction' else '(0, inf)'}, got {v!r}",
+                )
+    meta = d.get("meta", {})
+    if meta is not None and not isinstance(meta, dict):
+        raise bad("meta", f"expected an object, got {meta!r}")
+    layers = d["layers"]
+    if not isinstance(layers, list):
+        raise bad("layers", f"expected a list, got {type(layers).__name__}")
+    if len(layers) != shape.n_layers:
+        raise bad("layers", f"{d['model']} has {shape.n_layers} layers, config lists {len(layers)}")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            raise bad(f"layers[{i}]", f"expected an object, got {layer!r}")
+        for k in ("r_qk", "r_v"):
+            if k not in layer:
+                raise bad(f"layers[{i}].{k}", "missing")
+            r = layer[k]
+            if not _is_int(r) or not 1 <= r <= shape.head_dim:
+                raise bad(
+                    f"layers[{i}].{k}", f"expected an integer in 1..{shape.head_dim}, got {r!r}"
+                )
+        extra = set(layer) - {"r_qk", "r_v"}
+        if extra:
+            raise bad(f"layers[{i}].{sorted(extra)[0]}", "unknown key")
+
+
+def loads_rank_config(text: str, where: str | None = None) -> RankConfig:
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"not valid JSON: {e.msg} (column {e.colno})", where, line=e.lineno
+        ) from None
+    return RankConfig.from_dict(d, where)
+
+
+def load_rank_config(
+    path: str | os.PathLike, model: str | None = None, model_hash: str | None = None
+) -> RankConfig:
+    """Read and validate a rank config; with ``model``/``model_hash``, refuse another model's."""
+    p = str(path)
+    cfg = loads_rank_config(Path(p).read_text(), p)
+    if model_hash is not None:
+        cfg.check_model(model or cfg.model, model_hash, p)
+    elif model is not None and model != cfg.model:
+        raise ModelMismatchError(f"rank config {p} is for model {cfg.model!r}, not {model!r}")
+    return cfg
+
+
+def save_rank_config(cfg: RankConfig, path: str | os.PathLike) -> Path:
+    """Write atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(cfg.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def full_config(model: str, model_hash: str, seq_len: int = 512) -> RankConfig:
+    """The config that keeps every rank (runs the original model)."""
+    return RankConfig.uniform(model, model_hash, seq_len=seq_len)
+
+
+def ranks_from_lists(
+    model: str,
+    model_hash: str,
+    r_qk: Sequence[int],
+    r_v: Sequence[int],
+    seq_len: int = 512,
+    **kw: Any,
+) -> RankConfig:
+    return RankConfig(model, model_hash, tuple(r_qk), tuple(r_v), seq_len, **kw)

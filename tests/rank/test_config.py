@@ -1,0 +1,140 @@
+"""The rank config: round trip, atomic writes, hash refusal, errors naming the field, FLOPs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from mallocgame.errors import InputError
+from mallocgame.rank.config import (
+    MODEL_SHAPES,
+    ModelMismatchError,
+    RankConfig,
+    load_rank_config,
+    loads_rank_config,
+    save_rank_config,
+)
+from mallocgame.rank.lowrank import attention_flops
+
+pytestmark = pytest.mark.rank
+
+HASH = "0123456789abcdef"
+
+
+def _cfg(**kw) -> RankConfig:
+    r_qk = tuple(range(8, 38))
+    r_v = tuple(64 - i for i in range(30))
+    return RankConfig(
+        "smollm2",
+        HASH,
+        r_qk,
+        r_v,
+        seq_len=2048,
+        budget={"fraction": 0.5},
+        meta={"player": "test"},
+        **kw,
+    )
+
+
+def test_round_trip(tmp_path):
+    cfg = _cfg()
+    path = save_rank_config(cfg, tmp_path / "sub" / "ranks.json")
+    assert load_rank_config(path) == cfg
+    d = json.loads(path.read_text())
+    assert d["format"] == "mallocgame-ranks" and d["version"] == 1 and d["model_hash"] == HASH
+    assert d["layers"][0] == {"r_qk": 8, "r_v": 64}
+    assert sorted(os.listdir(path.parent)) == ["ranks.json"]  # no temporary file left behind
+
+
+def test_save_is_atomic_replace(tmp_path, monkeypatch):
+    path = tmp_path / "ranks.json"
+    save_rank_config(_cfg(), path)
+    before = path.read_text()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save_rank_config(RankConfig.uniform("smollm2", HASH, 16, 16), path)
+    assert path.read_text() == before
+    assert sorted(os.listdir(tmp_path)) == ["ranks.json"]
+
+
+def test_hash_mismatch_is_refused_naming_both_hashes(tmp_path):
+    path = save_rank_config(_cfg(), tmp_path / "r.json")
+    assert load_rank_config(path, model="smollm2", model_hash=HASH).model_hash == HASH
+    with pytest.raises(ModelMismatchError) as e:
+        load_rank_config(path, model="smollm2", model_hash="ffffffffffffffff")
+    msg = str(e.value)
+    assert HASH in msg and "ffffffffffffffff" in msg and "expected" in msg and "actual" in msg
+    with pytest.raises(ModelMismatchError, match="minilm"):
+        load_rank_config(path, model="minilm")
+
+
+def _bad(mutate) -> str:
+    d = _cfg().to_dict()
+    mutate(d)
+    with pytest.raises(InputError) as e:
+        loads_rank_config(json.dumps(d), "cfg.json")
+    return str(e.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda d: d.update(format="other"), "format"),
+        (lambda d: d.update(version=2), "version"),
+        (lambda d: d.pop("model_hash"), "model_hash"),
+        (lambda d: d.update(model_hash="XYZ"), "model_hash"),
+        (lambda d: d.update(model="gpt9"), "model"),
+        (lambda d: d.update(seq_len=0), "seq_len"),
+        (lambda d: d.update(method="magic"), "method"),
+        (lambda d: d.update(budget={"fraction": 1.5}), "budget.fraction"),
+        (lambda d: d.update(budget={"speed": 1}), "budget.speed"),
+        (lambda d: d["layers"].pop(), "layers"),
+        (lambda d: d["layers"][3].update(r_qk=65), "layers[3].r_qk"),
+        (lambda d: d["layers"][4].update(r_v=0), "layers[4].r_v"),
+        (lambda d: d["layers"][5].update(r_v=3.5), "layers[5].r_v"),
+        (lambda d: d["layers"][6].pop("r_qk"), "layers[6].r_qk"),
+        (lambda d: d["layers"][7].update(heads=3), "layers[7].heads"),
+    ],
+)
+def test_bad_config_names_the_field(mutate, field):
+    msg = _bad(mutate)
+    assert msg.startswith("cfg.json: ") and f"field '{field}'" in msg, msg
+
+
+def test_not_json_names_the_line():
+    with pytest.raises(InputError, match=r"cfg.json:1: not valid JSON"):
+        loads_rank_config("{nope", "cfg.json")
+
+
+def test_constructor_validates_too():
+    with pytest.raises(InputError, match="layers"):
+        RankConfig("minilm", HASH, (32,) * 5, (32,) * 5, 256)
+
+
+@pytest.mark.parametrize("model", sorted(MODEL_SHAPES))
+def test_attention_flops_fall_with_rank(model):
+    s = MODEL_SHAPES[model]
+    full = attention_flops(RankConfig.uniform(model, HASH, seq_len=1024))
+    assert full["total"] == full["full"] == 4.0 * s.n_heads * 1024**2 * s.head_dim * s.n_layers
+    assert full["basis"] == 0 and full["fraction"] == 1.0
+    prev = full["total"]
+    for r in sorted({min(r, s.head_dim - 1) for r in (48, 32, 16, 8)}, reverse=True):
+        f = attention_flops(RankConfig.uniform(model, HASH, r, r, seq_len=1024))
+        assert f["qk"] == f["pv"] == 2.0 * s.n_heads * 1024**2 * r * s.n_layers
+        assert (f["basis"] > 0) == s.rope  # SmolLM2 projects post-RoPE; MiniLM folds into weights
+        assert f["total"] < prev
+        prev = f["total"]
+    half = attention_flops(
+        RankConfig.uniform(model, HASH, s.head_dim // 2, s.head_dim // 2, seq_len=4096)
+    )
+    assert 0.5 <= half["fraction"] < 0.52
+    assert (
+        attention_flops(RankConfig.uniform(model, HASH), seq_len=8, batch=3)["total"]
+        == 3 * 4.0 * s.n_heads * 64 * s.head_dim * s.n_layers
+    )
