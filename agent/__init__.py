@@ -1,0 +1,44 @@
+"""Game-agnostic MuZero (JAX, dm-haiku, mctx, optax) for single-player batched games.
+
+Games are seen only through :class:`agent.env.BatchedEnv`. Entry points:
+
+- :class:`Trainer` -- ``Trainer(env_factory, config, seed).train(num_steps, callback)``,
+  ``act(obs, legal, moves_left)``, ``save(path)``, ``Trainer.resume(path, env_factory)``;
+- :func:`load_policy` -- ``load_policy(path).search(obs, legal, moves_left)``.
+
+See docs/agent.md.
+"""
+
+from agent.config import (
+    Config,
+    NetworkConfig,
+    ReplayConfig,
+    SearchConfig,
+    SupportConfig,
+    TrainConfig,
+)
+from agent.env import BatchedEnv, KnapsackEnv, check_env
+from agent.search import SearchOutput, make_search_fn, run_search
+from agent.selfplay import evaluate, random_act_fn
+from agent.trainer import Policy, Trainer, load_policy, write_curves_csv
+
+__all__ = [
+    "BatchedEnv",
+    "Config",
+    "KnapsackEnv",
+    "NetworkConfig",
+    "Policy",
+    "ReplayConfig",
+    "SearchConfig",
+    "SearchOutput",
+    "SupportConfig",
+    "TrainConfig",
+    "Trainer",
+    "check_env",
+    "evaluate",
+    "load_policy",
+    "make_search_fn",
+    "random_act_fn",
+    "run_search",
+    "write_curves_csv",
+]

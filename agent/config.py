@@ -1,0 +1,158 @@
+"""Configuration dataclasses for the MuZero agent.
+
+All configs are frozen (hashable) dataclasses so that they can be closed over by jitted
+functions and used as cache keys, and they round-trip through plain dicts (JSON) so that a
+checkpoint carries the exact config it was trained with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+PolicyName = Literal["gumbel", "muzero"]
+RewardMode = Literal["dense", "ranked"]
+RankedReference = Literal["quantile", "baseline", "max"]
+
+
+@dataclass(frozen=True)
+class SupportConfig:
+    """A categorical support for scalar targets (values, rewards).
+
+    A scalar ``x`` is mapped to ``h(x)`` (the MuZero invertible transform, if
+    ``use_h_transform``), clipped to ``[-bound, bound]`` and encoded two-hot over
+    ``num_bins`` evenly spaced atoms. The decoder takes the expectation over the atoms and
+    applies ``h^-1``. With the h-transform, ``bound=5`` reaches ``|x| ~ 35``; the default
+    atom spacing (0.05 in h-space, ~0.1 near x = 0) keeps returns in [0, 1] learnable -- a
+    coarse support (e.g. MuZero's unit spacing) learned such small returns far slower.
+    """
+
+    bound: float = 5.0
+    num_bins: int = 201
+    use_h_transform: bool = True
+    epsilon: float = 1e-3
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Sizes of the representation, dynamics and prediction MLPs."""
+
+    hidden_size: int = 256
+    latent_size: int = 128
+    num_blocks: int = 0  # extra residual blocks in each of the three networks
+    value_support: SupportConfig = field(default_factory=SupportConfig)
+    reward_support: SupportConfig = field(default_factory=SupportConfig)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """mctx search settings."""
+
+    policy: PolicyName = "gumbel"
+    num_simulations: int = 16
+    max_depth: int | None = None  # static cap; the per-game moves-left counter also bounds depth
+    discount: float = 1.0
+    # gumbel_muzero_policy
+    max_num_considered_actions: int = 16
+    gumbel_scale: float = 1.0
+    # muzero_policy
+    dirichlet_alpha: float = 0.3
+    dirichlet_fraction: float = 0.25
+    pb_c_init: float = 1.25
+    pb_c_base: float = 19652.0
+    temperature: float = 1.0
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Prioritised replay (proportional) over positions."""
+
+    capacity: int = 100_000  # positions
+    alpha: float = 0.6  # priority exponent (0 = uniform)
+    beta: float = 0.4  # importance-sampling exponent
+    epsilon: float = 1e-3  # added to |value error| to form a priority
+    min_size: int = 1_000  # positions before learning starts
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Learner, actor and bookkeeping settings."""
+
+    num_envs: int = 64  # games stepped together by the actor
+    batch_size: int = 128
+    unroll_steps: int = 5  # K
+    td_steps: int | None = None  # n for n-step targets; None = Monte-Carlo episode returns
+    discount: float = 1.0
+    learning_rate: float = 3e-3
+    warmup_steps: int = 100  # linear learning-rate warm-up
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 5.0
+    value_loss_weight: float = 0.5
+    reward_loss_weight: float = 1.0
+    policy_loss_weight: float = 1.0
+    updates_per_actor_step: float = 1.0  # learner updates per batched env step
+    # optional reanalyse of stored positions with the latest network
+    reanalyse_every: int = 0  # updates between reanalyse passes (0 = off)
+    # reward shaping: "dense" = the env's rewards, "ranked" = Ranked Reward (Laterre et al.)
+    reward_mode: RewardMode = "dense"
+    ranked_reference: RankedReference = "quantile"
+    ranked_quantile: float = 0.75
+    ranked_window: int = 256  # recent games whose return quantile is the reference
+    ranked_tie_tolerance: float = 1e-6
+    # bookkeeping
+    log_every: int = 50  # updates between training-curve records
+    checkpoint_every: int = 0  # updates between checkpoints (0 = only when asked)
+    checkpoint_path: str | None = None
+    checkpoint_replay: bool = True  # include the replay buffer in checkpoints
+
+
+@dataclass(frozen=True)
+class Config:
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        return _from_dict(cls, d)
+
+    def replace(self, **sections: Any) -> Config:
+        """Returns a copy with whole sections or ``section__field=value`` items replaced.
+
+        ``cfg.replace(search__num_simulations=8, train=TrainConfig(...))``
+        """
+        out = self
+        for key, value in sections.items():
+            if "__" in key:
+                section, name = key.split("__", 1)
+                sub = dataclasses.replace(getattr(out, section), **{name: value})
+                out = dataclasses.replace(out, **{section: sub})
+            else:
+                out = dataclasses.replace(out, **{key: value})
+        return out
+
+
+def _from_dict(cls: type, d: dict[str, Any]) -> Any:
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in d:
+            continue  # older checkpoints: fall back to the default
+        value = d[f.name]
+        sub = _DATACLASS_FIELDS.get((cls.__name__, f.name))
+        kwargs[f.name] = _from_dict(sub, value) if sub is not None else value
+    return cls(**kwargs)
+
+
+_DATACLASS_FIELDS: dict[tuple[str, str], type] = {
+    ("Config", "network"): NetworkConfig,
+    ("Config", "search"): SearchConfig,
+    ("Config", "replay"): ReplayConfig,
+    ("Config", "train"): TrainConfig,
+    ("NetworkConfig", "value_support"): SupportConfig,
+    ("NetworkConfig", "reward_support"): SupportConfig,
+}

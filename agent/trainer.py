@@ -1,0 +1,378 @@
+"""High-level entry points: :class:`Trainer` (self-play + learning + checkpoints) and
+:func:`load_policy` (inference from a checkpoint).
+
+A trainer step is one learner update. Between updates the actor plays batched moves so that
+on average ``updates_per_actor_step`` updates follow each batched env step (after the replay
+holds ``replay.min_size`` positions).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agent.checkpoint import (
+    arrays_to_params,
+    arrays_to_tree,
+    params_to_arrays,
+    prefixed,
+    read_checkpoint,
+    tree_to_arrays,
+    write_checkpoint,
+)
+from agent.config import Config, SearchConfig
+from agent.env import BatchedEnv
+from agent.learner import TrainState, init_train_state, make_update_fn
+from agent.networks import Networks, Params, init_params, make_networks
+from agent.replay import ReplayBuffer
+from agent.search import SearchOutput, make_search_fn
+from agent.selfplay import Actor, reanalyse
+
+EnvFactory = Callable[[int, int], BatchedEnv]  # (num_envs, seed) -> env
+Callback = Callable[[dict[str, Any]], Any]  # called with each curve record; True stops
+
+
+class Trainer:
+    """MuZero training on a :class:`~agent.env.BatchedEnv`.
+
+    Args:
+      env_factory: ``env_factory(num_envs, seed)`` builds the self-play env
+        (``num_envs = config.train.num_envs``).
+      config: the full :class:`~agent.config.Config`.
+      seed: seeds the network init, search, replay sampling and the env.
+    """
+
+    def __init__(self, env_factory: EnvFactory, config: Config | None = None, seed: int = 0):
+        self.config = config = config or Config()
+        self.seed = int(seed)
+        self.env_factory = env_factory
+        self.resumes = 0
+        self.env = env_factory(config.train.num_envs, self.seed)
+        self.networks: Networks = make_networks(
+            self.env.observation_size, self.env.num_actions, config.network
+        )
+        key, init_key = jax.random.split(jax.random.PRNGKey(self.seed))
+        self.rng = key
+        self.state: TrainState = init_train_state(
+            init_params(self.networks, init_key), config.train
+        )
+        self.replay = ReplayBuffer(
+            self.env.observation_size,
+            self.env.num_actions,
+            config.replay,
+            discount=config.train.discount,
+            seed=self.seed,
+        )
+        self.search_fn = make_search_fn(self.networks, config.search)
+        self.update_fn = make_update_fn(self.networks, config.train)
+        self.actor = Actor(self.env, self.search_fn, self.replay, config.train)
+        self.curves: list[dict[str, Any]] = []
+        self.updates = 0
+        self.wall_time = 0.0  # seconds spent in train(), summed over resumes
+        self._credit = 0.0
+        self._metrics: list[dict[str, Any]] = []
+        self._mark = (time.perf_counter(), 0, 0)  # (time, moves, updates) at the last record
+
+    # -- training -------------------------------------------------------------------------
+    @property
+    def params(self) -> Params:
+        return self.state.params
+
+    def _next_key(self) -> jax.Array:
+        self.rng, key = jax.random.split(self.rng)
+        return key
+
+    def collect(self, num_moves: int) -> None:
+        """Plays ``num_moves`` batched moves (each moves all N games) without learning."""
+        for _ in range(num_moves):
+            self.actor.step(self.state.params, self._next_key())
+
+    def learn_step(self) -> dict[str, Any]:
+        """One learner update on a prioritised batch; returns its metrics (device arrays)."""
+        t = self.config.train
+        batch = self.replay.sample(t.batch_size, t.unroll_steps, t.td_steps)
+        self.state, metrics, priorities = self.update_fn(self.state, batch._replace(indices=None))
+        self.replay.update_priorities(batch.indices, np.asarray(priorities))
+        self.updates += 1
+        return metrics
+
+    def train(self, num_steps: int, callback: Callback | None = None) -> list[dict[str, Any]]:
+        """Runs ``num_steps`` learner updates with self-play in between.
+
+        ``callback(record)`` is called with each training-curve record (every
+        ``train.log_every`` updates); returning True stops training early. Checkpoints are
+        written every ``train.checkpoint_every`` updates to ``train.checkpoint_path`` (and at
+        the end, when a path is set). Returns the records added by this call.
+        """
+        t = self.config.train
+        target = self.updates + int(num_steps)
+        first_record = len(self.curves)
+        start = time.perf_counter()
+        self._mark = (start, self.actor.moves, self.updates)
+        stop = False
+        try:
+            while self.updates < target and not stop:
+                self.actor.step(self.state.params, self._next_key())
+                if len(self.replay) < self.config.replay.min_size:
+                    continue
+                self._credit += t.updates_per_actor_step
+                while self._credit >= 1.0 and self.updates < target and not stop:
+                    self._credit -= 1.0
+                    self._metrics.append(self.learn_step())
+                    if t.reanalyse_every and self.updates % t.reanalyse_every == 0:
+                        reanalyse(
+                            self.replay,
+                            self.search_fn,
+                            self.state.params,
+                            self._next_key(),
+                            t.num_envs,
+                        )
+                    if t.log_every and self.updates % t.log_every == 0:
+                        self.wall_time += time.perf_counter() - start
+                        start = time.perf_counter()
+                        record = self._record()
+                        if callback is not None and callback(record) is True:
+                            stop = True
+                    if t.checkpoint_every and self.updates % t.checkpoint_every == 0:
+                        if t.checkpoint_path:
+                            self.save(t.checkpoint_path)
+        finally:
+            self.wall_time += time.perf_counter() - start
+        if t.checkpoint_path:
+            self.save(t.checkpoint_path)
+        return self.curves[first_record:]
+
+    def _record(self) -> dict[str, Any]:
+        now = time.perf_counter()
+        t0, moves0, updates0 = self._mark
+        dt = max(now - t0, 1e-9)
+        metrics = jax.device_get(self._metrics)
+        self._metrics = []
+        record: dict[str, Any] = {
+            "step": self.updates,
+            "env_moves": self.actor.moves,
+            "games": self.actor.games,
+            "wall_time": round(self.wall_time, 3),
+            "moves_per_s": (self.actor.moves - moves0) / dt,
+            "updates_per_s": (self.updates - updates0) / dt,
+            "replay_size": len(self.replay),
+        }
+        for key, value in self.actor.recent_stats().items():
+            record[key] = value
+        if metrics:
+            for key in metrics[0]:
+                record[key] = float(np.mean([m[key] for m in metrics]))
+        self.curves.append(record)
+        self._mark = (now, self.actor.moves, self.updates)
+        return record
+
+    # -- acting ---------------------------------------------------------------------------
+    def search(
+        self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: bool = True
+    ) -> SearchOutput:
+        """Searches with the current params; returns numpy ``SearchOutput``."""
+        out = self.search_fn(
+            self.state.params,
+            self._next_key(),
+            np.asarray(obs, np.float32),
+            np.asarray(legal, bool),
+            np.asarray(moves_left, np.int32),
+            greedy,
+        )
+        return SearchOutput(*jax.device_get(out))
+
+    def act(
+        self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: bool = True
+    ) -> np.ndarray:
+        """Actions int32[N] for a batch of positions (greedy = no exploration noise)."""
+        return np.asarray(self.search(obs, legal, moves_left, greedy).action, np.int32)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "kind": "trainer",
+            "config": self.config.to_dict(),
+            "seed": self.seed,
+            "observation_size": self.env.observation_size,
+            "num_actions": self.env.num_actions,
+            "updates": self.updates,
+            "env_moves": self.actor.moves,
+            "games": self.actor.games,
+            "wall_time": self.wall_time,
+            "credit": self._credit,
+            "resumes": self.resumes,
+            "replay_rng": self.replay.rng.bit_generator.state,
+            "replay_included": False,
+            "curves": self.curves,
+        }
+
+    def save(self, path: str | os.PathLike, include_replay: bool | None = None) -> Path:
+        """Atomically writes everything needed to resume (see :meth:`resume`).
+
+        The replay buffer is included when ``include_replay`` (default
+        ``train.checkpoint_replay``). Games in progress are not saved: a resumed trainer
+        starts fresh games.
+        """
+        if include_replay is None:
+            include_replay = self.config.train.checkpoint_replay
+        arrays = params_to_arrays(self.state.params)
+        arrays.update(tree_to_arrays(self.state.opt_state, "opt/"))
+        arrays["rng"] = np.asarray(jax.device_get(self.rng))
+        arrays["train_step"] = np.asarray(jax.device_get(self.state.step))
+        meta = self._meta()
+        if include_replay:
+            meta["replay_included"] = True
+            arrays.update({f"replay/{k}": v for k, v in self.replay.state_dict().items()})
+        if self.actor.ranked is not None:
+            arrays.update({f"ranked/{k}": v for k, v in self.actor.ranked.state_dict().items()})
+        return write_checkpoint(path, arrays, meta)
+
+    def save_policy(self, path: str | os.PathLike) -> Path:
+        """Writes only what inference needs (params + config): small enough to ship."""
+        meta = self._meta()
+        meta.update(kind="policy", curves=[], replay_included=False)
+        return write_checkpoint(path, params_to_arrays(self.state.params), meta)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, env_factory: EnvFactory) -> Trainer:
+        """Rebuilds a trainer from :meth:`save` output and continues where it stopped.
+
+        Params, optimizer state, counters, RNG key, curves, ranked-reward window and (when
+        saved) the replay buffer are restored; the env is rebuilt with a new seed derived from
+        the original one, so the resumed run does not replay the same games.
+        """
+        arrays, meta = read_checkpoint(path)
+        if meta.get("kind") != "trainer":
+            raise ValueError(f"{path}: a {meta.get('kind')!r} checkpoint cannot be resumed")
+        config = Config.from_dict(meta["config"])
+        seed = int(meta["seed"])
+        resumes = int(meta.get("resumes", 0)) + 1
+
+        def factory(num_envs: int, env_seed: int) -> BatchedEnv:
+            return env_factory(num_envs, env_seed + 1_000_003 * resumes)
+
+        trainer = cls(factory, config, seed)
+        trainer.env_factory = env_factory
+        trainer.resumes = resumes
+        if (trainer.env.observation_size, trainer.env.num_actions) != (
+            meta["observation_size"],
+            meta["num_actions"],
+        ):
+            raise ValueError("the env's observation/action sizes differ from the checkpoint's")
+        params = jax.tree.map(np.asarray, arrays_to_params(arrays))
+        expected = jax.tree.structure(trainer.state.params)
+        if jax.tree.structure(params) != expected:
+            raise ValueError("checkpoint params do not match the network config")
+        opt_state = arrays_to_tree(arrays, "opt/", trainer.state.opt_state)
+        trainer.state = TrainState(
+            jax.tree.map(jnp.asarray, params),
+            jax.tree.map(jnp.asarray, opt_state),
+            jnp.asarray(arrays["train_step"]),
+        )
+        trainer.rng = jnp.asarray(arrays["rng"])
+        trainer.updates = int(meta["updates"])
+        trainer.actor.moves = int(meta["env_moves"])
+        trainer.actor.games = int(meta["games"])
+        trainer.wall_time = float(meta["wall_time"])
+        trainer._credit = float(meta["credit"])
+        trainer.curves = list(meta["curves"])
+        trainer.replay.rng.bit_generator.state = meta["replay_rng"]
+        if meta.get("replay_included"):
+            trainer.replay.load_state_dict(prefixed(arrays, "replay/"))
+        if trainer.actor.ranked is not None and "ranked/recent" in arrays:
+            trainer.actor.ranked.load_state_dict(prefixed(arrays, "ranked/"))
+        return trainer
+
+    def write_curves_csv(self, path: str | os.PathLike) -> Path:
+        return write_curves_csv(self.curves, path)
+
+
+def write_curves_csv(curves: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Writes training-curve records as CSV (union of keys, in first-seen order)."""
+    path = Path(path)
+    keys: list[str] = []
+    for record in curves:
+        keys.extend(k for k in record if k not in keys)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(curves)
+    return path
+
+
+class Policy:
+    """Inference with a trained network: batched search over the learned model."""
+
+    def __init__(
+        self,
+        networks: Networks,
+        params: Params,
+        search_config: SearchConfig,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.networks = networks
+        self.params = params
+        self.search_config = search_config
+        self.meta = meta or {}
+        self.observation_size = networks.observation_size
+        self.num_actions = networks.num_actions
+        self._search = make_search_fn(networks, search_config)
+
+    def search(
+        self,
+        obs: np.ndarray,
+        legal: np.ndarray,
+        moves_left: np.ndarray,
+        greedy: bool = True,
+        seed: int = 0,
+    ) -> SearchOutput:
+        """obs float32[N,O], legal bool[N,A], moves_left int32[N] -> numpy SearchOutput."""
+        out = self._search(
+            self.params,
+            jax.random.PRNGKey(seed),
+            np.asarray(obs, np.float32),
+            np.asarray(legal, bool),
+            np.asarray(moves_left, np.int32),
+            greedy,
+        )
+        return SearchOutput(*jax.device_get(out))
+
+    def act(
+        self,
+        obs: np.ndarray,
+        legal: np.ndarray,
+        moves_left: np.ndarray,
+        greedy: bool = True,
+        seed: int = 0,
+    ) -> np.ndarray:
+        return np.asarray(self.search(obs, legal, moves_left, greedy, seed).action, np.int32)
+
+
+def load_policy(
+    path: str | os.PathLike, num_simulations: int | None = None, policy: str | None = None
+) -> Policy:
+    """Loads a trainer or policy checkpoint for inference.
+
+    ``num_simulations`` / ``policy`` ("gumbel" | "muzero") override the trained search config.
+    """
+    arrays, meta = read_checkpoint(path)
+    config = Config.from_dict(meta["config"])
+    search = config.search
+    if num_simulations is not None:
+        search = dataclasses.replace(search, num_simulations=int(num_simulations))
+    if policy is not None:
+        search = dataclasses.replace(search, policy=policy)
+    networks = make_networks(
+        int(meta["observation_size"]), int(meta["num_actions"]), config.network
+    )
+    params = jax.tree.map(jnp.asarray, arrays_to_params(arrays))
+    return Policy(networks, params, search, meta)
