@@ -1,0 +1,200 @@
+"""The ``bench`` subcommand: ``mallocgame bench {malloc,pack} [INSTANCES...] [options]``.
+
+Wired into the main CLI by ``mallocgame.bench.cli.add_parser(subparsers)``; the handler takes
+the parsed ``args`` and returns an exit code (0: every run valid; 1: a run crashed, timed out
+or returned an invalid mapping, or an instance was skipped; 130: interrupted, resume with
+``--resume``), and raises :class:`mallocgame.errors.InputError` naming the field for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from mallocgame.errors import InputError
+
+DESCRIPTION = """\
+Benchmark solvers side by side on many instances, capacities and seeds, with the best
+provable bound as the ceiling. malloc: minimise program time (fast/slow memory mapping);
+pack: fit every buffer within the capacity (minimalloc's problem) and report the peak.
+
+Writes OUT/runs.jsonl (one JSON line per run), OUT/bounds.jsonl, OUT/results.md, OUT/summary.json,
+OUT/pictures/*.png and OUT/solutions/ (best mapping per task). Interrupt with Ctrl-C and
+continue with --resume: finished (instance, solver, seed, capacity) runs are skipped.
+
+examples:
+  mallocgame bench pack ../shared/datasets/minimalloc-challenging --solvers msa,greedy-size,omnimalloc:supermalloc
+  mallocgame bench malloc --suite zoo --capacities 10%,25%,50% --seeds 5
+  mallocgame bench malloc ../shared/datasets/ml-traces --solvers msa,restarts,cpsat --time-limit 10
+"""
+
+
+def _int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    return v
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``bench`` on the main CLI's subparsers (``set_defaults(fn=cmd_bench)``)."""
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark solvers (and peers, and CP-SAT's bound) over suites, capacities and seeds",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(p)
+    p.set_defaults(fn=cmd_bench)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("mode", choices=["malloc", "pack"], help="malloc: time objective; pack: fit-all at the capacity")
+    p.add_argument("instances", nargs="*", metavar="INSTANCE",
+                   help="zoo:NAME (or a zoo name), zoo-small:NAME, tiny:K, a minimalloc CSV or workload file, or a folder of them "
+                        "(default: the mode's suite: zoo for malloc, challenging for pack)")
+    p.add_argument("--suite", default=None, help="zoo, zoo-small, challenging, traces, tiny (added to INSTANCES)")
+    p.add_argument("--solvers", default=None,
+                   help="comma-separated: msa, greedy-size, random, all-slow, restarts, cpsat, agent (when registered), "
+                        "omnimalloc:NAME (pack only) (default: all baselines, restarts and cpsat; pack adds omnimalloc peers)")
+    p.add_argument("--capacities", default=None,
+                   help="comma-separated: 10%% (of peak live bytes), bytes (1048576, 4MiB), auto (the number in a minimalloc "
+                        "file name, else 25%% / 100%%), inf (pack: minimise the peak) (default malloc 10%%,25%%,50%%; pack auto)")
+    p.add_argument("--seeds", type=_int, default=3, help="seeds per (instance, capacity, solver) (default 3)")
+    p.add_argument("--cpsat-seeds", type=_int, default=1, help="seeds for cpsat, the ceiling (default 1)")
+    p.add_argument("--time-limit", type=_float, default=5.0,
+                   help="seconds per run for search solvers (restarts, cpsat, agent, omnimalloc's) (default 5)")
+    p.add_argument("--bound-time-limit", type=_float, default=None, help="seconds for the knapsack MILP bound (default: --time-limit)")
+    p.add_argument("--hard-timeout", type=_float, default=None, help="kill a run after this many seconds (default 3 x time limit + 120)")
+    p.add_argument("--threads", type=_int, default=2, help="threads for CP-SAT and omnimalloc (default 2)")
+    p.add_argument("--target", default="tpuv4i", help="target preset or file (default tpuv4i)")
+    p.add_argument("--alignment", type=_int, default=None,
+                   help="bytes (default: the target's for malloc, 1 for pack, as minimalloc)")
+    p.add_argument("--out", default=None, help="output folder (default bench-MODE)")
+    p.add_argument("--resume", action="store_true", help="continue the bench in --out, skipping finished runs")
+    p.add_argument("--report-only", action="store_true", help="rebuild results.md and pictures from --out's runs.jsonl")
+    p.add_argument("--no-pictures", action="store_true", help="skip the pictures")
+    p.add_argument("--no-isolate", action="store_true", help="run solvers in this process (debugging; no per-run RSS)")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+
+
+def _split(text: str | None, field: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    if any(not t for t in items):
+        raise InputError(f"empty entry in {text!r}", field=field)
+    return items
+
+
+def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> Any:
+    from mallocgame.bench.runner import BenchConfig
+
+    for field, v in (("seeds", args.seeds), ("cpsat-seeds", args.cpsat_seeds), ("threads", args.threads)):
+        if v < 1:
+            raise InputError(f"must be at least 1, got {v}", field=field)
+    if args.alignment is not None and args.alignment < 1:
+        raise InputError(f"must be positive, got {args.alignment}", field="alignment")
+    for field, v in (("time-limit", args.time_limit), ("bound-time-limit", args.bound_time_limit), ("hard-timeout", args.hard_timeout)):
+        if v is not None and not v > 0:
+            raise InputError(f"must be positive, got {v}", field=field)
+    command = "mallocgame bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
+    return BenchConfig(
+        mode=args.mode,
+        out=Path(args.out or f"bench-{args.mode}"),
+        instances=list(args.instances),
+        suite=args.suite,
+        solvers=_split(args.solvers, "solvers"),
+        capacities=_split(args.capacities, "capacities"),
+        seeds=args.seeds,
+        time_limit=args.time_limit,
+        resume=args.resume,
+        target=args.target,
+        alignment=args.alignment,
+        threads=args.threads,
+        cpsat_seeds=args.cpsat_seeds,
+        bound_time_limit=args.bound_time_limit,
+        hard_timeout=args.hard_timeout,
+        isolate=not args.no_isolate,
+        progress=not (args.quiet or args.json),
+        pictures=not args.no_pictures,
+        command=command,
+    )
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mallocgame.bench import report, runner
+
+    if args.report_only:
+        out = Path(args.out or f"bench-{args.mode}")
+        if not (out / "runs.jsonl").exists():
+            raise InputError(f"no runs.jsonl in {out}", field="out")
+        paths = report.write_report(out, pictures=not args.no_pictures)
+        if args.json:
+            print(json.dumps(paths, indent=2))
+        else:
+            print(f"wrote {paths['results']}")
+        return 0
+    cfg = config_from_args(args, getattr(args, "argv", None))
+    outcome = runner.run_bench(cfg)
+    summary = {
+        "out": str(outcome.out),
+        "runs_done": outcome.runs_done,
+        "runs_skipped_as_finished": outcome.runs_skipped,
+        "invalid": outcome.invalid,
+        "errors": outcome.errors,
+        "interrupted": outcome.interrupted,
+        "unavailable": outcome.unavailable,
+        "skipped_instances": outcome.skipped_instances,
+        "outputs": outcome.report,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"{outcome.runs_done} runs done, {outcome.runs_skipped} already finished; "
+              f"{outcome.errors} crashed or timed out, {outcome.invalid} invalid")
+        for k, v in outcome.unavailable.items():
+            print(f"unavailable: {k}: {v}")
+        for s in outcome.skipped_instances:
+            print(f"skipped: {s}")
+        print(f"wrote {outcome.report.get('results')}")
+    return outcome.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mallocgame.bench.cli MODE ...``: the subcommand on its own (until the main
+    CLI wires it in, and for scripts)."""
+    from mallocgame.errors import MallocGameError
+
+    parser = argparse.ArgumentParser(prog="mallocgame bench", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return cmd_bench(args)
+    except InputError as e:
+        print(f"mallocgame: error: {e}", file=sys.stderr)
+        return 2
+    except MallocGameError as e:
+        print(f"mallocgame: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
