@@ -222,7 +222,12 @@ def execute(
     ctx = multiprocessing.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_entry, args=(send, fn, args), daemon=True)
-    proc.start()
+    with warnings.catch_warnings():
+        # JAX warns on every fork once imported (pytest sessions that ran JAX tests). The bench
+        # command keeps JAX out of its own process (zoo programs compile in a subprocess), and
+        # a child that needs JAX (the agent) imports it afresh.
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        proc.start()
     send.close()
     deadline = time.monotonic() + hard_timeout
     try:
