@@ -631,7 +631,10 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
                     for solver in solver_list:
                         for seed in _seeds_for(solver, cfg):
                             key = (spec.name, solver, seed, cap)
-                            if key in done or solver in disabled:
+                            if solver in disabled:
+                                ui.advance(None)
+                                continue
+                            if key in done:
                                 outcome.runs_skipped += 1
                                 ui.advance(None)
                                 continue
