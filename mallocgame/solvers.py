@@ -195,11 +195,13 @@ def list_solvers() -> list[str]:
 
 
 def _load_plugins() -> None:
-    # The agent registers itself when importable (it needs a trained checkpoint).
-    try:
-        import mallocgame.agent_solver  # noqa: F401
-    except ImportError:
-        pass
+    # Solvers that live in other modules register themselves on import: the agent (it needs
+    # a trained checkpoint) and CP-SAT (it needs ortools, the `bench` install group).
+    for module in ("mallocgame.agent_solver", "mallocgame.bench"):
+        try:
+            __import__(module)
+        except ImportError:
+            pass
 
 
 def solve(problem: Problem, solver: str = "msa", seed: int = 0, time_limit: float | None = None) -> Solution:
