@@ -113,3 +113,20 @@ def test_smollm2_perplexity_on_real_and_shuffled_text(smollm2, smollm2_windows, 
         lambda s: encode(smollm2, s), text.shuffled_words(split.evaluation[:8]), 512, max_windows=1
     )
     assert perplexity(smollm2, shuffled) > 100
+
+
+def test_blocked_causal_attention_equals_dense():
+    import jax.numpy as jnp
+
+    from mallocgame.rank.models.smollm2 import QUERY_BLOCK, _softmax_pv, causal_attention
+
+    rng = np.random.default_rng(0)
+    L = 3 * QUERY_BLOCK
+    q = jnp.asarray(rng.normal(size=(1, 3, 3, L, 16)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(1, 3, L, 16)), jnp.float32)
+    v = jnp.asarray(rng.normal(size=(1, 3, L, 8)), jnp.float32)
+    dense = np.asarray(_softmax_pv(q, k, v, 0))
+    np.testing.assert_allclose(np.asarray(causal_attention(q, k, v)), dense, atol=1e-5)
+    np.testing.assert_allclose(
+        dense[..., 0, :], np.asarray(v[:, :, None, 0, :]).repeat(3, 2), atol=1e-6
+    )

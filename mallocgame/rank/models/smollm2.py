@@ -194,6 +194,36 @@ def _moments(a: jax.Array) -> tuple[jax.Array, jax.Array]:
     return a.sum((0, 1)), jnp.einsum("blhd,blhe->hde", a, a)
 
 
+QUERY_BLOCK = 64  # queries per block of the blocked attention (see causal_attention)
+
+
+def _softmax_pv(q: jax.Array, k: jax.Array, v: jax.Array, row0: jax.Array | int) -> jax.Array:
+    """Causal softmax(q k^T) v of the queries at positions row0 + [0, T)."""
+    T, L = q.shape[-2], k.shape[-2]
+    s = jnp.einsum("bgnqr,bgsr->bgnqs", q, k)
+    row = row0 + jax.lax.broadcasted_iota(jnp.int32, (T, L), 0)
+    col = jax.lax.broadcasted_iota(jnp.int32, (T, L), 1)
+    a = jax.nn.softmax(jnp.where(row >= col, s, jnp.finfo(s.dtype).min), axis=-1)
+    return jnp.einsum("bgnqs,bgsv->bgnqv", a, v)
+
+
+def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """Causal attention: q[B, G, n, L, r] (pre-scaled), k[B, G, L, r], v[B, G, L, dv] -> [B, G, n, L, dv].
+
+    Dense scores ``[.., L, L]`` are materialised block by block (``QUERY_BLOCK`` queries at a
+    time, exactly the same result): a whole L x L score tensor does not fit in cache, and on
+    CPU its memory traffic, not the ``r``-dim dot products, would set the time.
+    """
+    L = q.shape[3]
+    T = QUERY_BLOCK
+    if L <= T or L % T:
+        return _softmax_pv(q, k, v, 0)
+    B, G, n, _, r = q.shape
+    blocks = q.reshape(B, G, n, L // T, T, r).transpose(3, 0, 1, 2, 4, 5)
+    o = jax.lax.map(lambda a: _softmax_pv(a[1], k, v, a[0] * T), (jnp.arange(L // T), blocks))
+    return o.transpose(1, 2, 3, 0, 4, 5).reshape(B, G, n, L, v.shape[-1])
+
+
 def attention(p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False):
     """Causal grouped-query attention on normed input x[B, L, D] -> out[B, L, D], stats.
 
@@ -211,16 +241,15 @@ def attention(p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False)
     v = jnp.einsum("bld,dgk->blgk", x, p["wv"])
     if "bv" in p:
         v = v + p["bv"]
-    qg = q.reshape(B, L, G, n, hd)
-    kr = k
+    # Heads before positions ([B, G, n, L, r] and [B, G, L, r]): the [B, G, n, L, L] scores then
+    # come out of the dot in softmax layout, with no transpose of an L x L tensor.
+    qg = q.reshape(B, L, G, n, hd).transpose(0, 2, 3, 1, 4)
+    kr = k.transpose(0, 2, 1, 3)
     if "qk_a" in p:
-        qg = jnp.einsum("blgnd,gdr->blgnr", qg, p["qk_a"])
-        kr = jnp.einsum("blgd,gdr->blgr", k - p["k_mean"], p["qk_b"])
-    s = jnp.einsum("bqgnr,bsgr->bgnqs", qg, kr) / np.sqrt(hd)
-    causal = jnp.tril(jnp.ones((L, L), bool))
-    s = jnp.where(causal, s, jnp.finfo(s.dtype).min)
-    a = jax.nn.softmax(s, axis=-1)
-    o = jnp.einsum("bgnqs,bsgv->bqgnv", a, v).reshape(B, L, H, v.shape[-1])
+        qg = jnp.einsum("bgnld,gdr->bgnlr", qg, p["qk_a"])
+        kr = jnp.einsum("bgld,gdr->bglr", kr - p["k_mean"][None, :, None, :], p["qk_b"])
+    o = causal_attention(qg / np.sqrt(hd), kr, v.transpose(0, 2, 1, 3))  # [B, G, n, L, dv]
+    o = o.transpose(0, 3, 1, 2, 4).reshape(B, L, H, v.shape[-1])
     out = jnp.einsum("blhv,hvd->bld", o, p["wo"])
     if "bo" in p:
         out = out + p["bo"]
