@@ -300,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list solvers, targets or zoo programs")
     p.add_argument("what", choices=["solvers", "targets", "zoo"])
     p.set_defaults(fn=cmd_list)
+
+    from mallocgame import agent_cli
+
+    agent_cli.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,209 @@
+"""The agent's subcommands of the ``mallocgame`` CLI: ``train`` and ``optimize``.
+
+``add_parsers(subparsers)`` registers them (called by :func:`mallocgame.cli.build_parser`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from mallocgame.errors import InputError
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def add_parsers(sub: Any) -> None:
+    from mallocgame.cli import _add_problem_args
+
+    p = sub.add_parser(
+        "optimize",
+        help="map a workload with the trained agent (search + improvement within a budget), next to msa",
+        description="Play the workload with the trained MuZero agent (batched search over its learned "
+        "model: one greedy and several sampled games), keep improving within --budget seconds by an exact "
+        "local search guided by the agent's policy, and write the best valid mapping found. Prints the "
+        "agent's own result and msa's side by side.",
+    )
+    _add_problem_args(p, capacity_default=None)
+    p.add_argument("--budget", type=_positive_float, default=10.0, help="seconds of wall-clock (default 10; 0 = the agent's games only)")
+    p.add_argument("--out", help="mapping CSV; OUT.json and OUT.msa_overrides.txtpb are written beside it")
+    p.add_argument("--policy", default=None, help="agent checkpoint (default: $MALLOCGAME_POLICY, else the shipped mallocgame/pretrained/policy.npz)")
+    p.add_argument("--copies", type=int, default=8, help="games the agent plays at once: 1 greedy + the rest sampled (default 8)")
+    p.add_argument("--simulations", type=int, default=None, help="search simulations per move (default: as trained)")
+    p.add_argument("--no-improve", action="store_true", help="only the agent's own games (more sampled games within the budget)")
+    p.add_argument("--compare-restarts", action="store_true", help="also run the restarts baseline with the same wall-clock, for the table")
+    p.set_defaults(fn=cmd_optimize)
+
+    p = sub.add_parser(
+        "train",
+        help="train the MuZero agent on the training split (checkpoints, resume, curves)",
+        description="Self-play training of the MuZero agent on the problems of a split (every workload x "
+        "capacity). Writes OUT/checkpoint.npz (atomically, every --checkpoint-every updates; --resume continues "
+        "from it), OUT/policy.npz (the small inference checkpoint), OUT/curves.csv and OUT/curves.png.",
+    )
+    p.add_argument("--out", default="runs/agent", help="run folder (default runs/agent)")
+    p.add_argument("--split", default="train", help="workload split (train | heldout); default train")
+    p.add_argument("--capacities", default="10%,25%,50%", help="fractions of peak live bytes (default 10%%,25%%,50%%)")
+    p.add_argument("--target", default="tpuv4i")
+    p.add_argument("--max-buffers", type=int, default=400, help="skip workloads with more buffers (default 400)")
+    p.add_argument("--steps", type=int, default=2000, help="learner updates in total, over resumes (default 2000)")
+    p.add_argument("--minutes", type=_positive_float, default=None, help="stop after this much wall time")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz if it exists")
+    p.add_argument("--reward", choices=["dense", "ranked"], default="dense",
+                   help="dense: time saved per move; ranked: +1/-1/0 per game against msa's return")
+    p.add_argument("--num-envs", type=int, default=32)
+    p.add_argument("--simulations", type=int, default=8)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--latent", type=int, default=64)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--eval-every", type=int, default=500, help="held-out greedy evaluation every N updates (0 = off)")
+    p.add_argument("--no-demos", action="store_true", help="do not seed the replay with msa / locally improved lines")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    p.set_defaults(fn=cmd_train)
+
+
+# --------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from mallocgame import splits
+    from mallocgame.train import TrainOptions, train_run
+
+    splits.get_split(args.split)
+    caps = tuple(c.strip() for c in args.capacities.split(",") if c.strip())
+    if not caps:
+        raise InputError("no capacity given", field="capacities")
+    for name, v in (("steps", args.steps), ("num-envs", args.num_envs), ("simulations", args.simulations),
+                    ("hidden", args.hidden), ("latent", args.latent), ("max-buffers", args.max_buffers)):
+        if v <= 0:
+            raise InputError(f"must be positive, got {v}", field=name)
+    o = TrainOptions(
+        out=args.out, split=args.split, capacities=caps, target=args.target, max_buffers=args.max_buffers,
+        steps=args.steps, minutes=args.minutes, seed=args.seed, resume=args.resume, reward_mode=args.reward,
+        num_envs=args.num_envs, num_simulations=args.simulations, hidden=args.hidden, latent=args.latent,
+        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, demos=not args.no_demos,
+        quiet=args.json,
+    )
+    summary = train_run(o)
+    if args.json:
+        from mallocgame import emit
+
+        print(emit.dumps(summary))
+    else:
+        last = summary["last_record"]
+        print(f"trained {summary['updates']} updates, {summary['games']} games, {summary['env_moves']} moves "
+              f"in {summary['wall_time_s']:.0f} s (this process {summary['this_process_s']:.0f} s)")
+        if last:
+            print(f"last record: return {last.get('return', float('nan')):.3f} vs msa {last.get('baseline', float('nan')):.3f} "
+                  f"(scaled), not worse than msa in {100 * last.get('not_worse_rate', float('nan')):.0f}% of recent games")
+        for k in ("checkpoint", "policy", "curves_csv", "curves_png"):
+            print(f"wrote     {k}: {summary[k]}")
+    return 0
+
+
+# --------------------------------------------------------------------------- optimize
+def _row(name: str, time_s: float, all_slow: float, msa_time: float, wall: float | None, note: str = "") -> dict:
+    return {
+        "solver": name,
+        "time_s": time_s,
+        "speedup_vs_all_slow": all_slow / time_s if time_s > 0 else 1.0,
+        "speedup_vs_msa": msa_time / time_s if time_s > 0 else 1.0,
+        "wall_s": wall,
+        "note": note,
+    }
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from mallocgame import emit, solvers
+    from mallocgame.agent_solver import agent_solve, load_agent
+    from mallocgame.cli import _fmt_bytes, _problem_from_args, progress
+    from mallocgame.problem import Solution
+
+    if args.copies < 1:
+        raise InputError(f"must be at least 1, got {args.copies}", field="copies")
+    if args.simulations is not None and args.simulations < 1:
+        raise InputError(f"must be at least 1, got {args.simulations}", field="simulations")
+    problem = _problem_from_args(args)
+    with progress("loading the agent", quiet=args.json):
+        agent = load_agent(args.policy, args.simulations)
+    with progress(f"agent playing ({args.copies} games) and improving for {args.budget:g} s", quiet=args.json):
+        t0 = time.perf_counter()
+        offsets, extra = agent_solve(problem, budget=args.budget, seed=args.seed, copies=args.copies,
+                                     improve_search=not args.no_improve, agent=agent)
+        wall = time.perf_counter() - t0 - extra["setup_s"]
+    order = extra.pop("order", None)
+    solution = Solution(problem, "agent", offsets, wall, extra)
+    msa = solvers.solve(problem, "msa", seed=args.seed)
+    all_slow = problem.all_slow_time
+    msa_time = msa.time_s
+    best_time = solution.time_s
+
+    def t_of(ret: float) -> float:  # a game's return is the fraction of the all-slow time saved
+        return all_slow * (1.0 - ret)
+
+    rows = []
+    if problem.objective == "time":
+        rows.append(_row("agent (greedy game)", t_of(extra["agent_greedy"]), all_slow, msa_time, None, "one greedy search game"))
+        rows.append(_row("agent_raw", t_of(extra["agent_raw"]), all_slow, msa_time, extra["agent_wall_s"],
+                         f"best of the agent's {extra['agent_games']} games, no heuristic"))
+    rows.append(_row("best (agent + search)", best_time, all_slow, msa_time, wall,
+                     f"written; from {extra['best_source']}"))
+    rows.append(_row("msa", msa_time, all_slow, msa_time, msa.wall_s, "XLA's heuristic"))
+    restarts = None
+    if args.compare_restarts:
+        with progress(f"restarts for {wall:.1f} s", quiet=args.json):
+            restarts = solvers.solve(problem, "restarts", seed=args.seed, time_limit=max(wall, args.budget))
+        rows.append(_row("restarts", restarts.time_s, all_slow, msa_time, restarts.wall_s, "same wall-clock"))
+
+    summary = solution.summary()
+    summary["input"] = str(args.input)
+    summary["budget_s"] = args.budget
+    summary["msa"] = msa.summary()
+    summary["agent"] = {k: extra[k] for k in ("agent_greedy", "agent_raw", "agent_games", "agent_wall_s", "policy") if k in extra}
+    if problem.objective == "time":
+        summary["agent"]["agent_raw_time_s"] = t_of(extra["agent_raw"])
+        summary["agent"]["agent_raw_speedup_vs_msa"] = msa_time / t_of(extra["agent_raw"])
+    summary["speedup_vs_msa"] = msa_time / best_time if best_time > 0 else 1.0
+    summary["comparison"] = rows
+    if restarts is not None:
+        summary["restarts"] = restarts.summary()
+    summary["note"] = ("agent_raw: the agent's own games only; best: the best of the agent's games, msa's line "
+                       "and the local search guided by the agent (never worse than msa)")
+    paths = emit.write_outputs(solution, args.out, summary, order=order) if args.out else {}
+    summary["outputs"] = paths
+    if args.json:
+        print(emit.dumps(summary))
+    else:
+        w = problem.workload
+        print(f"{w.name}: {w.num_buffers} buffers, peak live {_fmt_bytes(w.peak_live_bytes())}; target "
+              f"{problem.target.name}, fast capacity {_fmt_bytes(problem.capacity)}; objective {problem.objective}; "
+              f"budget {args.budget:g} s")
+        print(f"all slow {all_slow * 1e6:.3f} us; unlimited fast memory {problem.lower_bound_time * 1e6:.3f} us; "
+              f"agent setup (load + compile, not in the budget) {extra['setup_s']:.1f} s")
+        header = f"{'solver':<24} {'time (us)':>12} {'speed-up':>9} {'vs msa':>8} {'wall (s)':>9}  note"
+        print(header)
+        print("-" * (len(header) + 30))
+        for r in rows:
+            wall_txt = f"{r['wall_s']:.2f}" if r["wall_s"] is not None else "-"
+            print(f"{r['solver']:<24} {r['time_s'] * 1e6:>12.3f} {r['speedup_vs_all_slow']:>8.4f}x "
+                  f"{r['speedup_vs_msa']:>7.4f}x {wall_txt:>9}  {r['note']}")
+        if problem.objective == "fit-all":
+            print(f"fit-all   agent {'solved' if summary.get('solved') else 'NOT solved'} "
+                  f"({summary['placed_buffers']} of {w.num_buffers} placed); msa "
+                  f"{'solved' if summary['msa'].get('solved') else 'NOT solved'} ({summary['msa']['placed_buffers']} placed)")
+        print(f"valid     {'yes' if summary['valid'] else 'NO: ' + '; '.join(summary['problems'][:3])}")
+        for k, v in paths.items():
+            print(f"wrote     {k}: {v}")
+    if not summary["valid"]:
+        print("mallocgame: error: the mapping is invalid: " + "; ".join(summary["problems"][:3]), file=sys.stderr)
+        return 1
+    return 0

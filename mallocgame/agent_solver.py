@@ -1,0 +1,516 @@
+"""The ``agent`` solver: the trained MuZero agent plays the mallocGame, then keeps improving.
+
+How one problem is solved (:func:`agent_solve`):
+
+1. **Agent play.** The game presents the buffers in ``msa`` order (so action 1 everywhere is
+   ``msa``'s line of play). ``copies`` copies of the game are stepped together
+   (:class:`mallocgame._native.BatchedGames`); every move, one batched MuZero search over the
+   learned model (mctx) chooses the moves of all copies: copy 0 plays greedily (the most
+   weighted move of the improved policy), the others sample (Gumbel noise, a different seed per
+   round). The best of these games is ``agent_raw`` -- the agent alone, no heuristic and no
+   exact rollouts.
+2. **Improvement within the budget** (``improve=True``): a local search over lines of play
+   seeded with the agent's best lines and ``msa``'s line. Along the current best line, at each
+   turn the alternatives are tried in the order of the agent's prior (its policy network at
+   that state); each alternative is judged exactly, by finishing the game with best fit in the
+   native core (``clone`` + ``play_best_fit``), and adopted when it beats the best return. When
+   a pass finds nothing, the search restarts from another agent line, then from random kicks of
+   the best line. It stops at the deadline.
+3. The result is the best valid mapping among all of these (``best``). Because ``msa``'s line
+   is one of the candidates, ``best`` is never worse than ``msa``; ``agent_raw`` can be.
+
+The summary keys (``Solution.extra``): ``agent_greedy``, ``agent_raw``, ``msa_return``,
+``best_return``, ``best_source`` (``agent`` | ``msa`` | ``improved``), ``agent_games``,
+``improve_evaluations``, ``agent_wall_s``.
+
+The policy comes from ``$MALLOCGAME_POLICY`` if set, else the agent shipped in
+``mallocgame/pretrained/policy.npz``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mallocgame.errors import InputError, MallocGameError
+from mallocgame.problem import Problem
+from mallocgame.solvers import msa_order, register_solver
+
+PRETRAINED_DIR = Path(__file__).with_name("pretrained")
+PRETRAINED_POLICY = PRETRAINED_DIR / "policy.npz"
+
+
+def policy_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The policy to load: ``path``, else ``$MALLOCGAME_POLICY``, else the shipped one."""
+    if path is not None:
+        return Path(path)
+    env = os.environ.get("MALLOCGAME_POLICY")
+    return Path(env) if env else PRETRAINED_POLICY
+
+
+def _enable_compilation_cache() -> None:
+    """Keep jitted searches on disk so that a second run does not compile again."""
+    try:
+        import jax
+
+        from mallocgame.splits import cache_dir
+
+        jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    except Exception:  # an old jax or a read-only home: compile every time
+        pass
+
+
+class Agent:
+    """A loaded policy: batched search (``search``) and the policy prior (``prior``)."""
+
+    def __init__(self, policy: Any, path: Path | None = None):
+        import jax
+
+        self.policy = policy
+        self.path = path
+        self.num_actions = int(policy.num_actions)
+        self.observation_size = int(policy.observation_size)
+        nets = policy.networks
+        self._warm: set[int] = set()
+        self._prior = jax.jit(lambda params, obs: jax.nn.softmax(nets.initial_inference(params, obs).policy_logits))
+
+    @classmethod
+    def from_trainer(cls, trainer: Any) -> Agent:
+        """An agent over a live :class:`agent.trainer.Trainer`'s current parameters."""
+        from agent.trainer import Policy
+
+        return cls(Policy(trainer.networks, trainer.state.params, trainer.config.search, {}))
+
+    def warmup(self, batch: int) -> float:
+        """Compiles the search for ``batch`` games (and the prior); returns the seconds spent."""
+        if batch in self._warm:
+            return 0.0
+        t = time.perf_counter()
+        obs = np.zeros((batch, self.observation_size), np.float32)
+        legal = np.ones((batch, self.num_actions), np.bool_)
+        self.search(obs, legal, np.ones(batch, np.int32), greedy=False, seed=0)
+        self.prior(obs[:1])
+        self._warm.add(batch)
+        return time.perf_counter() - t
+
+    def search(self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: bool, seed: int):
+        return self.policy.search(obs, legal, moves_left, greedy=greedy, seed=seed)
+
+    def prior(self, obs: np.ndarray) -> np.ndarray:
+        """float32[N, A] policy-network probabilities (no search)."""
+        return np.asarray(self._prior(self.policy.params, np.asarray(obs, np.float32).reshape(-1, self.observation_size)))
+
+
+_AGENTS: dict[tuple[str, int | None], Agent] = {}
+
+
+def load_agent(path: str | os.PathLike[str] | None = None, num_simulations: int | None = None) -> Agent:
+    """Loads (once per process) the policy at :func:`policy_path`."""
+    p = policy_path(path)
+    key = (str(p.resolve()) if p.exists() else str(p), num_simulations)
+    if key in _AGENTS:
+        return _AGENTS[key]
+    if not p.exists():
+        raise MallocGameError(
+            f"no trained agent at {p}: train one with `mallocgame train` and pass --policy, "
+            "or set MALLOCGAME_POLICY"
+        )
+    _enable_compilation_cache()
+    from agent.trainer import load_policy
+
+    try:
+        policy = load_policy(p, num_simulations=num_simulations)
+    except (ValueError, KeyError, OSError) as e:
+        raise InputError(f"not an agent checkpoint: {e}", str(p)) from None
+    agent = Agent(policy, p)
+    _AGENTS[key] = agent
+    return agent
+
+
+def check_compatible(agent: Agent, instance: Any) -> None:
+    if (instance.observation_size, instance.num_actions) != (agent.observation_size, agent.num_actions):
+        raise InputError(
+            f"the agent was trained on observations of {agent.observation_size} values and "
+            f"{agent.num_actions} actions, this game has {instance.observation_size} and "
+            f"{instance.num_actions} (use the same number of candidates, K = {agent.num_actions - 1})",
+            field="num_candidates",
+        )
+
+
+# --------------------------------------------------------------------------- agent play
+@dataclasses.dataclass
+class Line:
+    """One played game: its moves, its return and the mapping (-1 slow / unplaced), with the
+    game instance (presentation order) it was played in."""
+
+    actions: list[int]
+    ret: float
+    offsets: np.ndarray
+    placed: int
+    solved: bool
+    source: str
+    instance: Any = None
+
+    def key(self, objective: str) -> tuple:
+        return _key(objective, self.ret, self.solved)
+
+
+def _offsets(game: Any) -> np.ndarray:
+    off = np.array(game.offsets(), dtype=np.int64)
+    off[off < 0] = -1
+    return off
+
+
+def _line_of(game: Any, actions: list[int], source: str, ret: float | None = None) -> Line:
+    off = _offsets(game)
+    return Line(list(actions), float(game.return_so_far if ret is None else ret), off,
+                int((off >= 0).sum()), bool(game.solved), source, game.instance)
+
+
+def play_agent(agent: Agent, instance: Any, copies: int = 8, seed: int = 0, greedy_first: bool = True) -> list[Line]:
+    """Plays ``copies`` games of ``instance`` with batched search: copy 0 greedy (if
+    ``greedy_first``), the others sampled. Returns one :class:`Line` per copy."""
+    from mallocgame import _native
+
+    n = int(copies)
+    games = [_native.Game(instance) for _ in range(n)]
+    batch = _native.BatchedGames(games)
+    o, a = instance.observation_size, instance.num_actions
+    obs = np.zeros((n, o), np.float32)
+    legal = np.zeros((n, a), np.bool_)
+    reward = np.zeros(n, np.float32)
+    done = np.zeros(n, np.bool_)
+    batch.observe(obs, legal, done)
+    actions: list[list[int]] = [[] for _ in range(n)]
+    b = instance.num_buffers
+    for t in range(b):
+        if done.all():
+            break
+        search_legal = legal.copy()
+        search_legal[done, 0] = True  # finished games (fit-all dead ends): any row needs a legal move
+        moves_left = np.full(n, max(b - t, 1), np.int32)
+        out = agent.search(obs, search_legal, moves_left, greedy=False, seed=(seed * 1_000_003 + t) & 0x7FFFFFFF)
+        act = np.asarray(out.action, np.int32).copy()
+        if greedy_first:
+            w = np.where(search_legal[0], np.asarray(out.action_weights[0]), -np.inf)
+            act[0] = int(np.argmax(w))
+        bad = ~search_legal[np.arange(n), act]
+        if bad.any():  # never expected: fall back to the first legal move
+            act[bad] = np.argmax(search_legal[bad], axis=1)
+        alive = ~done
+        batch.step(act, obs, legal, reward, done)
+        for i in np.flatnonzero(alive).tolist():
+            actions[i].append(int(act[i]))
+    return [_line_of(g, acts, "agent") for g, acts in zip(games, actions, strict=True)]
+
+
+def best_fit_actions(game: Any) -> list[int]:
+    """Finishes ``game`` in place with best fit (action 1 if legal, else 0); its moves."""
+    acts = []
+    while not game.done:
+        m = game.legal_mask()
+        if m[1]:
+            act = 1
+        elif m[0]:
+            act = 0
+        else:
+            break
+        game.step(act)
+        acts.append(act)
+    return acts
+
+
+def _key(objective: str, ret: float, solved: bool) -> tuple:
+    # fit-all: solved first, then bytes placed (= the return); time: the return
+    return (solved, ret) if objective == "fit-all" else (ret,)
+
+
+def _beats(a: tuple, b: tuple) -> bool:
+    """``a`` strictly better than ``b`` (returns compared with a 1e-12 tolerance)."""
+    if a[:-1] != b[:-1]:
+        return a[:-1] > b[:-1]
+    return a[-1] > b[-1] + 1e-12
+
+
+# --------------------------------------------------------------------------- improvement
+class Improver:
+    """The local search of the module doc, step 2.
+
+    - ``climb(line)``: one first-improvement pass along ``line``: at each turn, the other legal
+      moves in the order of the agent's prior, each judged by finishing with best fit.
+    - ``kick(line)``: a few random moves changed at a random turn, finished with best fit.
+    - ``reorder(line)``: the presentation order perturbed (multiplicative log-normal noise on
+      the ranks, as the ``restarts`` baseline does around msa's order, here around the order
+      of ``line`` or of msa), finished with best fit. The game's order fixes what one line of
+      moves can express (a buffer left slow cannot come back later), so the search also moves
+      between orders.
+    """
+
+    def __init__(self, agent: Agent | None, problem: Problem, base_order: np.ndarray, deadline: float,
+                 rng: np.random.Generator, use_prior: bool = True):
+        self.agent = agent
+        self.problem = problem
+        self.objective = problem.objective
+        self.base_order = np.asarray(base_order)
+        self.deadline = deadline
+        self.rng = rng
+        self.use_prior = use_prior and agent is not None
+        self.evaluations = 0
+        self._obs: np.ndarray | None = None
+
+    def time_left(self) -> bool:
+        return time.perf_counter() < self.deadline
+
+    def _alternatives(self, game: Any, current: int) -> list[int]:
+        legal = np.asarray(game.legal_mask())
+        cand = [a for a in np.flatnonzero(legal).tolist() if a != current]
+        if len(cand) > 1 and self.use_prior:
+            if self._obs is None or self._obs.shape[0] != game.instance.observation_size:
+                self._obs = np.zeros(game.instance.observation_size, np.float32)
+            game.observe(self._obs)
+            p = self.agent.prior(self._obs)[0]
+            cand.sort(key=lambda a: -p[a])
+        return cand
+
+    def climb(self, line: Line) -> tuple[Line, bool]:
+        """One pass along ``line``; returns (the best line found, whether it improved)."""
+        from mallocgame import _native
+
+        g = _native.Game(line.instance)
+        acts = list(line.actions)
+        cur_key = line.key(self.objective)
+        improved = False
+        t = 0
+        while t < len(acts) and not g.done and self.time_left():
+            for a in self._alternatives(g, acts[t]):
+                c = g.clone()
+                c.step(a)
+                ret = c.return_so_far + (c.play_best_fit() if not c.done else 0.0)
+                self.evaluations += 1
+                key = _key(self.objective, ret, bool(c.solved))
+                if _beats(key, cur_key):
+                    c2 = g.clone()
+                    c2.step(a)
+                    acts = acts[:t] + [a] + best_fit_actions(c2)
+                    line = _line_of(c2, acts, "improved")
+                    cur_key = key
+                    improved = True
+                    break
+                if not self.time_left():
+                    break
+            g.step(acts[t])
+            t += 1
+        return line, improved
+
+    def kick(self, line: Line) -> Line | None:
+        from mallocgame import _native
+
+        if not line.actions:
+            return None
+        g = _native.Game(line.instance)
+        n = len(line.actions)
+        t0 = int(self.rng.integers(0, n))
+        acts = list(line.actions[:t0])
+        g.replay(acts)
+        flips = 1 + int(self.rng.integers(0, 3))
+        while not g.done and flips > 0:
+            legal = np.flatnonzero(np.asarray(g.legal_mask())).tolist()
+            if not legal:
+                break
+            cur = line.actions[len(acts)] if len(acts) < n else 1
+            others = [a for a in legal if a != cur] or legal
+            a = int(self.rng.choice(others))
+            g.step(a)
+            acts.append(a)
+            flips -= 1
+            for _ in range(int(self.rng.integers(0, 8))):  # a little best fit before the next flip
+                if g.done:
+                    break
+                m = g.legal_mask()
+                act = 1 if m[1] else 0
+                if not m[act]:
+                    break
+                g.step(act)
+                acts.append(act)
+        acts += best_fit_actions(g)
+        self.evaluations += 1
+        return _line_of(g, acts, "improved")
+
+    def reorder(self, line: Line) -> Line:
+        from mallocgame import _native
+
+        around = np.asarray(line.instance.order()) if self.rng.random() < 0.5 else self.base_order
+        b = around.shape[0]
+        rank = np.empty(b)
+        rank[around] = np.arange(b)
+        noise = self.rng.lognormal(0.0, 0.5 + self.rng.random(), size=b)
+        order = np.argsort(rank * noise, kind="stable").astype(np.int64)
+        g = _native.Game(self.problem.instance(order))
+        acts = best_fit_actions(g)
+        self.evaluations += 1
+        return _line_of(g, acts, "improved")
+
+
+def improve(agent: Agent | None, problem: Problem, base_order: np.ndarray, starts: list[Line], deadline: float,
+            seed: int = 0, use_prior: bool = True, reorder: bool = True) -> tuple[Line, int]:
+    """Local search from ``starts`` until ``deadline``; returns (best line, evaluations).
+
+    First every start line is climbed to a local optimum (best start first); then, while time
+    is left, the time is split evenly between kicks of the best line (each climbed) and
+    reorderings (climbed when they beat the best line; ``reorder=False``: kicks only, so that
+    every line stays in the order of the start lines)."""
+    rng = np.random.default_rng(seed)
+    obj = problem.objective
+    imp = Improver(agent, problem, base_order, deadline, rng, use_prior)
+    queue = sorted(starts, key=lambda ln: ln.key(obj), reverse=True)
+    best = queue[0]
+
+    def settle(line: Line) -> Line:
+        improved = True
+        while improved and imp.time_left():
+            line, improved = imp.climb(line)
+        return line
+
+    def done() -> bool:
+        return not imp.time_left() or (obj == "fit-all" and best.solved)
+
+    seen = set()
+    for line in queue:
+        if done():
+            break
+        sig = (id(line.instance), tuple(line.actions))
+        if sig in seen:
+            continue
+        seen.add(sig)
+        line = settle(line)
+        if _beats(line.key(obj), best.key(obj)):
+            best = line
+    spent = {"kick": 0.0, "reorder": 0.0 if reorder else float("inf")}
+    while not done():
+        kind = min(spent, key=spent.get)
+        t = time.perf_counter()
+        if kind == "kick":
+            line = imp.kick(best)
+            if line is None:
+                spent["kick"] = float("inf")
+                continue
+            line = settle(line)
+        else:
+            line = imp.reorder(best)
+            if _beats(line.key(obj), best.key(obj)):
+                line = settle(line)
+        spent[kind] += time.perf_counter() - t
+        if _beats(line.key(obj), best.key(obj)):
+            best = line
+    return best, imp.evaluations
+
+
+# --------------------------------------------------------------------------- the solver
+def _packing_orders(problem: Problem) -> list[np.ndarray]:
+    w = problem.workload
+    dur = w.ends - w.starts
+    ids = np.arange(w.num_buffers)
+    return [np.lexsort(keys).astype(np.int64) for keys in (
+        (ids, w.starts, -dur, -w.sizes),
+        (ids, w.starts, -w.sizes, -(w.sizes * dur)),
+        (ids, w.starts, -w.sizes, -dur),
+    )]
+
+
+def agent_solve(
+    problem: Problem,
+    budget: float | None = None,
+    seed: int = 0,
+    copies: int = 8,
+    num_simulations: int | None = None,
+    improve_search: bool = True,
+    include_msa: bool = True,
+    policy: str | os.PathLike[str] | None = None,
+    agent: Agent | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Solves ``problem`` (see the module doc). ``budget``: seconds of wall-clock for the whole
+    solve, counted after the agent is loaded and its search compiled (``setup_s``); the agent's
+    first round of games always completes, even past the budget. Returns ``(offsets, extra)``."""
+    from mallocgame import _native
+
+    t_setup = time.perf_counter()
+    agent = agent or load_agent(policy, num_simulations)
+    agent.warmup(int(copies))
+    setup_s = time.perf_counter() - t_setup
+    t0 = time.perf_counter()
+    order = msa_order(problem)
+    instance = problem.instance(order)
+    check_compatible(agent, instance)
+    obj = problem.objective
+    deadline = t0 + (float(budget) if budget is not None else 0.0)
+
+    lines = play_agent(agent, instance, copies=copies, seed=seed)
+    for ln in lines:
+        ln.instance = instance
+    agent_games = len(lines)
+    greedy = lines[0]
+    rnd = 1
+    agent_wall = time.perf_counter() - t0
+    # Without the improvement search, spend the budget on more sampled agent games.
+    while not improve_search and budget is not None and time.perf_counter() + agent_wall / rnd < deadline:
+        more = play_agent(agent, instance, copies=copies, seed=seed + 7919 * rnd, greedy_first=False)
+        lines += more
+        agent_games += len(more)
+        rnd += 1
+    agent_best = max(lines, key=lambda ln: _key(obj, ln.ret, ln.solved))
+    agent_wall = time.perf_counter() - t0
+
+    msa_game = _native.Game(instance)
+    msa_acts = best_fit_actions(msa_game)
+    msa_line = _line_of(msa_game, msa_acts, "msa")
+
+    candidates = sorted(lines, key=lambda ln: _key(obj, ln.ret, ln.solved), reverse=True)
+    if include_msa:
+        candidates.insert(0 if _key(obj, msa_line.ret, msa_line.solved) > _key(obj, agent_best.ret, agent_best.solved) else 1, msa_line)
+    if obj == "fit-all":
+        # Packing lives or dies by the order: also start from the classic packing orders
+        # (size, area = size x lifetime, lifetime; each descending), played with best fit.
+        for o in _packing_orders(problem):
+            g = _native.Game(problem.instance(o))
+            candidates.append(_line_of(g, best_fit_actions(g), "improved"))
+        candidates.sort(key=lambda ln: ln.key(obj), reverse=True)
+    best = candidates[0]
+    evaluations = 0
+    if improve_search and budget is not None and time.perf_counter() < deadline:
+        found, evaluations = improve(agent, problem, order, candidates[:3], deadline, seed)
+        if _beats(_key(obj, found.ret, found.solved), _key(obj, best.ret, best.solved)):
+            best = found
+    extra: dict[str, Any] = {
+        "return": best.ret,
+        "agent_greedy": greedy.ret,
+        "agent_raw": agent_best.ret,
+        "msa_return": msa_line.ret,
+        "best_return": best.ret,
+        "best_source": best.source,
+        "agent_games": agent_games,
+        "improve_evaluations": evaluations,
+        "agent_wall_s": agent_wall,
+        "setup_s": setup_s,
+        "policy": str(agent.path) if agent.path else None,
+    }
+    if obj == "fit-all":
+        extra.update(agent_raw_solved=agent_best.solved, msa_solved=msa_line.solved,
+                     agent_raw_placed=agent_best.placed, msa_placed=msa_line.placed)
+    extra["order"] = np.asarray(best.instance.order()) if best.instance is not None else order
+    return best.offsets, extra
+
+
+def _solver(problem: Problem, rng: np.random.Generator, time_limit: float | None):
+    seed = int(rng.integers(0, 2**31 - 1))
+    offsets, extra = agent_solve(problem, budget=time_limit if time_limit is not None else 1.0, seed=seed)
+    extra.pop("order", None)
+    return offsets, extra
+
+
+register_solver("agent", _solver)

@@ -1,0 +1,460 @@
+"""Training driver: the MuZero agent (``agent/``) on a pool of mallocGame problems.
+
+``train_run(TrainOptions(...))`` (and ``mallocgame train``) builds the problems of a split
+(every workload x capacity on the target, see :mod:`mallocgame.splits`), a
+:class:`mallocgame.rl.MallocEnv` over them (rewards scaled by ``reward_scale``), the agent's
+:class:`agent.config.Config` and :class:`agent.trainer.Trainer`, and trains with:
+
+- periodic atomic checkpoints (``RUN/checkpoint.npz``; ``--resume`` continues a killed run
+  from it; the shipped-size policy ``RUN/policy.npz`` is written beside it);
+- a progress display (rich, on a terminal; one line per record otherwise);
+- training curves: ``RUN/curves.csv`` and the picture ``RUN/curves.png``;
+- an optional periodic greedy evaluation on held-out problems (monitoring only: the run never
+  selects a checkpoint by it), recorded in the curves as ``eval_*``.
+
+The run folder also holds ``run.json``: the options, the seed, the machine and the wall time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mallocgame.rl import MallocEnv, PreparedProblem
+from mallocgame.workload import atomic_write_text
+
+
+# --------------------------------------------------------------------------- env
+class ScaledMallocEnv(MallocEnv):
+    """:class:`MallocEnv` with rewards (and the msa baseline return) multiplied by ``scale``:
+    a game's return becomes ``scale`` x the fraction of the all-slow time saved, which keeps
+    the value targets of order 1 for the learned model."""
+
+    def __init__(self, problems: list, num_envs: int, seed: int = 0, scale: float = 10.0):
+        super().__init__(problems, num_envs, seed)
+        self.scale = float(scale)
+
+    def step(self, actions: np.ndarray):
+        obs, legal, reward, done = super().step(actions)
+        return obs, legal, (reward * self.scale).astype(np.float32), done
+
+    def baseline_return(self) -> np.ndarray:
+        return (super().baseline_return() * self.scale).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- options
+@dataclasses.dataclass
+class TrainOptions:
+    out: str = "runs/agent"
+    split: str = "train"
+    capacities: tuple[str, ...] = ("10%", "25%", "50%")
+    target: str = "tpuv4i"
+    max_buffers: int = 400
+    steps: int = 2000  # learner updates (total, over resumes)
+    minutes: float | None = None  # stop after this much wall time in this process
+    seed: int = 0
+    resume: bool = False
+    reward_mode: str = "dense"  # dense | ranked (against msa's return)
+    reward_scale: float = 10.0
+    num_envs: int = 32
+    num_simulations: int = 8
+    considered_actions: int = 4  # Gumbel search: actions considered at the root (<= simulations / 2)
+    hidden: int = 128
+    latent: int = 64
+    num_blocks: int = 1
+    batch_size: int = 128
+    unroll_steps: int = 5
+    learning_rate: float = 2e-3
+    updates_per_actor_step: float = 0.5
+    replay_capacity: int = 50_000
+    min_replay: int = 2_000
+    log_every: int = 25
+    checkpoint_every: int = 100
+    checkpoint_replay: bool = True
+    demos: bool = True  # seed the replay with msa's lines and locally improved lines
+    demo_seconds: float = 0.3  # local-search time per training problem for the demonstrations
+    demo_every: int = 500  # updates between re-injections of the demonstrations (0 = once)
+    eval_every: int = 0  # updates between held-out evaluations (0 = off)
+    eval_max_buffers: int = 100
+    tiny: bool = False  # a tiny network and problems, for tests
+    problems: list | None = None  # override the split (tests): Problems or PreparedProblems
+    eval_problems: list | None = None
+    quiet: bool = False
+
+
+def make_config(o: TrainOptions):
+    from agent.config import Config, NetworkConfig, ReplayConfig, SearchConfig, TrainConfig
+
+    return Config(
+        network=NetworkConfig(hidden_size=o.hidden, latent_size=o.latent, num_blocks=o.num_blocks),
+        # Gumbel MuZero: sequential halving over the top-m actions; m must leave each of them
+        # a few simulations (9 actions with 8 simulations could not even visit each once).
+        search=SearchConfig(num_simulations=o.num_simulations,
+                            max_num_considered_actions=max(2, min(o.considered_actions, o.num_simulations // 2))),
+        replay=ReplayConfig(capacity=o.replay_capacity, min_size=o.min_replay),
+        train=TrainConfig(
+            num_envs=o.num_envs,
+            batch_size=o.batch_size,
+            unroll_steps=o.unroll_steps,
+            learning_rate=o.learning_rate,
+            warmup_steps=min(100, max(o.steps // 10, 1)),
+            updates_per_actor_step=o.updates_per_actor_step,
+            reward_mode=o.reward_mode,
+            ranked_reference="baseline",
+            log_every=o.log_every,
+            checkpoint_every=o.checkpoint_every,
+            checkpoint_path=str(Path(o.out) / "checkpoint.npz"),
+            checkpoint_replay=o.checkpoint_replay,
+        ),
+    )
+
+
+def tiny_options(**kw: Any) -> TrainOptions:
+    """Settings small enough for tests (seconds per run)."""
+    base = dict(hidden=32, latent=16, num_envs=8, num_simulations=4, batch_size=16, unroll_steps=3,
+                replay_capacity=4_000, min_replay=100, log_every=5, checkpoint_every=10, steps=20,
+                demo_seconds=0.05, tiny=True, quiet=True)
+    base.update(kw)
+    return TrainOptions(**base)
+
+
+# --------------------------------------------------------------------------- problems
+def build_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[str]]:
+    """The training problems and their names (``workload@capacity``)."""
+    from mallocgame import splits
+
+    if o.problems is not None:
+        pool = [p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.problems]
+        return pool, [f"{p.problem.workload.name}@{p.problem.capacity}" for p in pool]
+    t0 = time.perf_counter()
+    loaded = splits.load_split(o.split, max_buffers=o.max_buffers)
+    pool, names = [], []
+    for spec, wl in loaded:
+        for _, cap, p in splits.make_problems([wl], o.capacities, o.target):
+            pool.append(PreparedProblem(p))
+            names.append(f"{spec.title}@{cap}")
+    log(f"{len(pool)} training problems from {len(loaded)} workloads of split {o.split!r} "
+        f"(<= {o.max_buffers} buffers) in {time.perf_counter() - t0:.1f} s")
+    if not pool:
+        from mallocgame.errors import InputError
+
+        raise InputError(f"split {o.split!r} has no problem with at most {o.max_buffers} buffers", field="max-buffers")
+    return pool, names
+
+
+def build_eval_pool(o: TrainOptions) -> list[PreparedProblem]:
+    from mallocgame import splits
+
+    if o.eval_problems is not None:
+        return [p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.eval_problems]
+    loaded = splits.load_split("heldout", max_buffers=o.eval_max_buffers)
+    return [PreparedProblem(p) for _, _, p in splits.make_problems([wl for _, wl in loaded], o.capacities, o.target)]
+
+
+def evaluate_greedy(agent, pool: list[PreparedProblem]) -> dict[str, float]:
+    """One greedy agent game per problem: mean return, mean msa return, win/not-worse rates."""
+    from mallocgame.agent_solver import play_agent
+
+    ret, base = [], []
+    for pp in pool:
+        line = play_agent(agent, pp.instance, copies=1, seed=0)[0]
+        ret.append(line.ret)
+        base.append(pp.msa_return)
+    r, b = np.array(ret), np.array(base)
+    return {
+        "eval_return": float(r.mean()),
+        "eval_msa_return": float(b.mean()),
+        "eval_gap_vs_msa": float((r - b).mean()),
+        "eval_win_rate": float((r > b + 1e-9).mean()),
+        "eval_not_worse_rate": float((r >= b - 1e-9).mean()),
+    }
+
+
+# --------------------------------------------------------------------------- demonstrations
+def demo_lines(pp: PreparedProblem, seconds: float, seed: int = 0) -> list[list[int]]:
+    """Lines of play to imitate on one problem: ``msa``'s line and, when the exact local
+    search of :mod:`mallocgame.agent_solver` finds one within ``seconds``, a better line."""
+    from mallocgame import _native
+    from mallocgame.agent_solver import _line_of, best_fit_actions, improve
+
+    g = _native.Game(pp.instance)
+    msa = _line_of(g, best_fit_actions(g), "msa")
+    lines = [msa.actions]
+    if seconds > 0:
+        best, _ = improve(None, pp.problem, pp.order, [msa], time.perf_counter() + seconds, seed,
+                          use_prior=False, reorder=False)
+        if best.ret > msa.ret + 1e-12:
+            lines.append(best.actions)
+    return lines
+
+
+def demo_episode(pp: PreparedProblem, actions: list[int], scale: float, reward_mode: str, smoothing: float = 0.05):
+    """The :class:`agent.replay.Episode` of playing ``actions`` on ``pp`` (policy targets: the
+    played move, smoothed over the legal ones)."""
+    from agent.replay import Episode
+
+    g = pp.new_game()
+    t_max = len(actions)
+    o, a = pp.instance.observation_size, pp.instance.num_actions
+    obs = np.zeros((t_max, o), np.float32)
+    legal = np.zeros((t_max, a), np.bool_)
+    reward = np.zeros(t_max, np.float32)
+    for t, act in enumerate(actions):
+        g.observe(obs[t])
+        legal[t] = g.legal_mask()
+        reward[t] = g.step(int(act)) * scale
+    ret = float(reward.sum())
+    if reward_mode == "ranked":
+        diff = ret - pp.msa_return * scale
+        reward[:] = 0.0
+        reward[-1] = 1.0 if diff > 1e-6 else (-1.0 if diff < -1e-6 else 0.0)
+    policy = legal * (smoothing / np.maximum(legal.sum(axis=1, keepdims=True), 1))
+    policy[np.arange(t_max), actions] += 1.0 - smoothing
+    policy = (policy / policy.sum(axis=1, keepdims=True)).astype(np.float32)
+    rtg = np.cumsum(reward[::-1])[::-1].astype(np.float32)
+    moves_left = (pp.instance.num_buffers - np.arange(t_max)).astype(np.int32)
+    return Episode(obs, legal, np.asarray(actions, np.int32), reward, policy, rtg, moves_left)
+
+
+def make_demos(pool: list[PreparedProblem], o: TrainOptions, log=print) -> list:
+    t0 = time.perf_counter()
+    eps, better = [], 0
+    for i, pp in enumerate(pool):
+        lines = demo_lines(pp, o.demo_seconds, o.seed + i)
+        better += len(lines) > 1
+        eps += [demo_episode(pp, acts, o.reward_scale, o.reward_mode) for acts in lines]
+    log(f"{len(eps)} demonstration games ({better} of {len(pool)} problems improved past msa by local search) "
+        f"in {time.perf_counter() - t0:.1f} s")
+    return eps
+
+
+# --------------------------------------------------------------------------- pictures
+def plot_curves(curves: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "",
+                scale: float = 10.0) -> Path | None:
+    """Training curves as a picture: return vs msa, win rate, losses, held-out gap."""
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def col(k):
+        return np.array([c.get(k, np.nan) for c in curves], dtype=float)
+
+    step = col("step")
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
+    a = ax[0, 0]
+    a.plot(step, col("return"), label="agent (self-play, exploring)")
+    a.plot(step, col("baseline"), label="msa on the same games", ls="--")
+    a.set_title("return of recent self-play games")
+    a.set_xlabel("learner updates")
+    a.legend(fontsize=8)
+    a = ax[0, 1]
+    a.plot(step, col("win_rate"), label="beats msa")
+    a.plot(step, col("not_worse_rate"), label="not worse than msa")
+    if "eval_win_rate" in curves[-1] or any("eval_win_rate" in c for c in curves):
+        m = ~np.isnan(col("eval_not_worse_rate"))
+        a.plot(step[m], col("eval_not_worse_rate")[m], "o-", label="held-out greedy: not worse")
+        a.plot(step[m], col("eval_win_rate")[m], "s-", label="held-out greedy: beats")
+    a.set_ylim(-0.02, 1.02)
+    a.set_title("share of games vs msa")
+    a.legend(fontsize=8)
+    a = ax[1, 0]
+    for k in ("loss", "policy_loss", "value_loss", "reward_loss"):
+        if any(k in c for c in curves):
+            a.plot(step, col(k), label=k)
+    a.set_yscale("log")
+    a.set_title("learner losses")
+    a.legend(fontsize=8)
+    a = ax[1, 1]
+    if any("eval_gap_vs_msa" in c for c in curves):
+        m = ~np.isnan(col("eval_gap_vs_msa"))
+        a.plot(step[m], 100 * col("eval_gap_vs_msa")[m], "o-", label="held-out greedy - msa")
+    a.plot(step, 100 * (col("return") - col("baseline")) / scale, label="self-play (exploring) - msa")
+    a.axhline(0, color="grey", lw=0.5)
+    a.set_title("agent return - msa return (% of all-slow time)")
+    a.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_curves(curves: list[dict[str, Any]], out: Path, title: str, scale: float = 10.0,
+                 picture: bool = True) -> None:
+    """``out/curves.csv`` (atomically) and, when ``picture``, ``out/curves.png``."""
+    from agent.trainer import write_curves_csv
+
+    tmp = out / f".curves.csv.tmp{os.getpid()}"
+    write_curves_csv(curves, tmp)
+    os.replace(tmp, out / "curves.csv")
+    if picture:
+        plot_curves(curves, out / "curves.png", title, scale)
+
+
+# --------------------------------------------------------------------------- progress
+class _Progress:
+    def __init__(self, total: int, start: int, quiet: bool):
+        self.quiet = quiet
+        self.rich = None
+        if not quiet and sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.rich = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+                                 transient=False)
+            self.rich.start()
+            self.task = self.rich.add_task("train", total=total, completed=start, info="collecting games")
+
+    def update(self, record: dict[str, Any]) -> None:
+        info = (f"ret {record.get('return', float('nan')):.3f} vs msa {record.get('baseline', float('nan')):.3f} "
+                f"not-worse {record.get('not_worse_rate', float('nan')):.2f} "
+                f"loss {record.get('loss', float('nan')):.3f} {record.get('moves_per_s', 0):.0f} moves/s")
+        if "eval_gap_vs_msa" in record:
+            info += f" heldout gap {100 * record['eval_gap_vs_msa']:+.2f}%"
+        if self.rich is not None:
+            self.rich.update(self.task, completed=record["step"], info=info)
+        elif not self.quiet:
+            print(f"step {record['step']} t={record.get('wall_time', 0):.0f}s {info}", flush=True)
+
+    def close(self) -> None:
+        if self.rich is not None:
+            self.rich.stop()
+
+
+# --------------------------------------------------------------------------- the run
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, no GPU" if not _has_gpu() else f"{cpu}, {os.cpu_count()} cores, GPU"
+
+
+def _has_gpu() -> bool:
+    try:
+        import jax
+
+        return any(d.platform != "cpu" for d in jax.devices())
+    except Exception:
+        return False
+
+
+def train_run(o: TrainOptions) -> dict[str, Any]:
+    """Trains (or resumes) the run in ``o.out``; returns a summary dict."""
+    from agent.trainer import Trainer
+    from mallocgame.agent_solver import Agent
+
+    out = Path(o.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = (lambda *a, **k: None) if o.quiet else (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k))
+    ckpt = out / "checkpoint.npz"
+    for stale in list(out.glob(".checkpoint.npz.*.tmp")) + list(out.glob(".policy.npz.*.tmp")):
+        stale.unlink(missing_ok=True)  # left by a process killed while writing
+    pool, names = build_pool(o, log)
+    scale = o.reward_scale
+
+    def env_factory(num_envs: int, seed: int):
+        return ScaledMallocEnv(pool, num_envs, seed, scale)
+
+    resumed = False
+    if o.resume and ckpt.exists():
+        trainer = Trainer.resume(ckpt, env_factory)
+        resumed = True
+        log(f"resumed {ckpt} at update {trainer.updates} (resume #{trainer.resumes})")
+    else:
+        trainer = Trainer(env_factory, make_config(o), seed=o.seed)
+    eval_pool = build_eval_pool(o) if o.eval_every else []
+    demos = make_demos(pool, o, log) if o.demos else []
+
+    def inject() -> None:
+        for ep in demos:
+            trainer.replay.add(ep)
+
+    if demos and not resumed:
+        inject()
+    last_demo = [trainer.updates]
+    run_info = {
+        "options": {k: v for k, v in dataclasses.asdict(o).items() if k not in ("problems", "eval_problems")},
+        "seed": trainer.seed,
+        "config": trainer.config.to_dict(),
+        "problems": names,
+        "machine": _machine(),
+        "python": platform.python_version(),
+        "command": " ".join(sys.argv),
+    }
+    import jax
+
+    run_info["jax"] = jax.__version__
+    title = f"mallocgame agent: {o.reward_mode} reward, seed {trainer.seed}"
+    progress = _Progress(o.steps, trainer.updates, o.quiet)
+    start = time.perf_counter()
+    deadline = start + 60 * o.minutes if o.minutes else None
+    last_eval = [trainer.updates]
+
+    def callback(record: dict[str, Any]) -> bool:
+        if o.eval_every and eval_pool and record["step"] - last_eval[0] >= o.eval_every:
+            last_eval[0] = record["step"]
+            record.update(evaluate_greedy(Agent.from_trainer(trainer), eval_pool))
+        if demos and o.demo_every and record["step"] - last_demo[0] >= o.demo_every:
+            last_demo[0] = record["step"]
+            inject()
+        progress.update(record)
+        at_checkpoint = o.checkpoint_every and record["step"] % o.checkpoint_every < o.log_every
+        write_curves(trainer.curves, out, title, scale, picture=bool(at_checkpoint))
+        if at_checkpoint:
+            trainer.save_policy(out / "policy.npz")
+        return deadline is not None and time.perf_counter() > deadline
+
+    remaining = max(o.steps - trainer.updates, 0)
+    try:
+        if remaining:
+            trainer.train(remaining, callback)
+    finally:
+        progress.close()
+    trainer.save(ckpt)
+    trainer.save_policy(out / "policy.npz")
+    write_curves(trainer.curves, out, title, scale)
+    last = trainer.curves[-1] if trainer.curves else {}
+    summary = {
+        "out": str(out),
+        "checkpoint": str(ckpt),
+        "policy": str(out / "policy.npz"),
+        "curves_csv": str(out / "curves.csv"),
+        "curves_png": str(out / "curves.png"),
+        "updates": trainer.updates,
+        "env_moves": trainer.actor.moves,
+        "games": trainer.actor.games,
+        "wall_time_s": trainer.wall_time,
+        "this_process_s": time.perf_counter() - start,
+        "resumed": resumed,
+        "resumes": trainer.resumes,
+        "last_record": last,
+        "policy_bytes": (out / "policy.npz").stat().st_size,
+    }
+    run_info.update({k: summary[k] for k in ("updates", "env_moves", "games", "wall_time_s", "resumes")})
+    atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
+    return summary

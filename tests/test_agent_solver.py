@@ -1,0 +1,158 @@
+"""The ``agent`` solver and ``mallocgame optimize``, with a tiny untrained policy (and the
+shipped one, where present)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mallocgame import api, solvers
+from mallocgame.agent_solver import PRETRAINED_POLICY, agent_solve, load_agent, play_agent
+from mallocgame.cli import main
+from mallocgame.csvio import read_csv
+from mallocgame.errors import MallocGameError
+from mallocgame.targets import Target
+from mallocgame.validate import validate
+from mallocgame.workload import Workload
+from tests.conftest import random_workload
+
+T = Target("t", fast_capacity_bytes=1000, alignment_bytes=16, slow_bandwidth_bytes_per_s=100.0,
+           fast_bandwidth_bytes_per_s=400.0, peak_flops_per_s=10.0)
+COPIES = 4
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory) -> Path:
+    """A tiny policy (random init, K = 8 like the real game), saved as the CLI would load it."""
+    from agent.trainer import Trainer
+    from mallocgame.train import ScaledMallocEnv, make_config, tiny_options
+
+    o = tiny_options(out=str(tmp_path_factory.mktemp("policy")))
+    problems = [api.make_problem(random_workload(np.random.default_rng(0), n=12), "30%", T)]
+    trainer = Trainer(lambda n, s: ScaledMallocEnv(problems, n, s), make_config(o), seed=0)
+    return trainer.save_policy(Path(o.out) / "policy.npz")
+
+
+@pytest.fixture(scope="module")
+def agent(policy_file):
+    return load_agent(policy_file)
+
+
+def problem(seed: int = 1, n: int = 30, capacity: str = "25%", objective: str = "time"):
+    return api.make_problem(random_workload(np.random.default_rng(seed), n=n), capacity, T, objective=objective)
+
+
+def test_agent_plays_valid_games(agent):
+    p = problem()
+    lines = play_agent(agent, p.instance(solvers.msa_order(p)), copies=COPIES, seed=3)
+    assert len(lines) == COPIES
+    w = p.workload
+    for line in lines:
+        assert len(line.actions) == w.num_buffers
+        assert validate(w.ids, w.sizes, w.starts, w.ends, line.offsets, p.capacity, T.alignment_bytes).valid
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_best_is_never_worse_than_msa(agent, seed):
+    """msa's line is one of the candidates the solver keeps, so ``best`` >= msa; ``agent_raw``
+    (the agent's own games) may be worse."""
+    p = problem(seed)
+    offsets, extra = agent_solve(p, budget=0.3, seed=seed, copies=COPIES, agent=agent)
+    msa = solvers.solve(p, "msa")
+    from mallocgame.problem import Solution
+
+    sol = Solution(p, "agent", offsets, 0.0, extra)
+    assert sol.check().valid
+    assert sol.time_s <= msa.time_s * (1 + 1e-9)
+    assert extra["best_return"] >= extra["msa_return"] - 1e-12
+    assert extra["best_return"] >= extra["agent_raw"] - 1e-12
+    assert np.isclose(extra["msa_return"], 1 - msa.time_s / p.all_slow_time, rtol=1e-6, atol=1e-9)
+    assert np.isclose(extra["best_return"], 1 - sol.time_s / p.all_slow_time, rtol=1e-6, atol=1e-9)
+
+
+def test_without_msa_and_improvement_it_is_the_agent_alone(agent):
+    p = problem(5)
+    offsets, extra = agent_solve(p, budget=0.0, copies=COPIES, agent=agent, include_msa=False,
+                                 improve_search=False)
+    assert extra["best_source"] == "agent" and extra["best_return"] == extra["agent_raw"]
+    assert extra["improve_evaluations"] == 0
+
+
+def test_fit_all_on_an_easy_instance(agent):
+    # Three pairwise-overlapping buffers (multiples of the alignment) that fit together exactly.
+    wl = Workload.from_intervals("easy", [0, 1, 2], [96, 208, 288], [0, 1, 2], [5, 6, 7])
+    p = api.make_problem(wl, 600, T, objective="fit-all")
+    offsets, extra = agent_solve(p, budget=0.5, copies=COPIES, agent=agent)
+    assert (offsets >= 0).all() and extra["best_return"] == pytest.approx(1.0)
+
+
+def test_registered_as_a_solver():
+    assert "agent" in solvers.list_solvers()
+
+
+def test_optimize_cli_writes_mapping_json_and_proto(policy_file, tmp_path, capsys):
+    wl = random_workload(np.random.default_rng(7), n=25)
+    src = tmp_path / "w.workload.json.gz"
+    wl.save(src)
+    out = tmp_path / "m.csv"
+    code = main(["optimize", str(src), "--capacity", "30%", "--budget", "0.5", "--out", str(out),
+                 "--policy", str(policy_file), "--copies", str(COPIES), "--json", "--compare-restarts"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    for key in ("agent", "msa", "comparison", "restarts", "speedup_vs_msa"):
+        assert key in summary, key
+    assert "agent_raw" in summary["agent"] and summary["msa"]["solver"] == "msa"
+    assert summary["time_s"] <= summary["msa"]["time_s"] * (1 + 1e-9)
+    assert out.exists() and out.with_suffix(".json").exists()
+    assert (tmp_path / "m.msa_overrides.txtpb").read_text().startswith("# proto-file")
+    on_disk = json.loads(out.with_suffix(".json").read_text())
+    assert on_disk["agent"]["agent_raw"] == summary["agent"]["agent_raw"]
+    w2, offsets = read_csv(out)
+    cap = summary["capacity"]
+    assert validate(w2.ids, w2.sizes, w2.starts, w2.ends, offsets, cap, T.alignment_bytes).valid
+    assert main(["validate", str(out), "--capacity", str(cap)]) == 0
+
+
+def test_optimize_human_output_shows_agent_and_msa(policy_file, tmp_path, capsys):
+    wl = random_workload(np.random.default_rng(8), n=20)
+    src = tmp_path / "w.workload.json.gz"
+    wl.save(src)
+    code = main(["optimize", str(src), "--capacity", "40%", "--budget", "0.2", "--policy", str(policy_file),
+                 "--copies", str(COPIES)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "agent_raw" in text and "msa" in text and "best (agent + search)" in text
+
+
+def test_optimize_bad_input(policy_file, tmp_path, capsys):
+    assert main(["optimize", str(tmp_path / "missing.csv"), "--policy", str(policy_file)]) == 2
+    wl = random_workload(np.random.default_rng(9), n=10)
+    src = tmp_path / "w.workload.json.gz"
+    wl.save(src)
+    assert main(["optimize", str(src), "--copies", "0", "--policy", str(policy_file)]) == 2
+    assert main(["optimize", str(src), "--policy", str(tmp_path / "nope.npz")]) == 1
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["optimize", str(src), "--policy", str(bad)]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["optimize", "--help"])
+    assert e.value.code == 0
+
+
+def test_missing_policy_is_a_clear_error(tmp_path):
+    with pytest.raises(MallocGameError, match="no trained agent"):
+        load_agent(tmp_path / "none.npz")
+
+
+@pytest.mark.skipif(not PRETRAINED_POLICY.exists(), reason="no shipped policy in this checkout")
+def test_the_shipped_policy_loads_and_fits_the_game():
+    size = PRETRAINED_POLICY.stat().st_size
+    assert size < 5_000_000
+    ag = load_agent()
+    p = problem(11, n=15)
+    inst = p.instance(solvers.msa_order(p))
+    assert (inst.observation_size, inst.num_actions) == (ag.observation_size, ag.num_actions)
+    assert (PRETRAINED_POLICY.parent / "README.md").exists()
