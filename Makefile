@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml $(NATIVE) $(PACKAGES)
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/mallocgame compare zoo:mlp_train --capacity 25% --solvers all-slow,random,greedy-size,msa,restarts --time-limit 5
+	$(BIN)/mallocgame optimize zoo:mlp_train --capacity 25% --budget 10 --compare-restarts --out out/mlp_train.csv
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -302,8 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_list)
 
     from mallocgame import agent_cli
+    from mallocgame.bench import cli as bench_cli
 
     agent_cli.add_parsers(sub)
+    bench_cli.add_parser(sub)
     return parser
 
 
