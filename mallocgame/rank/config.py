@@ -30,12 +30,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mallocgame.errors import InputError, MallocGameError
+from mallocgame.workload import atomic_write_text
 
 FORMAT_NAME = "mallocgame-ranks"
 FORMAT_VERSION = 1
@@ -251,18 +251,7 @@ def load_rank_config(
 def save_rank_config(cfg: RankConfig, path: str | os.PathLike) -> Path:
     """Write atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(cfg.to_json())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, cfg.to_json())
     return path
 
 
