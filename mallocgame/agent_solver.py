@@ -54,7 +54,12 @@ def policy_path(path: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _enable_compilation_cache() -> None:
-    """Keep jitted searches on disk so that a second run does not compile again."""
+    """Keep jitted searches on disk so that a second run does not compile again — only when
+    ``MALLOCGAME_JAX_CACHE=1``: JAX's persistent cache is process-wide, and a cache hit skips
+    XLA's passes and so the dump files that workload extraction reads (a later `extract` in the
+    same process would fail)."""
+    if os.environ.get("MALLOCGAME_JAX_CACHE") != "1":
+        return
     try:
         import jax
 
