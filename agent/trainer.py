@@ -180,15 +180,9 @@ class Trainer:
         self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: bool = True
     ) -> SearchOutput:
         """Searches with the current params; returns numpy ``SearchOutput``."""
-        out = self.search_fn(
-            self.state.params,
-            self._next_key(),
-            np.asarray(obs, np.float32),
-            np.asarray(legal, bool),
-            np.asarray(moves_left, np.int32),
-            greedy,
+        return _search_numpy(
+            self.search_fn, self.state.params, self._next_key(), obs, legal, moves_left, greedy
         )
-        return SearchOutput(*jax.device_get(out))
 
     def act(
         self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: bool = True
@@ -309,6 +303,27 @@ def write_curves_csv(curves: list[dict[str, Any]], path: str | os.PathLike) -> P
     return path
 
 
+def _search_numpy(
+    search_fn: Callable[..., Any],
+    params: Params,
+    key: jax.Array,
+    obs: np.ndarray,
+    legal: np.ndarray,
+    moves_left: np.ndarray,
+    greedy: bool,
+) -> SearchOutput:
+    """Runs a jitted search on numpy inputs (cast to its dtypes); returns numpy SearchOutput."""
+    out = search_fn(
+        params,
+        key,
+        np.asarray(obs, np.float32),
+        np.asarray(legal, bool),
+        np.asarray(moves_left, np.int32),
+        greedy,
+    )
+    return SearchOutput(*jax.device_get(out))
+
+
 class Policy:
     """Inference with a trained network: batched search over the learned model."""
 
@@ -336,15 +351,9 @@ class Policy:
         seed: int = 0,
     ) -> SearchOutput:
         """obs float32[N,O], legal bool[N,A], moves_left int32[N] -> numpy SearchOutput."""
-        out = self._search(
-            self.params,
-            jax.random.PRNGKey(seed),
-            np.asarray(obs, np.float32),
-            np.asarray(legal, bool),
-            np.asarray(moves_left, np.int32),
-            greedy,
+        return _search_numpy(
+            self._search, self.params, jax.random.PRNGKey(seed), obs, legal, moves_left, greedy
         )
-        return SearchOutput(*jax.device_get(out))
 
     def act(
         self,

@@ -101,23 +101,10 @@ def play_best_fit(problem: Problem, order: np.ndarray) -> tuple[np.ndarray, floa
     from mallocgame import _native
 
     game = _native.Game(problem.instance(order))
-    total = game.play_best_fit() if hasattr(game, "play_best_fit") else _loop_best_fit(game)
+    total = game.play_best_fit()
     offsets = np.array(game.offsets(), dtype=np.int64)
     offsets[offsets < 0] = -1
     return offsets, float(total)
-
-
-def _loop_best_fit(game) -> float:
-    total = 0.0
-    while not game.done:
-        mask = game.legal_mask()
-        if mask[1]:
-            total += game.step(1)
-        elif mask[0]:
-            total += game.step(0)
-        else:
-            break
-    return total
 
 
 def _msa(problem: Problem, rng: np.random.Generator, time_limit: float | None):
