@@ -1,0 +1,142 @@
+"""The rank game's tables: what each move costs and what is known about it before playing.
+
+A *part* is one attention layer's query-key basis (``"qk"``) or its value basis (``"v"``);
+parts are ordered ``layer 0 qk, layer 0 v, layer 1 qk, ...`` (``P = 2 * n_layers``). Each
+part takes one rank among ``choices`` (ascending, the last = the head dimension = full).
+
+:class:`RankTables` is the contract between the measurements (``mallocgame.rank.sensitivity``),
+the baselines (``mallocgame.rank.solvers``) and the native game (``mallocgame._native.RankGame``):
+
+- ``cost[p, c]``: attention FLOPs of part ``p`` at rank ``choices[c]`` at ``seq_len``, so that
+  ``cost[arange(P), c].sum() == attention_flops(config)["total"]`` for the config those
+  choices make (tested); ``full_cost`` = FLOPs of the original attention.
+- ``energy[p, c]``: fraction of the part's (whitened) spectral energy its rank keeps, in [0, 1],
+  1 at full rank.
+- ``sens[p, c]``: calibration loss increase measured with only part ``p`` lowered to
+  ``choices[c]`` (0 at full rank). NaN where not measured.
+- ``fisher[p]``: a Fisher-style sensitivity of the part (larger = more sensitive).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import Any
+
+import numpy as np
+
+from mallocgame.rank.config import MODEL_SHAPES, RankConfig
+
+PART_KINDS = ("qk", "v")
+
+#: default rank choices per model (ascending; the last is the head dimension)
+DEFAULT_CHOICES: dict[str, tuple[int, ...]] = {
+    "smollm2": (8, 16, 24, 32, 40, 48, 64),
+    "minilm": (4, 8, 12, 16, 20, 24, 32),
+}
+
+
+def parts(model: str) -> list[tuple[int, str]]:
+    """``[(layer, kind), ...]`` in move order."""
+    return [(i, k) for i in range(MODEL_SHAPES[model].n_layers) for k in PART_KINDS]
+
+
+def cost_table(model: str, choices: tuple[int, ...], seq_len: int) -> tuple[np.ndarray, float]:
+    """``(cost float64[P, C], full_cost)``: the per-part split of ``attention_flops``."""
+    s = MODEL_SHAPES[model]
+    if not choices or list(choices) != sorted(set(choices)) or choices[-1] != s.head_dim:
+        raise ValueError(
+            f"rank choices must be ascending, distinct and end at the head dimension "
+            f"{s.head_dim}; got {list(choices)}"
+        )
+    if choices[0] < 1:
+        raise ValueError(f"rank choices must be >= 1; got {list(choices)}")
+    H, G, hd, L = s.n_heads, s.n_kv_heads, s.head_dim, seq_len
+    r = np.asarray(choices, np.float64)
+    qk = 2.0 * H * L * L * r
+    if s.rope:
+        qk = qk + np.where(r < hd, 2.0 * L * hd * r * (H + G), 0.0)
+    v = 2.0 * H * L * L * r
+    cost = np.stack([qk if k == "qk" else v for _, k in parts(model)])
+    full = 4.0 * H * L * L * hd * s.n_layers
+    return cost, full
+
+
+@dataclasses.dataclass
+class RankTables:
+    model: str
+    model_hash: str
+    seq_len: int
+    method: str
+    choices: tuple[int, ...]
+    cost: np.ndarray
+    full_cost: float
+    energy: np.ndarray
+    sens: np.ndarray
+    fisher: np.ndarray
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def parts(self) -> list[tuple[int, str]]:
+        return parts(self.model)
+
+    @property
+    def num_parts(self) -> int:
+        return len(self.parts)
+
+    def config(
+        self, choice_idx: np.ndarray | list[int], budget: float | None = None, **meta: Any
+    ) -> RankConfig:
+        """The rank config of one choice index per part."""
+        idx = np.asarray(choice_idx, np.int64)
+        if idx.shape != (self.num_parts,):
+            raise ValueError(f"expected {self.num_parts} choice indices, got shape {idx.shape}")
+        ranks = np.asarray(self.choices)[idx]
+        return RankConfig(
+            self.model,
+            self.model_hash,
+            tuple(ranks[0::2]),
+            tuple(ranks[1::2]),
+            self.seq_len,
+            method=self.method,
+            budget=None if budget is None else {"fraction": float(budget)},
+            meta=dict(meta),
+        )
+
+    def fraction(self, choice_idx: np.ndarray | list[int]) -> float:
+        """Attention FLOPs of a choice vector as a fraction of full attention."""
+        idx = np.asarray(choice_idx, np.int64)
+        return float(self.cost[np.arange(self.num_parts), idx].sum() / self.full_cost)
+
+    def save(self, path: str) -> None:
+        from mallocgame.workload import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            cost=self.cost,
+            energy=self.energy,
+            sens=self.sens,
+            fisher=self.fisher,
+            choices=np.asarray(self.choices),
+            full_cost=self.full_cost,
+            header=np.asarray([self.model, self.model_hash, str(self.seq_len), self.method]),
+        )
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path: str) -> RankTables:
+        with np.load(path) as z:
+            model, model_hash, seq_len, method = (str(x) for x in z["header"])
+            return cls(
+                model,
+                model_hash,
+                int(seq_len),
+                method,
+                tuple(int(c) for c in z["choices"]),
+                z["cost"],
+                float(z["full_cost"]),
+                z["energy"],
+                z["sens"],
+                z["fisher"],
+            )
