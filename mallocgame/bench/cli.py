@@ -87,6 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the bench in --out, skipping finished runs")
     p.add_argument("--report-only", action="store_true", help="rebuild results.md and pictures from --out's runs.jsonl")
     p.add_argument("--no-pictures", action="store_true", help="skip the pictures")
+    p.add_argument("--readme", nargs="?", const="README.md", default=None, metavar="PATH",
+                   help="also write the aggregate table, with the commands that produced it, into PATH's "
+                        "marked section for this mode (default README.md; markers are added under '## Results' "
+                        "the first time)")
     p.add_argument("--no-isolate", action="store_true", help="run solvers in this process (debugging; no per-run RSS)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -144,10 +148,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if not (out / "runs.jsonl").exists():
             raise InputError(f"no runs.jsonl in {out}", field="out")
         paths = report.write_report(out, pictures=not args.no_pictures)
+        if args.readme:
+            paths["readme"] = _write_readme(args.readme, args.mode, out)
         if args.json:
             print(json.dumps(paths, indent=2))
         else:
-            print(f"wrote {paths['results']}")
+            print(f"wrote {paths['results']}" + (f"; updated {paths['readme']}" if "readme" in paths else ""))
         return 0
     cfg = config_from_args(args, getattr(args, "argv", None))
     outcome = runner.run_bench(cfg)
@@ -162,6 +168,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "skipped_instances": outcome.skipped_instances,
         "outputs": outcome.report,
     }
+    if args.readme and outcome.runs_done + outcome.runs_skipped > 0:
+        summary["outputs"]["readme"] = _write_readme(args.readme, args.mode, outcome.out)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -172,7 +180,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for s in outcome.skipped_instances:
             print(f"skipped: {s}")
         print(f"wrote {outcome.report.get('results')}")
+        if summary["outputs"].get("readme"):
+            print(f"updated {summary['outputs']['readme']}")
     return outcome.exit_code
+
+
+def _write_readme(readme: str, mode: str, out: Path) -> str:
+    from mallocgame.bench import report
+
+    report.update_readme(readme, mode, report.readme_section(out))
+    return readme
 
 
 def main(argv: list[str] | None = None) -> int:

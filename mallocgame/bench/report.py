@@ -27,6 +27,7 @@ import numpy as np
 
 from mallocgame.bench import stats
 from mallocgame.bench.runner import best_bound, gap, read_jsonl
+from mallocgame.errors import InputError
 from mallocgame.workload import atomic_write_bytes, atomic_write_text
 
 Task = tuple[str, str]
@@ -204,43 +205,8 @@ def _markdown(out: Path, cfg: dict[str, Any], runs: list[dict[str, Any]], bounds
         return "\n".join(L) + "\n"
 
     # ---- aggregate
-    ref = "msa" if "msa" in solvers else solvers[0]
     L.append("\n## Aggregate over all tasks\n")
-    L.append("Score: " + ("share of the attainable saving, `(T_slow - T) / (T_slow - best bound)`" if mode == "malloc"
-                          else "`best bound / peak` when every buffer fits within the capacity, else 0")
-             + ". IQM = interquartile mean over all runs (seeds x tasks); 95% stratified-bootstrap CIs "
-             f"({reps} resamples of seeds within tasks). P(> {ref}): probability that a run of the solver "
-             f"scores higher than a run of `{ref}` on the same task (ties count half), averaged over the tasks both ran.\n")
-    head = "| solver | runs | valid |" + (" solved |" if mode == "pack" else "") + \
-        " IQM score [95% CI] | median gap to best bound | optimal (gap 0) | time limit s | median wall s | median peak RSS MiB (growth) | P(> " + ref + ") [95% CI] |"
-    L.append(head)
-    L.append("|" + "---|" * (head.count("|") - 1))
-    for s in solvers:
-        rs = [r for r in runs if r["solver"] == s]
-        s_tasks = _tasks_of(rs)
-        sc = _per_task(rs, s, "score", s_tasks)
-        est = stats.stratified_bootstrap_ci(sc, reps=reps, seed=1) if sc else None
-        gaps = [r["final_gap"] for r in rs if r.get("final_gap") is not None]
-        opt = sum(1 for g in gaps if g <= 1e-6)
-        walls = [r.get("wall_s") for r in rs if r.get("wall_s") is not None]
-        rss = [r.get("peak_rss_mib") for r in rs if r.get("peak_rss_mib") is not None]
-        growth = [r.get("rss_growth_mib") for r in rs if r.get("rss_growth_mib") is not None]
-        common = [t for t in tasks if t in s_tasks and any(r["solver"] == ref and (r["instance"], r["capacity"]) == t for r in runs)]
-        poi = "-"
-        if s != ref and common:
-            x = _per_task(runs, s, "score", common)
-            y = _per_task(runs, ref, "score", common)
-            if x and y:
-                poi = stats.probability_of_improvement_ci(x, y, reps=reps, seed=2).fmt(digits=2)
-        row = f"| `{s}` | {len(rs)} | {sum(1 for r in rs if r.get('valid'))} |"
-        if mode == "pack":
-            row += f" {sum(1 for r in rs if r.get('solved'))} |"
-        limits = sorted({r.get("time_limit_s") for r in rs if r.get("time_limit_s") is not None})
-        row += (f" {est.fmt() if est else '-'} | {_pct(float(np.median(gaps))) if gaps else '-'} | {opt}/{len(rs)} |"
-                f" {', '.join(f'{x:g}' for x in limits) or '-'} |"
-                f" {_fmt(float(np.median(walls)) if walls else None, '.3f')} |"
-                f" {_fmt(float(np.median(rss)) if rss else None, '.0f')} ({_fmt(float(np.median(growth)) if growth else None, '.1f')}) | {poi} |")
-        L.append(row)
+    L.extend(aggregate_lines(runs, tasks, solvers, mode, reps))
 
     # ---- bounds
     L.append("\n## Bounds per task\n")
@@ -329,6 +295,121 @@ def _markdown(out: Path, cfg: dict[str, Any], runs: list[dict[str, Any]], bounds
     L.append("\nColumns, bounds and statistics are defined in `docs/bench.md`.")
     return "\n".join(L) + "\n"
 
+
+
+def aggregate_lines(runs: list[dict[str, Any]], tasks: list[Task], solvers: list[str], mode: str,
+                    reps: int) -> list[str]:
+    """The aggregate table (one row per solver over all tasks) as markdown lines."""
+    L: list[str] = []
+    ref = "msa" if "msa" in solvers else solvers[0]
+    L.append("Score: " + ("share of the attainable saving, `(T_slow - T) / (T_slow - best bound)`" if mode == "malloc"
+                          else "`best bound / peak` when every buffer fits within the capacity, else 0")
+             + ". IQM = interquartile mean over all runs (seeds x tasks); 95% stratified-bootstrap CIs "
+             f"({reps} resamples of seeds within tasks). P(> {ref}): probability that a run of the solver "
+             f"scores higher than a run of `{ref}` on the same task (ties count half), averaged over the tasks both ran.\n")
+    head = "| solver | runs | valid |" + (" solved |" if mode == "pack" else "") + \
+        " IQM score [95% CI] | median gap to best bound | optimal (gap 0) | time limit s | median wall s | median peak RSS MiB (growth) | P(> " + ref + ") [95% CI] |"
+    L.append(head)
+    L.append("|" + "---|" * (head.count("|") - 1))
+    for s in solvers:
+        rs = [r for r in runs if r["solver"] == s]
+        s_tasks = _tasks_of(rs)
+        sc = _per_task(rs, s, "score", s_tasks)
+        est = stats.stratified_bootstrap_ci(sc, reps=reps, seed=1) if sc else None
+        gaps = [r["final_gap"] for r in rs if r.get("final_gap") is not None]
+        opt = sum(1 for g in gaps if g <= 1e-6)
+        walls = [r.get("wall_s") for r in rs if r.get("wall_s") is not None]
+        rss = [r.get("peak_rss_mib") for r in rs if r.get("peak_rss_mib") is not None]
+        growth = [r.get("rss_growth_mib") for r in rs if r.get("rss_growth_mib") is not None]
+        common = [t for t in tasks if t in s_tasks and any(r["solver"] == ref and (r["instance"], r["capacity"]) == t for r in runs)]
+        poi = "-"
+        if s != ref and common:
+            x = _per_task(runs, s, "score", common)
+            y = _per_task(runs, ref, "score", common)
+            if x and y:
+                poi = stats.probability_of_improvement_ci(x, y, reps=reps, seed=2).fmt(digits=2)
+        row = f"| `{s}` | {len(rs)} | {sum(1 for r in rs if r.get('valid'))} |"
+        if mode == "pack":
+            row += f" {sum(1 for r in rs if r.get('solved'))} |"
+        limits = sorted({r.get("time_limit_s") for r in rs if r.get("time_limit_s") is not None})
+        row += (f" {est.fmt() if est else '-'} | {_pct(float(np.median(gaps))) if gaps else '-'} | {opt}/{len(rs)} |"
+                f" {', '.join(f'{x:g}' for x in limits) or '-'} |"
+                f" {_fmt(float(np.median(walls)) if walls else None, '.3f')} |"
+                f" {_fmt(float(np.median(rss)) if rss else None, '.0f')} ({_fmt(float(np.median(growth)) if growth else None, '.1f')}) | {poi} |")
+        L.append(row)
+
+    return L
+
+
+# --------------------------------------------------------------------------- README section
+README_BEGIN = "<!-- mallocgame-bench:{key}:begin -->"
+README_END = "<!-- mallocgame-bench:{key}:end -->"
+
+
+def readme_section(out: str | Path, reps: int = 2000) -> str:
+    """A short markdown section (what was run, where, and the aggregate table) generated from
+    the bench folder ``out``, for a project README; ``results.md`` keeps the full tables."""
+    out = Path(out)
+    runs = read_jsonl(out / "runs.jsonl")
+    if not runs:
+        raise InputError(f"no finished runs in {out / 'runs.jsonl'}", field="out")
+    bounds = read_jsonl(out / "bounds.jsonl")
+    cfg: dict[str, Any] = {}
+    if (out / "config.json").exists():
+        try:
+            cfg = json.loads((out / "config.json").read_text())
+        except json.JSONDecodeError as e:
+            raise InputError(f"config.json is not JSON: {e}", out / "config.json") from None
+    mode = cfg.get("mode") or runs[0]["mode"]
+    enrich(runs, bounds, mode)
+    tasks = _tasks_of(runs)
+    solvers = _solver_order(runs)
+    inv = cfg.get("invocations", [])
+    title = "time objective (fast/slow memory mapping)" if mode == "malloc" else "fit-all packing"
+    L = [f"#### `bench {mode}`: {title}\n"]
+    if inv:
+        h = inv[-1].get("host", {})
+        cmds = [i.get("command") or "(API)" for i in inv]
+        L.append(f"Generated from the bench run started {inv[0].get('started')} on {h.get('cpus')} CPUs "
+                 f"({h.get('cpu_model') or '?'}), {len(runs)} runs on {len(tasks)} tasks (instance x capacity), by:\n")
+        L.append("```")
+        L.extend(cmds)
+        L.append(f"mallocgame bench {mode} --out {out.as_posix()} --report-only --readme")
+        L.append("```\n")
+    L.extend(aggregate_lines(runs, tasks, solvers, mode, reps))
+    L.append(f"\nPer-task tables, bounds and pictures: `{(out / 'results.md').as_posix()}` after running the commands.")
+    return "\n".join(L) + "\n"
+
+
+def update_readme(readme: str | Path, key: str, section: str) -> bool:
+    """Put ``section`` between the ``mallocgame-bench:KEY`` markers of ``readme`` (replacing what
+    is there), or, without markers, append it with markers at the end of the ``## Results``
+    section (else of the file). Written atomically; returns True if the file changed."""
+    readme = Path(readme)
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read the README: {e.strerror}", readme) from None
+    begin, end = README_BEGIN.format(key=key), README_END.format(key=key)
+    block = f"{begin}\n{section.rstrip()}\n{end}"
+    i, j = text.find(begin), text.find(end)
+    if (i < 0) != (j < 0) or (i >= 0 and j < i):
+        raise InputError(f"unbalanced markers {begin!r} / {end!r}", readme)
+    if i >= 0:
+        new = text[:i] + block + text[j + len(end):]
+    else:
+        lines = text.splitlines(keepends=True)
+        at = len(lines)
+        start = next((k for k, ln in enumerate(lines) if ln.strip() == "## Results"), None)
+        if start is not None:
+            at = next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+        head = "".join(lines[:at]).rstrip("\n") + "\n\n"
+        tail = "".join(lines[at:])
+        new = head + block + "\n" + ("\n" + tail if tail else "")
+    if new == text:
+        return False
+    atomic_write_text(readme, new)
+    return True
 
 # --------------------------------------------------------------------------- pictures
 def _save(fig: Any, path: Path) -> str:
