@@ -246,36 +246,56 @@ def lowrank_params(
         if key not in cache:
             cache[key] = model_bases(model, calib, ranks.method)
         bases = cache[key]
+    layers = [
+        layer_params(
+            model, calib, bases[i], i, ranks.r_qk[i], ranks.r_v[i], ranks.method, bypass_full
+        )
+        for i in range(len(model.params["layers"]))
+    ]
+    return {**model.params, "layers": layers}
+
+
+def layer_params(
+    model: Model,
+    calib: Calibration,
+    bases: LayerBases,
+    i: int,
+    r_qk: int,
+    r_v: int,
+    method: str = "whitened",
+    bypass_full: bool = True,
+) -> dict[str, Any]:
+    """Layer ``i``'s parameters transformed for ranks ``(r_qk, r_v)`` with its full ``bases``
+    (the per-layer step of :func:`lowrank_params`; no hash checks here)."""
+    cfg = model.config
     hd, G, H = cfg.head_dim, cfg.n_kv_heads, cfg.n_heads
     n = H // G
-    layers = []
-    for i, p in enumerate(model.params["layers"]):
-        st, b = calib.layers[i], bases[i]
-        rq, rv = ranks.r_qk[i], ranks.r_v[i]
-        q = {k: np.asarray(p[k], np.float64) for k in _ATTN if k in p}
-        new = dict(p)
-        if not (bypass_full and rq == hd):
-            a, bk = b.qk_a[:, :, :rq], b.qk_b[:, :, :rq]
-            if _is_smollm(model):
-                new.update(qk_a=a, qk_b=bk, k_mean=st.mk)
-            else:  # fold into the projections (one head per group)
-                new["wq"] = np.einsum("dhk,hkr->dhr", q["wq"], a)
-                new["bq"] = np.einsum("hk,hkr->hr", q["bq"], a)
-                new["wk"] = np.einsum("dhk,hkr->dhr", q["wk"], bk)
-                new["bk"] = np.einsum("hk,hkr->hr", q["bk"] - st.mk, bk)
-        if not (bypass_full and rv == hd):
-            a = b.v_a[:, :, :rv]  # [G, hd, rv]
-            bv = q.get("bv", np.zeros((G, hd)))
-            new["wv"] = np.einsum("dgk,gkr->dgr", q["wv"], a)
-            new["bv"] = np.einsum("gk,gkr->gr", bv - st.mv, a)
-            wo = q["wo"]
-            new["wo"] = np.stack(
-                [_refit_wo(a[h // n], st.co[h], wo[h], ranks.method) for h in range(H)]
-            )
-            mvh = np.repeat(st.mv, n, axis=0)
-            new["bo"] = q.get("bo", np.zeros(cfg.d_model)) + np.einsum("hk,hkd->d", mvh, wo)
-        layers.append({k: jnp.asarray(v, jnp.float32) if k in _ATTN else v for k, v in new.items()})
-    return {**model.params, "layers": layers}
+    p = model.params["layers"][i]
+    st, b = calib.layers[i], bases
+    rq, rv = r_qk, r_v
+    if bypass_full and rq == hd and rv == hd:
+        return dict(p)
+    q = {k: np.asarray(p[k], np.float64) for k in _ATTN if k in p}
+    new = dict(p)
+    if not (bypass_full and rq == hd):
+        a, bk = b.qk_a[:, :, :rq], b.qk_b[:, :, :rq]
+        if _is_smollm(model):
+            new.update(qk_a=a, qk_b=bk, k_mean=st.mk)
+        else:  # fold into the projections (one head per group)
+            new["wq"] = np.einsum("dhk,hkr->dhr", q["wq"], a)
+            new["bq"] = np.einsum("hk,hkr->hr", q["bq"], a)
+            new["wk"] = np.einsum("dhk,hkr->dhr", q["wk"], bk)
+            new["bk"] = np.einsum("hk,hkr->hr", q["bk"] - st.mk, bk)
+    if not (bypass_full and rv == hd):
+        a = b.v_a[:, :, :rv]  # [G, hd, rv]
+        bv = q.get("bv", np.zeros((G, hd)))
+        new["wv"] = np.einsum("dgk,gkr->dgr", q["wv"], a)
+        new["bv"] = np.einsum("gk,gkr->gr", bv - st.mv, a)
+        wo = q["wo"]
+        new["wo"] = np.stack([_refit_wo(a[h // n], st.co[h], wo[h], method) for h in range(H)])
+        mvh = np.repeat(st.mv, n, axis=0)
+        new["bo"] = q.get("bo", np.zeros(cfg.d_model)) + np.einsum("hk,hkd->d", mvh, wo)
+    return {k: jnp.asarray(v, jnp.float32) if k in _ATTN else v for k, v in new.items()}
 
 
 def model_bases(model: Model, calib: Calibration, method: str = "whitened") -> list[LayerBases]:
