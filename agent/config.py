@@ -8,6 +8,8 @@ checkpoint carries the exact config it was trained with.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -47,14 +49,22 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """mctx search settings."""
+    """mctx search settings, checked on construction (``ValueError`` naming the field).
+
+    ``max_num_considered_actions`` (Gumbel MuZero's sequential-halving width) may not exceed
+    ``num_simulations``: mctx never visits more distinct root actions than it runs
+    simulations. ``None`` (the default) means ``min(16, num_simulations)``, so
+    ``SearchConfig(num_simulations=8)`` is valid and changing ``num_simulations`` (e.g.
+    ``Config.replace(search__num_simulations=4)``) re-derives it; read the effective value
+    from :attr:`considered_actions`.
+    """
 
     policy: PolicyName = "gumbel"
     num_simulations: int = 16
     max_depth: int | None = None  # static cap; the per-game moves-left counter also bounds depth
     discount: float = 1.0
     # gumbel_muzero_policy
-    max_num_considered_actions: int = 16
+    max_num_considered_actions: int | None = None  # None: min(16, num_simulations)
     gumbel_scale: float = 1.0
     # muzero_policy
     dirichlet_alpha: float = 0.3
@@ -62,6 +72,52 @@ class SearchConfig:
     pb_c_init: float = 1.25
     pb_c_base: float = 19652.0
     temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.policy not in ("gumbel", "muzero"):
+            raise ValueError(
+                f"SearchConfig.policy must be 'gumbel' or 'muzero', got {self.policy!r}"
+            )
+        _check_int("num_simulations", self.num_simulations, 1)
+        if self.max_depth is not None:
+            _check_int("max_depth", self.max_depth, 1)
+        m = self.max_num_considered_actions
+        if m is not None:
+            _check_int("max_num_considered_actions", m, 1)
+            if m > self.num_simulations:
+                raise ValueError(
+                    f"SearchConfig.max_num_considered_actions must be <= num_simulations "
+                    f"({self.num_simulations}), got {m} (mctx visits at most one root action "
+                    "per simulation; leave it None for min(16, num_simulations))"
+                )
+        _check_range("discount", self.discount, 0.0, 1.0)
+        _check_range("gumbel_scale", self.gumbel_scale, 0.0, math.inf)
+        _check_range("dirichlet_alpha", self.dirichlet_alpha, 0.0, math.inf, low_open=True)
+        _check_range("dirichlet_fraction", self.dirichlet_fraction, 0.0, 1.0)
+        _check_range("pb_c_init", self.pb_c_init, 0.0, math.inf)
+        _check_range("pb_c_base", self.pb_c_base, 0.0, math.inf, low_open=True)
+        _check_range("temperature", self.temperature, 0.0, math.inf)
+
+    @property
+    def considered_actions(self) -> int:
+        """The effective ``max_num_considered_actions``."""
+        m = self.max_num_considered_actions
+        return min(16, self.num_simulations) if m is None else m
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"SearchConfig.{name} must be an integer, got {value!r}")
+    if value < low:
+        raise ValueError(f"SearchConfig.{name} must be >= {low}, got {value}")
+
+
+def _check_range(name: str, value: Any, low: float, high: float, low_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        raise ValueError(f"SearchConfig.{name} must be a number, got {value!r}")
+    if (value <= low if low_open else value < low) or value > high:
+        lo = "(" if low_open else "["
+        raise ValueError(f"SearchConfig.{name} must be in {lo}{low}, {high}], got {value}")
 
 
 @dataclass(frozen=True)
@@ -145,6 +201,12 @@ def _from_dict(cls: type, d: dict[str, Any]) -> Any:
         value = d[f.name]
         sub = _DATACLASS_FIELDS.get((cls.__name__, f.name))
         kwargs[f.name] = _from_dict(sub, value) if sub is not None else value
+    if cls is SearchConfig:
+        # Older files stored max_num_considered_actions=16 whatever num_simulations was. mctx
+        # considers at most num_simulations root actions, so capping it searches identically.
+        m, n = kwargs.get("max_num_considered_actions"), kwargs.get("num_simulations", 16)
+        if isinstance(m, int) and isinstance(n, int) and n >= 1 and m > n:
+            kwargs["max_num_considered_actions"] = n
     return cls(**kwargs)
 
 
