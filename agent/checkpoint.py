@@ -5,6 +5,11 @@ fsync'ed and moved over the target with ``os.replace``, so a process killed at a
 leaves either the previous checkpoint or the new one, never a torn file. Files load with
 ``allow_pickle=False`` (no code runs on load).
 
+Temporary names are unique per write and carry the writer's pid:
+``.<name>.<pid>-<random>.tmp`` beside ``<name>``. A process killed mid-write leaves one behind;
+:func:`remove_stale_temps` (called by the writer, by ``Trainer.resume`` and by
+``load_policy``) deletes those of a target whose writer is no longer running -- nothing else.
+
 Array names: ``params/<module>::<name>`` (haiku params), ``opt/<i>`` (optimizer-state leaves in
 tree order), ``replay/<field>`` and ``ranked/<field>`` (optional), plus ``meta`` (a JSON string).
 """
@@ -13,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,7 +84,10 @@ def write_checkpoint(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], 
     meta = {"format": FORMAT, **meta}
     payload = dict(arrays)
     payload["meta"] = np.asarray(json.dumps(meta, allow_nan=True))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
@@ -97,6 +107,59 @@ def write_checkpoint(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], 
     except OSError:
         pass
     return path
+
+
+LEGACY_TEMP_AGE_S = 600.0  # temporaries named without a pid (older versions): removed when older
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    except (OverflowError, ValueError):
+        return False  # not a possible pid
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Deletes the temporaries that :func:`write_checkpoint` left beside ``path`` when its
+    process was killed mid-write; returns the removed paths.
+
+    Only files named ``.<name>.<pid>-<random>.tmp`` whose pid is not a running process are
+    removed (a live writer's file is kept), plus older versions' ``.<name>.<8 chars>.tmp``
+    once they are :data:`LEGACY_TEMP_AGE_S` seconds old. Other files are never touched;
+    errors (a read-only folder, a file removed meanwhile) are ignored.
+    """
+    path = Path(path)
+    ours = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)-[A-Za-z0-9_]+\.tmp$")
+    legacy = re.compile(rf"^\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp$")
+    removed: list[Path] = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        m = ours.match(name)
+        cand = path.parent / name
+        try:
+            if m is not None:
+                stale = not _pid_alive(int(m.group(1)))
+            elif legacy.match(name) is not None:
+                stale = now - cand.lstat().st_mtime > LEGACY_TEMP_AGE_S
+            else:
+                continue
+            if stale and cand.is_file() and not cand.is_symlink():
+                cand.unlink()
+                removed.append(cand)
+        except OSError:
+            continue
+    return removed
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:

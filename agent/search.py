@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import mctx
+import numpy as np
 
 from agent.config import SearchConfig
 from agent.networks import Networks, Params
@@ -67,7 +68,7 @@ def run_search(
     legal: jax.Array,
     moves_left: jax.Array,
     config: SearchConfig,
-    greedy: jax.Array | bool = False,
+    greedy: jax.Array | np.ndarray | bool = False,
 ) -> SearchOutput:
     """One search per game for a batch (pure; jit it, or use :func:`make_search_fn`).
 
@@ -75,9 +76,11 @@ def run_search(
       obs: float32[B, O]; legal: bool[B, A] (the root's legal mask, at least one True per row);
       moves_left: int32[B] (>= 1, an upper bound on the moves left in each game).
       greedy: act without exploration noise (evaluation): Gumbel scale 0 / no Dirichlet noise,
-        and the most visited move for ``muzero_policy``. May be a traced bool, so that acting
-        and evaluating share one compiled search.
+        and the most visited move for ``muzero_policy``. One bool for the whole batch or a
+        bool[B] per game (e.g. one greedy game among sampled ones); may be traced, so that
+        acting and evaluating share one compiled search.
     """
+    per_game = greedy_mask(greedy, obs.shape[0])
     root_out = networks.initial_inference(params, obs)
     value = networks.value_support.logits_to_scalar(root_out.value_logits)
     root = mctx.RootFnOutput(
@@ -97,8 +100,8 @@ def run_search(
             invalid_actions=invalid,
             max_depth=config.max_depth,
             qtransform=mctx.qtransform_completed_by_mix_value,
-            max_num_considered_actions=config.max_num_considered_actions,
-            gumbel_scale=jnp.where(greedy, 0.0, config.gumbel_scale),
+            max_num_considered_actions=config.considered_actions,
+            gumbel_scale=jnp.where(per_game, 0.0, config.gumbel_scale)[:, None],
         )
         action = out.action
     elif config.policy == "muzero":
@@ -111,25 +114,40 @@ def run_search(
             invalid_actions=invalid,
             max_depth=config.max_depth,
             qtransform=mctx.qtransform_by_parent_and_siblings,
-            dirichlet_fraction=jnp.where(greedy, 0.0, config.dirichlet_fraction),
+            dirichlet_fraction=jnp.where(per_game, 0.0, config.dirichlet_fraction)[:, None],
             dirichlet_alpha=config.dirichlet_alpha,
             pb_c_init=config.pb_c_init,
             pb_c_base=config.pb_c_base,
             temperature=config.temperature,
         )
         most_visited = jnp.argmax(jnp.where(legal, out.action_weights, -1.0), axis=-1)
-        action = jnp.where(greedy, most_visited, out.action)
+        action = jnp.where(per_game, most_visited, out.action)
     else:
         raise ValueError(f"unknown search policy {config.policy!r} (gumbel | muzero)")
     root_value = out.search_tree.node_values[:, out.search_tree.ROOT_INDEX]
     return SearchOutput(action.astype(jnp.int32), out.action_weights, root_value)
 
 
+def greedy_mask(greedy: Any, batch: int) -> jax.Array:
+    """``greedy`` (a bool, or bool[batch]) as bool[batch]; ``ValueError`` for other shapes."""
+    g = jnp.asarray(greedy)
+    if g.dtype != jnp.bool_:
+        raise ValueError(f"greedy must be a bool or a bool array, got dtype {g.dtype}")
+    if g.ndim == 0:
+        return jnp.broadcast_to(g, (batch,))
+    if g.shape != (batch,):
+        raise ValueError(
+            f"greedy must be a bool or bool[{batch}] (one per game), got shape {g.shape}"
+        )
+    return g
+
+
 @functools.lru_cache(maxsize=64)
 def make_search_fn(networks: Networks, config: SearchConfig) -> Any:
     """Jitted ``search(params, rng, obs[B,O], legal[B,A], moves_left[B], greedy=False)``.
 
-    Returns a :class:`SearchOutput` of device arrays. ``greedy`` is traced (no recompile).
+    Returns a :class:`SearchOutput` of device arrays. ``greedy`` (a bool or bool[B], one per
+    game) is traced and always passed as bool[B], so both forms share one compiled search.
     Cached per (networks, config) so that equal setups share compiled code; one compile per
     batch size ``B``.
     """
@@ -145,8 +163,8 @@ def make_search_fn(networks: Networks, config: SearchConfig) -> Any:
         obs: jax.Array,
         legal: jax.Array,
         moves_left: jax.Array,
-        greedy: bool = False,
+        greedy: Any = False,
     ) -> SearchOutput:
-        return jitted(params, rng, obs, legal, moves_left, jnp.asarray(greedy, bool))
+        return jitted(params, rng, obs, legal, moves_left, greedy_mask(greedy, np.shape(obs)[0]))
 
     return search

@@ -26,6 +26,7 @@ from agent.checkpoint import (
     params_to_arrays,
     prefixed,
     read_checkpoint,
+    remove_stale_temps,
     tree_to_arrays,
     write_checkpoint,
 )
@@ -39,6 +40,7 @@ from agent.selfplay import Actor, reanalyse
 
 EnvFactory = Callable[[int, int], BatchedEnv]  # (num_envs, seed) -> env
 Callback = Callable[[dict[str, Any]], Any]  # called with each curve record; True stops
+Greedy = bool | np.ndarray  # one flag for the batch, or bool[N] (one per game)
 
 
 class Trainer:
@@ -177,15 +179,17 @@ class Trainer:
 
     # -- acting ---------------------------------------------------------------------------
     def search(
-        self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: bool = True
+        self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: Greedy = True
     ) -> SearchOutput:
-        """Searches with the current params; returns numpy ``SearchOutput``."""
+        """Searches with the current params; returns numpy ``SearchOutput``.
+
+        ``greedy``: one bool for the batch or bool[N], one per game."""
         return _search_numpy(
             self.search_fn, self.state.params, self._next_key(), obs, legal, moves_left, greedy
         )
 
     def act(
-        self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: bool = True
+        self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: Greedy = True
     ) -> np.ndarray:
         """Actions int32[N] for a batch of positions (greedy = no exploration noise)."""
         return np.asarray(self.search(obs, legal, moves_left, greedy).action, np.int32)
@@ -244,6 +248,7 @@ class Trainer:
         saved) the replay buffer are restored; the env is rebuilt with a new seed derived from
         the original one, so the resumed run does not replay the same games.
         """
+        remove_stale_temps(path)  # left by a process killed while writing this checkpoint
         arrays, meta = read_checkpoint(path)
         if meta.get("kind") != "trainer":
             raise ValueError(f"{path}: a {meta.get('kind')!r} checkpoint cannot be resumed")
@@ -310,7 +315,7 @@ def _search_numpy(
     obs: np.ndarray,
     legal: np.ndarray,
     moves_left: np.ndarray,
-    greedy: bool,
+    greedy: Greedy,
 ) -> SearchOutput:
     """Runs a jitted search on numpy inputs (cast to its dtypes); returns numpy SearchOutput."""
     out = search_fn(
@@ -319,7 +324,7 @@ def _search_numpy(
         np.asarray(obs, np.float32),
         np.asarray(legal, bool),
         np.asarray(moves_left, np.int32),
-        greedy,
+        np.asarray(greedy, bool),
     )
     return SearchOutput(*jax.device_get(out))
 
@@ -347,10 +352,13 @@ class Policy:
         obs: np.ndarray,
         legal: np.ndarray,
         moves_left: np.ndarray,
-        greedy: bool = True,
+        greedy: Greedy = True,
         seed: int = 0,
     ) -> SearchOutput:
-        """obs float32[N,O], legal bool[N,A], moves_left int32[N] -> numpy SearchOutput."""
+        """obs float32[N,O], legal bool[N,A], moves_left int32[N] -> numpy SearchOutput.
+
+        ``greedy``: one bool for the whole batch, or bool[N] (one per game: e.g. one greedy
+        game among sampled ones, in one search call)."""
         return _search_numpy(
             self._search, self.params, jax.random.PRNGKey(seed), obs, legal, moves_left, greedy
         )
@@ -360,7 +368,7 @@ class Policy:
         obs: np.ndarray,
         legal: np.ndarray,
         moves_left: np.ndarray,
-        greedy: bool = True,
+        greedy: Greedy = True,
         seed: int = 0,
     ) -> np.ndarray:
         return np.asarray(self.search(obs, legal, moves_left, greedy, seed).action, np.int32)
@@ -372,12 +380,20 @@ def load_policy(
     """Loads a trainer or policy checkpoint for inference.
 
     ``num_simulations`` / ``policy`` ("gumbel" | "muzero") override the trained search config.
+    Stale temporaries of killed writers beside ``path`` are removed (see
+    :func:`agent.checkpoint.remove_stale_temps`).
     """
+    remove_stale_temps(path)
     arrays, meta = read_checkpoint(path)
     config = Config.from_dict(meta["config"])
     search = config.search
     if num_simulations is not None:
-        search = dataclasses.replace(search, num_simulations=int(num_simulations))
+        n = int(num_simulations)
+        m = search.max_num_considered_actions
+        # fewer simulations than the trained width: consider at most n actions (mctx would)
+        search = dataclasses.replace(
+            search, num_simulations=n, max_num_considered_actions=None if m is None else min(m, n)
+        )
     if policy is not None:
         search = dataclasses.replace(search, policy=policy)
     networks = make_networks(

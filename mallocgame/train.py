@@ -96,9 +96,11 @@ def make_config(o: TrainOptions):
     return Config(
         network=NetworkConfig(hidden_size=o.hidden, latent_size=o.latent, num_blocks=o.num_blocks),
         # Gumbel MuZero: sequential halving over the top-m actions; m must leave each of them
-        # a few simulations (9 actions with 8 simulations could not even visit each once).
+        # a few simulations (9 actions with 8 simulations could not even visit each once), and
+        # SearchConfig rejects more than num_simulations (--simulations 1: m = 1).
         search=SearchConfig(num_simulations=o.num_simulations,
-                            max_num_considered_actions=max(2, min(o.considered_actions, o.num_simulations // 2))),
+                            max_num_considered_actions=min(o.num_simulations,
+                                                           max(2, min(o.considered_actions, o.num_simulations // 2)))),
         replay=ReplayConfig(capacity=o.replay_capacity, min_size=o.min_replay),
         train=TrainConfig(
             num_envs=o.num_envs,

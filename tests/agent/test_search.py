@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from agent.config import SearchConfig
 from agent.search import Embedding, make_recurrent_fn, make_search_fn
@@ -68,3 +69,48 @@ def test_moves_left_counter_makes_nodes_terminal(networks, params):
     np.testing.assert_array_equal(out.discount, [1.0, 0.0, 0.0])
     assert float(out.value[0]) > 0.1 and float(out.value[1]) == 0.0 and float(out.value[2]) == 0.0
     assert float(out.reward[0]) > 0.1 and float(out.reward[1]) > 0.1 and float(out.reward[2]) == 0.0
+
+
+@pytest.mark.parametrize("policy", ["gumbel", "muzero"])
+def test_per_game_greedy_flags(networks, params, policy):
+    """greedy may be bool[N]: with the same key, the greedy games play exactly as in an
+    all-greedy search, the others sample; a plain bool still works."""
+    search = make_search_fn(networks, SearchConfig(policy=policy, num_simulations=8))
+    obs, legal, moves_left = _inputs(3)
+    legal[:] = True  # many legal moves, so that sampled games differ between keys
+    mask = np.zeros(N, bool)
+    mask[::2] = True
+    all_greedy = jax.device_get(search(params, jax.random.PRNGKey(0), obs, legal, moves_left, True))
+    np.testing.assert_array_equal(
+        all_greedy.action,
+        search(params, jax.random.PRNGKey(0), obs, legal, moves_left, np.ones(N, bool)).action,
+    )
+    sampled_actions = []
+    for seed in range(6):
+        key = jax.random.PRNGKey(seed)
+        out = jax.device_get(search(params, key, obs, legal, moves_left, mask))
+        ref = jax.device_get(search(params, key, obs, legal, moves_left, True))
+        np.testing.assert_array_equal(out.action[mask], ref.action[mask])
+        sampled_actions.append(out.action[~mask])
+    assert any((a != sampled_actions[0]).any() for a in sampled_actions[1:])
+    with pytest.raises(ValueError, match="one per game"):
+        search(params, jax.random.PRNGKey(0), obs, legal, moves_left, np.ones(N - 1, bool))
+    with pytest.raises(ValueError, match="bool"):
+        search(params, jax.random.PRNGKey(0), obs, legal, moves_left, np.ones(N, np.int32))
+
+
+def test_policy_search_takes_a_bool_or_one_flag_per_game(networks, params):
+    from agent.trainer import Policy
+
+    policy = Policy(networks, params, TINY.search)
+    obs, legal, moves_left = _inputs(4)
+    legal[:] = True
+    greedy = policy.search(obs, legal, moves_left)  # the old call: greedy=True
+    np.testing.assert_array_equal(greedy.action, policy.act(obs, legal, moves_left, greedy=True))
+    mask = np.arange(N) < 3
+    for seed in range(3):
+        out = policy.search(obs, legal, moves_left, greedy=mask, seed=seed)
+        np.testing.assert_array_equal(out.action[:3], greedy.action[:3])
+        assert legal[np.arange(N), out.action].all()
+    sampled = [policy.act(obs, legal, moves_left, greedy=False, seed=s) for s in range(4)]
+    assert any((a != sampled[0]).any() for a in sampled[1:])

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import jax
 import numpy as np
 
@@ -16,6 +19,13 @@ def _tree_equal(a, b):
     return all(
         np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
     )
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def no_stop_act_fn(seed=0):
@@ -50,9 +60,14 @@ def test_training_beats_random_play(tmp_path):
     assert agent["return"].mean() > rand["return"].mean() + 0.15
     assert agent["return"].mean() > no_stop["return"].mean() + 0.03
 
-    # checkpoint -> resume gives back the exact state and keeps training
+    # checkpoint -> resume gives back the exact state and keeps training; a temporary left by
+    # a writer that was killed (a pid that is no longer running) is removed on resume
     path = trainer.save(tmp_path / "ck.npz")
+    stale = tmp_path / f".ck.npz.{_dead_pid()}-k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    (tmp_path / "mine.tmp").write_bytes(b"not ours")
     resumed = Trainer.resume(path, env_factory)
+    assert not stale.exists() and (tmp_path / "mine.tmp").exists()
     assert resumed.updates == trainer.updates and resumed.actor.games == trainer.actor.games
     assert _tree_equal(resumed.state.params, trainer.state.params)
     assert _tree_equal(resumed.state.opt_state, trainer.state.opt_state)
@@ -63,10 +78,13 @@ def test_training_beats_random_play(tmp_path):
     resumed.train(10)
     assert resumed.updates == 310 and int(resumed.state.step) == 310
 
-    # policy files are small and act like the trainer
+    # policy files are small and act like the trainer; loading one also clears stale temps
     small = trainer.save_policy(tmp_path / "policy.npz")
     assert small.stat().st_size < 1_000_000
+    stale = tmp_path / f".policy.npz.{_dead_pid()}-k1ll3d.tmp"
+    stale.write_bytes(b"half a policy")
     policy = load_policy(small)
+    assert not stale.exists()
     obs, legal = test_env.reset()
     moves_left = test_env.moves_left()
     np.testing.assert_array_equal(
