@@ -23,6 +23,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _share(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return v
+
+
 def add_parsers(sub: Any) -> None:
     from mallocgame.cli import _add_problem_args
 
@@ -35,7 +45,12 @@ def add_parsers(sub: Any) -> None:
         "agent's own result and msa's side by side.",
     )
     _add_problem_args(p, capacity_default=None)
-    p.add_argument("--budget", type=_positive_float, default=10.0, help="seconds of wall-clock (default 10; 0 = the agent's games only)")
+    p.add_argument("--budget", type=_positive_float, default=10.0,
+                   help="seconds of wall-clock (default 10; 0 = the agent's games only). The agent's games take at most "
+                   "--agent-share of it (the greedy game always completes), the local search the rest and at least "
+                   "(1 - share) x budget")
+    p.add_argument("--agent-share", type=_share, default=None,
+                   help="fraction of the budget the agent's games may take before the local search (default 0.5)")
     p.add_argument("--out", help="mapping CSV; OUT.json and OUT.msa_overrides.txtpb are written beside it")
     p.add_argument("--policy", default=None, help="agent checkpoint (default: $MALLOCGAME_POLICY, else the shipped mallocgame/pretrained/policy.npz)")
     p.add_argument("--copies", type=int, default=8, help="games the agent plays at once: 1 greedy + the rest sampled (default 8)")
@@ -124,7 +139,7 @@ def _row(name: str, time_s: float, all_slow: float, msa_time: float, wall: float
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     from mallocgame import emit, solvers
-    from mallocgame.agent_solver import agent_solve, load_agent
+    from mallocgame.agent_solver import AGENT_SHARE, agent_solve, load_agent
     from mallocgame.cli import _fmt_bytes, _problem_from_args, progress
     from mallocgame.problem import Solution
 
@@ -137,8 +152,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         agent = load_agent(args.policy, args.simulations)
     with progress(f"agent playing ({args.copies} games) and improving for {args.budget:g} s", quiet=args.json):
         t0 = time.perf_counter()
+        share = AGENT_SHARE if args.agent_share is None else args.agent_share
         offsets, extra = agent_solve(problem, budget=args.budget, seed=args.seed, copies=args.copies,
-                                     improve_search=not args.no_improve, agent=agent)
+                                     improve_search=not args.no_improve, agent=agent, agent_share=share)
         wall = time.perf_counter() - t0 - extra["setup_s"]
     order = extra.pop("order", None)
     solution = Solution(problem, "agent", offsets, wall, extra)
@@ -172,6 +188,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if problem.objective == "time":
         summary["agent"]["agent_raw_time_s"] = t_of(extra["agent_raw"])
         summary["agent"]["agent_raw_speedup_vs_msa"] = msa_time / t_of(extra["agent_raw"])
+    summary["split"] = extra["split"]  # measured time of the agent's games and of the local search
     summary["speedup_vs_msa"] = msa_time / best_time if best_time > 0 else 1.0
     summary["comparison"] = rows
     if restarts is not None:
@@ -190,6 +207,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         print(f"all slow {all_slow * 1e6:.3f} us; unlimited fast memory {problem.lower_bound_time * 1e6:.3f} us; "
               f"agent setup (load + compile, not in the budget) {extra['setup_s']:.1f} s")
         header = f"{'solver':<24} {'time (us)':>12} {'speed-up':>9} {'vs msa':>8} {'wall (s)':>9}  note"
+        sp = extra["split"]
+        print(f"split     agent games {sp['agent_s']:.2f} s ({extra['agent_games']} games"
+              + (f", sampled copies dropped at move {sp['sampled_dropped_at_move']}" if sp["sampled_dropped_at_move"] else "")
+              + f"), local search {sp['improve_s']:.2f} s ({extra['improve_evaluations']} evaluations)"
+              + (f"; {sp['over_budget_s']:.2f} s over the budget (the greedy game is always played)"
+                 if sp["over_budget_s"] > 0.05 else ""))
         print(header)
         print("-" * (len(header) + 30))
         for r in rows:

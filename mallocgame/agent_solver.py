@@ -5,23 +5,31 @@ How one problem is solved (:func:`agent_solve`):
 1. **Agent play.** The game presents the buffers in ``msa`` order (so action 1 everywhere is
    ``msa``'s line of play). ``copies`` copies of the game are stepped together
    (:class:`mallocgame._native.BatchedGames`); every move, one batched MuZero search over the
-   learned model (mctx) chooses the moves of all copies: copy 0 plays greedily (the most
-   weighted move of the improved policy), the others sample (Gumbel noise, a different seed per
-   round). The best of these games is ``agent_raw`` -- the agent alone, no heuristic and no
-   exact rollouts.
+   learned model (mctx) chooses the moves of all copies: copy 0 plays greedily (its search
+   has no Gumbel noise), the others sample (Gumbel noise, a different seed per round). The
+   best of these games is ``agent_raw`` -- the agent alone, no heuristic and no exact
+   rollouts. This phase may take ``agent_share`` (default half) of the budget: the time per
+   move is measured over the first moves, and when the round would overrun its share the
+   sampled copies are dropped and the greedy game finishes alone (the greedy game always
+   completes).
 2. **Improvement within the budget** (``improve=True``): a local search over lines of play
    seeded with the agent's best lines and ``msa``'s line. Along the current best line, at each
    turn the alternatives are tried in the order of the agent's prior (its policy network at
    that state); each alternative is judged exactly, by finishing the game with best fit in the
    native core (``clone`` + ``play_best_fit``), and adopted when it beats the best return. When
    a pass finds nothing, the search restarts from another agent line, then from random kicks of
-   the best line. It stops at the deadline.
+   the best line. It stops at the deadline, and runs for at least ``(1 - agent_share)`` of
+   the budget even when the greedy game ran past its share (large workloads: the solve then
+   takes longer than the budget rather than skip the search).
 3. The result is the best valid mapping among all of these (``best``). Because ``msa``'s line
    is one of the candidates, ``best`` is never worse than ``msa``; ``agent_raw`` can be.
 
 The summary keys (``Solution.extra``): ``agent_greedy``, ``agent_raw``, ``msa_return``,
 ``best_return``, ``best_source`` (``agent`` | ``msa`` | ``improved``), ``agent_games``,
-``improve_evaluations``, ``agent_wall_s``.
+``improve_evaluations``, ``agent_wall_s``, ``improve_wall_s``, ``setup_s`` and ``split`` (the
+measured split of the budget: ``agent_s``, ``improve_s``, ``improve_ran``, ``agent_cap_s``,
+``total_s``, ``over_budget_s``, the first round's probe and whether its sampled copies were
+dropped).
 
 The policy comes from ``$MALLOCGAME_POLICY`` if set, else the agent shipped in
 ``mallocgame/pretrained/policy.npz``.
@@ -83,6 +91,7 @@ class Agent:
         self.observation_size = int(policy.observation_size)
         nets = policy.networks
         self._warm: set[int] = set()
+        self.search_s: dict[int, float] = {}  # batch -> seconds per search call, once compiled
         self._prior = jax.jit(lambda params, obs: jax.nn.softmax(nets.initial_inference(params, obs).policy_logits))
 
     @classmethod
@@ -93,14 +102,20 @@ class Agent:
         return cls(Policy(trainer.networks, trainer.state.params, trainer.config.search, {}))
 
     def warmup(self, batch: int) -> float:
-        """Compiles the search for ``batch`` games (and the prior); returns the seconds spent."""
+        """Compiles the search for ``batch`` games (and the prior) and measures a compiled
+        search (``search_s[batch]``); returns the seconds spent."""
         if batch in self._warm:
             return 0.0
         t = time.perf_counter()
         obs = np.zeros((batch, self.observation_size), np.float32)
         legal = np.ones((batch, self.num_actions), np.bool_)
-        self.search(obs, legal, np.ones(batch, np.int32), greedy=False, seed=0)
+        moves = np.full(batch, 8, np.int32)
+        self.search(obs, legal, moves, greedy=False, seed=0)
         self.prior(obs[:1])
+        t1 = time.perf_counter()
+        for i in range(3):
+            self.search(obs, legal, moves, greedy=False, seed=i + 1)
+        self.search_s[batch] = (time.perf_counter() - t1) / 3
         self._warm.add(batch)
         return time.perf_counter() - t
 
@@ -178,9 +193,19 @@ def _line_of(game: Any, actions: list[int], source: str, ret: float | None = Non
                 int((off >= 0).sum()), bool(game.solved), source, game.instance)
 
 
-def play_agent(agent: Agent, instance: Any, copies: int = 8, seed: int = 0, greedy_first: bool = True) -> list[Line]:
+def play_agent(agent: Agent, instance: Any, copies: int = 8, seed: int = 0, greedy_first: bool = True,
+               cap: float | None = None, probe_moves: int = 16, stats: dict[str, Any] | None = None) -> list[Line]:
     """Plays ``copies`` games of ``instance`` with batched search: copy 0 greedy (if
-    ``greedy_first``), the others sampled. Returns one :class:`Line` per copy."""
+    ``greedy_first``: its search has no exploration noise), the others sampled. Returns one
+    :class:`Line` per finished copy.
+
+    ``cap`` (a ``time.perf_counter()`` time): when, after ``probe_moves`` moves (and again every
+    ``probe_moves`` moves after that), the measured time per move says the games will not end
+    by ``cap`` and the agent has a search for one game compiled (:meth:`Agent.warmup`), the
+    sampled copies are abandoned and the greedy game goes on alone in a batch of one (faster
+    per move), so that a long game leaves time to the local search. The greedy game always
+    finishes. ``stats`` (a dict) receives ``moves``, ``probe_s_per_move``, ``projected_s``
+    and ``dropped_sampled`` (the move at which the sampled copies were abandoned, or None)."""
     from mallocgame import _native
 
     n = int(copies)
@@ -192,19 +217,36 @@ def play_agent(agent: Agent, instance: Any, copies: int = 8, seed: int = 0, gree
     reward = np.zeros(n, np.float32)
     done = np.zeros(n, np.bool_)
     batch.observe(obs, legal, done)
+    greedy = np.zeros(n, np.bool_)
+    greedy[0] = bool(greedy_first)
     actions: list[list[int]] = [[] for _ in range(n)]
     b = instance.num_buffers
+    probe = max(1, int(probe_moves))
+    start = time.perf_counter()
+    info: dict[str, Any] = {"moves": 0, "probe_s_per_move": None, "projected_s": None, "dropped_sampled": None}
     for t in range(b):
         if done.all():
             break
+        if cap is not None and greedy_first and n > 1 and t > 0 and t % probe == 0:
+            now = time.perf_counter()
+            per_move = (now - start) / t
+            if info["probe_s_per_move"] is None:
+                info["probe_s_per_move"] = per_move
+                info["projected_s"] = per_move * b
+            if now + per_move * (b - t) > cap and 1 in agent._warm:
+                # the round would overrun the agent's share: the greedy game goes on alone, in
+                # a batch of one (compiled in setup; without it nothing would be saved)
+                info["dropped_sampled"] = t
+                games, actions = games[:1], actions[:1]
+                n = 1
+                obs, legal, reward, done, greedy = (x[:1].copy() for x in (obs, legal, reward, done, greedy))
+                batch = _native.BatchedGames(games)
+                cap = None
         search_legal = legal.copy()
         search_legal[done, 0] = True  # finished games (fit-all dead ends): any row needs a legal move
         moves_left = np.full(n, max(b - t, 1), np.int32)
-        out = agent.search(obs, search_legal, moves_left, greedy=False, seed=(seed * 1_000_003 + t) & 0x7FFFFFFF)
+        out = agent.search(obs, search_legal, moves_left, greedy=greedy, seed=(seed * 1_000_003 + t) & 0x7FFFFFFF)
         act = np.asarray(out.action, np.int32).copy()
-        if greedy_first:
-            w = np.where(search_legal[0], np.asarray(out.action_weights[0]), -np.inf)
-            act[0] = int(np.argmax(w))
         bad = ~search_legal[np.arange(n), act]
         if bad.any():  # never expected: fall back to the first legal move
             act[bad] = np.argmax(search_legal[bad], axis=1)
@@ -212,6 +254,9 @@ def play_agent(agent: Agent, instance: Any, copies: int = 8, seed: int = 0, gree
         batch.step(act, obs, legal, reward, done)
         for i in np.flatnonzero(alive).tolist():
             actions[i].append(int(act[i]))
+        info["moves"] = t + 1
+    if stats is not None:
+        stats.update(info)
     return [_line_of(g, acts, "agent") for g, acts in zip(games, actions, strict=True)]
 
 
@@ -428,6 +473,15 @@ def _packing_orders(problem: Problem) -> list[np.ndarray]:
     )]
 
 
+# Share of the budget the agent's games may take before the local search (at least the
+# greedy game is always played); the local search always gets the rest of the budget.
+AGENT_SHARE = 0.5
+# Sampled copies cost little next to the greedy game while the batch is searched at once; a
+# batch of one is compiled in setup (not counted in the budget) when the estimated round of
+# games, this many times the bare search time per move, would overrun the agent's share.
+_MOVE_OVERHEAD = 1.7
+
+
 def agent_solve(
     problem: Problem,
     budget: float | None = None,
@@ -438,32 +492,52 @@ def agent_solve(
     include_msa: bool = True,
     policy: str | os.PathLike[str] | None = None,
     agent: Agent | None = None,
+    agent_share: float = AGENT_SHARE,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Solves ``problem`` (see the module doc). ``budget``: seconds of wall-clock for the whole
-    solve, counted after the agent is loaded and its search compiled (``setup_s``); the agent's
-    first round of games always completes, even past the budget. Returns ``(offsets, extra)``."""
+    solve, counted after the agent is loaded and its search compiled (``setup_s``).
+
+    The split between the agent's games and the local search adapts to the problem: the
+    agent's games may take ``agent_share`` of the budget (a round of ``copies`` games; when
+    the first moves show that the round would take longer, the sampled copies are dropped and
+    the greedy game goes on alone). The greedy game always completes, even past that share;
+    the local search then gets until the deadline, and at least ``(1 - agent_share) x budget``
+    (so a game longer than the agent's share makes the solve run over the budget, never
+    the local search vanish). Without the local search (``improve_search=False``) further
+    rounds of sampled games fill the budget. Returns ``(offsets, extra)``; ``extra["split"]``
+    reports the measured split."""
     from mallocgame import _native
 
+    if not 0.0 < agent_share <= 1.0:
+        raise ValueError(f"agent_share must be in (0, 1], got {agent_share}")
     t_setup = time.perf_counter()
     agent = agent or load_agent(policy, num_simulations)
     agent.warmup(int(copies))
+    budget_s = float(budget) if budget is not None else 0.0
+    split_budget = improve_search and budget_s > 0  # else: no local search, no cap
+    cap_s = agent_share * budget_s if split_budget else None
+    est_round_s = problem.workload.num_buffers * agent.search_s.get(int(copies), 0.0) * _MOVE_OVERHEAD
+    if cap_s is not None and copies > 1 and est_round_s > cap_s:
+        agent.warmup(1)  # the greedy game alone may be needed (see play_agent's cap)
     setup_s = time.perf_counter() - t_setup
     t0 = time.perf_counter()
     order = msa_order(problem)
     instance = problem.instance(order)
     check_compatible(agent, instance)
     obj = problem.objective
-    deadline = t0 + (float(budget) if budget is not None else 0.0)
+    deadline = t0 + budget_s
 
-    lines = play_agent(agent, instance, copies=copies, seed=seed)
+    round_stats: dict[str, Any] = {}
+    lines = play_agent(agent, instance, copies=copies, seed=seed,
+                       cap=None if cap_s is None else t0 + cap_s, stats=round_stats)
     for ln in lines:
         ln.instance = instance
     agent_games = len(lines)
     greedy = lines[0]
     rnd = 1
-    agent_wall = time.perf_counter() - t0
+    first_round_s = time.perf_counter() - t0
     # Without the improvement search, spend the budget on more sampled agent games.
-    while not improve_search and budget is not None and time.perf_counter() + agent_wall / rnd < deadline:
+    while not improve_search and budget is not None and time.perf_counter() + first_round_s < deadline:
         more = play_agent(agent, instance, copies=copies, seed=seed + 7919 * rnd, greedy_first=False)
         lines += more
         agent_games += len(more)
@@ -487,10 +561,35 @@ def agent_solve(
         candidates.sort(key=lambda ln: ln.key(obj), reverse=True)
     best = candidates[0]
     evaluations = 0
-    if improve_search and budget is not None and time.perf_counter() < deadline:
-        found, evaluations = improve(agent, problem, order, candidates[:3], deadline, seed)
-        if _beats(_key(obj, found.ret, found.solved), _key(obj, best.ret, best.solved)):
-            best = found
+    improve_s = 0.0
+    improve_ran = False
+    if split_budget:
+        t_imp = time.perf_counter()
+        improve_deadline = max(deadline, t_imp + (1.0 - agent_share) * budget_s)
+        if improve_deadline > t_imp:
+            found, evaluations = improve(agent, problem, order, candidates[:3], improve_deadline, seed)
+            improve_ran = True
+            if _beats(_key(obj, found.ret, found.solved), _key(obj, best.ret, best.solved)):
+                best = found
+        improve_s = time.perf_counter() - t_imp
+    total_s = time.perf_counter() - t0
+    split = {
+        "budget_s": budget_s,
+        "agent_share": agent_share,
+        "agent_cap_s": cap_s,
+        "agent_s": agent_wall,
+        "improve_s": improve_s,
+        "improve_ran": improve_ran,
+        "total_s": total_s,
+        "over_budget_s": max(0.0, total_s - budget_s),
+        "agent_rounds": rnd,
+        "first_round_s": first_round_s,
+        "first_round_moves": round_stats.get("moves"),
+        "probe_s_per_move": round_stats.get("probe_s_per_move"),
+        "projected_round_s": round_stats.get("projected_s"),
+        "sampled_dropped_at_move": round_stats.get("dropped_sampled"),
+        "estimated_round_s": est_round_s,
+    }
     extra: dict[str, Any] = {
         "return": best.ret,
         "agent_greedy": greedy.ret,
@@ -501,7 +600,9 @@ def agent_solve(
         "agent_games": agent_games,
         "improve_evaluations": evaluations,
         "agent_wall_s": agent_wall,
+        "improve_wall_s": improve_s,
         "setup_s": setup_s,
+        "split": split,
         "policy": str(agent.path) if agent.path else None,
     }
     if obj == "fit-all":

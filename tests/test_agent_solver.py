@@ -53,6 +53,9 @@ def test_agent_plays_valid_games(agent):
     for line in lines:
         assert len(line.actions) == w.num_buffers
         assert validate(w.ids, w.sizes, w.starts, w.ends, line.offsets, p.capacity, T.alignment_bytes).valid
+    # copy 0 searches without noise (a per-game greedy flag): the same game whatever the seed
+    again = play_agent(agent, p.instance(solvers.msa_order(p)), copies=COPIES, seed=4)
+    assert again[0].actions == lines[0].actions and again[0].ret == lines[0].ret
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -89,6 +92,52 @@ def test_fit_all_on_an_easy_instance(agent):
     assert (offsets >= 0).all() and extra["best_return"] == pytest.approx(1.0)
 
 
+def test_large_workload_leaves_time_to_the_local_search(agent):
+    """Issue 3: on zoo:gpt2_train (1881 buffers) a round of agent games took the whole budget
+    and the local search never ran (the written mapping was msa's). The agent's games now take
+    at most half the budget (the greedy game always completes: the sampled copies are dropped
+    when the first moves show the round would overrun) and the local search gets at least the
+    other half."""
+    from mallocgame import splits
+
+    wl = splits.zoo("gpt2_train").load()  # the zoo's default gpt2_train (cached on disk)
+    assert wl.num_buffers > 1000
+    p = api.make_problem(wl, "10%", "tpuv4i")
+    budget = 1.0
+    offsets, extra = agent_solve(p, budget=budget, seed=0, copies=COPIES, agent=agent)
+    sp = extra["split"]
+    assert sp["agent_cap_s"] == pytest.approx(0.5 * budget) and sp["budget_s"] == budget
+    assert sp["improve_ran"] and extra["improve_evaluations"] > 0
+    assert sp["improve_s"] >= 0.5 * budget - 0.05  # at least (1 - share) x budget
+    assert sp["first_round_moves"] == wl.num_buffers  # the greedy game is complete
+    assert extra["agent_games"] >= 1 and sp["probe_s_per_move"] > 0
+    if sp["projected_round_s"] > sp["agent_cap_s"]:  # this machine: ~3 s for a round of 4
+        assert sp["sampled_dropped_at_move"] is not None and extra["agent_games"] == 1
+    assert sp["total_s"] == pytest.approx(sp["agent_s"] + sp["improve_s"], abs=0.5)
+    assert extra["improve_wall_s"] == sp["improve_s"]
+    from mallocgame.problem import Solution
+
+    sol = Solution(p, "agent", offsets, 0.0, extra)
+    assert sol.check().valid
+    assert sol.time_s <= solvers.solve(p, "msa").time_s * (1 + 1e-9)
+
+
+def test_small_workload_split_and_share(agent):
+    """A short game fits the agent's share: all copies play, nothing is dropped, the local
+    search fills the rest of the budget; budget 0 = the agent's games only."""
+    p = problem(6, n=30)
+    _, extra = agent_solve(p, budget=1.5, seed=0, copies=COPIES, agent=agent, agent_share=0.6)
+    sp = extra["split"]
+    assert extra["agent_games"] == COPIES and sp["sampled_dropped_at_move"] is None
+    assert sp["agent_s"] <= 0.6 * 1.5 and sp["improve_ran"] and sp["agent_cap_s"] == pytest.approx(0.9)
+    assert sp["total_s"] == pytest.approx(1.5, abs=0.2) and sp["over_budget_s"] < 0.2
+    _, extra = agent_solve(p, budget=0.0, seed=0, copies=COPIES, agent=agent)
+    assert not extra["split"]["improve_ran"] and extra["improve_evaluations"] == 0
+    assert extra["agent_games"] == COPIES and extra["split"]["agent_cap_s"] is None
+    with pytest.raises(ValueError, match="agent_share"):
+        agent_solve(p, budget=0.1, copies=COPIES, agent=agent, agent_share=0.0)
+
+
 def test_registered_as_a_solver():
     assert "agent" in solvers.list_solvers()
 
@@ -105,6 +154,9 @@ def test_optimize_cli_writes_mapping_json_and_proto(policy_file, tmp_path, capsy
     for key in ("agent", "msa", "comparison", "restarts", "speedup_vs_msa"):
         assert key in summary, key
     assert "agent_raw" in summary["agent"] and summary["msa"]["solver"] == "msa"
+    split = summary["split"]  # the measured split of the budget
+    assert split["improve_ran"] and split["improve_s"] > 0 and split["agent_s"] > 0
+    assert split["agent_cap_s"] == pytest.approx(0.25) and split["budget_s"] == 0.5
     assert summary["time_s"] <= summary["msa"]["time_s"] * (1 + 1e-9)
     assert out.exists() and out.with_suffix(".json").exists()
     assert (tmp_path / "m.msa_overrides.txtpb").read_text().startswith("# proto-file")
@@ -125,6 +177,7 @@ def test_optimize_human_output_shows_agent_and_msa(policy_file, tmp_path, capsys
     text = capsys.readouterr().out
     assert code == 0
     assert "agent_raw" in text and "msa" in text and "best (agent + search)" in text
+    assert "split     agent games" in text and "local search" in text
 
 
 def test_optimize_bad_input(policy_file, tmp_path, capsys):
