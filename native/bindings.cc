@@ -207,6 +207,7 @@ size_t batch_index(const BatchedGames& b, int64_t i) {
 
 // The rank game's bindings (RankInstance, RankGame, BatchedRankGames), defined at the end.
 void bind_rank_game(py::module_& m);
+void bind_packing(py::module_& m);  // native/packing_bindings.cc: _native.pack
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "mallocGame native core: Instance (the shared problem), Game (the state), "
@@ -425,6 +426,7 @@ The games are shared, not copied; they must agree on num_actions and observation
            "Resets the finished games; returns their indices (int64).");
 
   bind_rank_game(m);
+  bind_packing(m);
 }
 
 // ------------------------------------------------------------------------------- rank game

@@ -385,12 +385,12 @@ void Packer::note_progress() {
 Code Packer::search(const Part& p, const std::vector<Entry>& parent, int64_t min_offset,
                     int32_t min_rank) {
   if (budget_ <= 0) return Code::kAborted;
-  --budget_;
-  ++nodes_;
-  if (in_.node_limit >= 0 && nodes_ > in_.node_limit) {
+  if (in_.node_limit >= 0 && nodes_ >= in_.node_limit) {
     hit_node_limit_ = true;
     return Code::kStopped;
   }
+  --budget_;
+  ++nodes_;
   if (has_deadline_ && (nodes_ & 15) == 1 && Clock::now() >= deadline_) return Code::kStopped;
   std::vector<Entry> ord;
   ord.reserve(parent.size());
