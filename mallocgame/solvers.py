@@ -184,7 +184,7 @@ def list_solvers() -> list[str]:
 def _load_plugins() -> None:
     # Solvers that live in other modules register themselves on import: the agent (it needs
     # a trained checkpoint) and CP-SAT (it needs ortools, the `bench` install group).
-    for module in ("mallocgame.agent_solver", "mallocgame.bench"):
+    for module in ("mallocgame.agent_solver", "mallocgame.bench", "mallocgame.packing"):
         try:
             __import__(module)
         except ImportError:

@@ -91,7 +91,8 @@ class Packer {
   void mark_dirty(int32_t s);
   void note_progress();
   std::vector<int32_t> preorder(const Part& p) const;
-  void verify(const std::vector<int64_t>& offsets) const;
+  void verify(const std::vector<int64_t>& offsets, bool complete) const;
+  void check_restored() const;
 
   // ------------------------------------------------------------------ problem
   const PackInput& in_;
@@ -456,17 +457,22 @@ Code Packer::solve_pieces(const Part& p, const std::vector<int32_t>& cut_at) {
     if (piece.buffers.empty()) continue;
     code = subsolve(piece);
     if (code != Code::kOk) break;
+    // Pieces solved inside this one (nested decompositions) have marked theirs already.
     for (const int32_t b : piece.buffers) {
       if (!solved_[b]) {
         solved_[b] = 1;
         ++nsolved_;
-        newly_solved.push_back(b);
       }
+      newly_solved.push_back(b);
     }
   }
   if (code != Code::kOk) {
-    for (const int32_t b : newly_solved) solved_[b] = 0;
-    nsolved_ -= static_cast<int64_t>(newly_solved.size());
+    for (const int32_t b : newly_solved) {
+      if (solved_[b]) {
+        solved_[b] = 0;
+        --nsolved_;
+      }
+    }
   }
   return code;
 }
@@ -493,15 +499,25 @@ Code Packer::solve_all() {
   return solve_pieces(all, cut_at);
 }
 
-void Packer::verify(const std::vector<int64_t>& offsets) const {
+// Every search that did not succeed must leave the state as it found it.
+void Packer::check_restored() const {
+  if (placed_ != 0 || nsolved_ != 0 || !trail_.empty()) {
+    throw std::logic_error("pack: internal error, the search state was not restored");
+  }
+}
+
+// The returned packing (complete, or partial: unplaced buffers skipped) is checked.
+void Packer::verify(const std::vector<int64_t>& offsets, bool complete) const {
   for (int32_t b = 0; b < n_; ++b) {
     const int64_t o = offsets[b];
+    if (o == kUnplaced && !complete) continue;
     if (o < 0 || o % align_ != 0 || o > cap_ - in_.sizes[b]) {
       throw std::logic_error("pack: internal error, buffer " + std::to_string(b) +
                              " got an invalid offset " + std::to_string(o));
     }
     for (int64_t k = adj_ptr_[b]; k < adj_ptr_[b + 1]; ++k) {
       const int32_t j = adj_[k];
+      if (offsets[j] == kUnplaced) continue;
       if (o < offsets[j] + in_.sizes[j] && offsets[j] < o + in_.sizes[b]) {
         throw std::logic_error("pack: internal error, buffers " + std::to_string(b) + " and " +
                                std::to_string(j) + " overlap");
@@ -521,6 +537,7 @@ PackResult Packer::run() {
       budget_ = std::numeric_limits<int64_t>::max();
       r.rounds = 1;
       code = solve_all();
+      if (code != Code::kOk) check_restored();
     } else {
       // Round robin: every heuristic gets the same node budget, doubled every round.
       int64_t limit = n_;
@@ -532,6 +549,7 @@ PackResult Packer::run() {
           heuristic_ = &h;
           budget_ = limit;
           code = solve_all();
+          if (code != Code::kOk) check_restored();
           if (code != Code::kAborted) break;
         }
       }
@@ -543,7 +561,7 @@ PackResult Packer::run() {
     case Code::kOk:
       r.status = PackStatus::kSolved;
       r.offsets = sol_;
-      verify(r.offsets);
+      verify(r.offsets, true);
       break;
     case Code::kNotFound:
       r.status = PackStatus::kInfeasible;
@@ -557,6 +575,7 @@ PackResult Packer::run() {
   if (r.status == PackStatus::kSolved || r.status == PackStatus::kInfeasible) {
     r.heuristic = heuristic_ ? *heuristic_ : "";
   }
+  if (r.status != PackStatus::kSolved) verify(r.offsets, false);
   for (int32_t b = 0; b < n_; ++b) {
     if (r.offsets[b] >= 0) {
       ++r.placed;

@@ -1,0 +1,265 @@
+"""The exact packing search (fit-all, minimalloc's problem) and the solvers built on it.
+
+:func:`pack` runs the native search (``mallocgame._native.pack``, C++ in
+``native/src/packing.cc``): a depth-first search over canonical packings -- each step puts one
+unplaced buffer at the lowest offset the placed buffers it conflicts with allow -- with
+minimalloc's inference and pruning (section lower bounds, monotonic floor, dominance, hatless
+pruning), its dynamic ordering and round robin over static preorders, and dynamic temporal
+decomposition. It answers ``solved`` (with offsets), ``infeasible`` (proven: no packing fits
+the capacity), ``timeout`` or ``node_limit``. See ``docs/game.md`` ("The packing search").
+
+Solvers registered into :data:`mallocgame.solvers.SOLVERS` on import:
+
+- ``pack``: fit-all at the problem's capacity; stops at the first packing found.
+- ``pack-peak``: ``pack``, then descending capacities (a binary search between the peak live
+  bytes and the best height found) to minimise the peak ``max(offset + size)`` with the time
+  left.
+
+Both refuse the ``time`` objective (a :class:`MallocGameError`): they place every buffer or
+say why not. A learned policy can order the branching through ``priority`` (one float per
+buffer, higher first among buffers of equal minimum offset; heuristic key ``P``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mallocgame.errors import MallocGameError
+from mallocgame.problem import Problem
+from mallocgame.solvers import SOLVERS, register_solver
+
+DEFAULT_TIME_LIMIT = 10.0
+STATUSES = ("solved", "infeasible", "timeout", "node_limit")
+
+
+@dataclasses.dataclass
+class PackResult:
+    """What one search returned. ``offsets[b]`` is -1 for a buffer left unplaced (every buffer
+    is placed when ``status == "solved"``; otherwise the largest partial packing met)."""
+
+    status: str
+    offsets: np.ndarray
+    placed: int
+    nodes: int
+    backtracks: int
+    rounds: int
+    sections: int
+    peak_live: int
+    height: int
+    wall_s: float
+    heuristic: str
+    capacity: int
+
+    @property
+    def solved(self) -> bool:
+        return self.status == "solved"
+
+    @property
+    def infeasible(self) -> bool:
+        return self.status == "infeasible"
+
+    def info(self) -> dict[str, Any]:
+        """The scalar fields for reports (``Solution.extra``), named so that they do not
+        shadow :meth:`Solution.summary`'s own keys (``wall_s``, ``capacity``)."""
+        return {
+            "search_status": self.status,
+            "nodes": self.nodes,
+            "backtracks": self.backtracks,
+            "rounds": self.rounds,
+            "sections": self.sections,
+            "peak_live": self.peak_live,
+            "height": self.height,
+            "search_wall_s": self.wall_s,
+            "heuristic": self.heuristic,
+            "search_capacity": self.capacity,
+        }
+
+
+def pack(
+    sizes: Sequence[int] | np.ndarray,
+    starts: Sequence[int] | np.ndarray,
+    ends: Sequence[int] | np.ndarray,
+    capacity: int,
+    alignment: int = 1,
+    *,
+    time_limit: float | None = None,
+    node_limit: int | None = None,
+    priority: Sequence[float] | np.ndarray | None = None,
+    heuristics: str | Sequence[str] | None = None,
+    **rules: bool,
+) -> PackResult:
+    """Decide whether buffers (``sizes`` bytes, live on ``[starts, ends)``) fit in
+    ``[0, capacity)`` at multiples of ``alignment`` with no two live-together buffers
+    overlapping, and where.
+
+    ``time_limit`` in seconds and ``node_limit`` in search nodes (None: no limit).
+    ``priority``: float[B], consulted by heuristic key ``P``; when given and ``heuristics`` is
+    None, the heuristics are ``("P", "WAT", "TAW", "TWA")`` (the learned order first, then
+    minimalloc's). ``rules``: switch single rules off for ablations (``canonical_only``,
+    ``section_inference``, ``monotonic_floor``, ``check_dominance``, ``hatless_pruning``,
+    ``dynamic_ordering``, ``dynamic_decomposition``; all True by default). Bad input raises
+    ``ValueError``. The search runs in C++ with the GIL released."""
+    from mallocgame import _native
+
+    if priority is not None and heuristics is None:
+        heuristics = ("P", "WAT", "TAW", "TWA")
+    r = _native.pack(
+        sizes,
+        starts,
+        ends,
+        capacity,
+        alignment,
+        time_limit=time_limit,
+        node_limit=node_limit,
+        priority=priority,
+        heuristics=heuristics,
+        **rules,
+    )
+    return PackResult(
+        status=r["status"],
+        offsets=np.asarray(r["offsets"], dtype=np.int64),
+        placed=int(r["placed"]),
+        nodes=int(r["nodes"]),
+        backtracks=int(r["backtracks"]),
+        rounds=int(r["rounds"]),
+        sections=int(r["sections"]),
+        peak_live=int(r["peak_live"]),
+        height=int(r["height"]),
+        wall_s=float(r["wall_s"]),
+        heuristic=str(r["heuristic"]),
+        capacity=int(capacity),
+    )
+
+
+def minimize_peak(
+    sizes: Sequence[int] | np.ndarray,
+    starts: Sequence[int] | np.ndarray,
+    ends: Sequence[int] | np.ndarray,
+    capacity: int,
+    alignment: int = 1,
+    *,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+    priority: Sequence[float] | np.ndarray | None = None,
+    heuristics: str | Sequence[str] | None = None,
+) -> tuple[PackResult, dict[str, Any]]:
+    """Pack within ``capacity``, then lower the peak by descending capacities.
+
+    A binary search over capacities between the lower bound (the peak live bytes, or the
+    largest buffer rounded up by the alignment) and the best height found so far; each probe
+    gets half of the time left. A probe that proves infeasibility raises the lower end; a
+    probe that times out raises it too but the result is then no longer proven optimal.
+    Returns the best :class:`PackResult` (the first one when nothing fits) and a summary:
+    ``probes`` (capacity, status, height, wall), ``lower_bound``, ``proved_optimal``."""
+    t0 = time.perf_counter()
+    budget = float(time_limit)
+
+    def left() -> float:
+        return budget - (time.perf_counter() - t0)
+
+    first = pack(
+        sizes,
+        starts,
+        ends,
+        capacity,
+        alignment,
+        time_limit=max(0.0, left()),
+        priority=priority,
+        heuristics=heuristics,
+    )
+    probes = [(int(capacity), first.status, first.height, first.wall_s)]
+    sz = np.asarray(sizes, dtype=np.int64)
+    lower = int(first.peak_live)
+    if sz.size:
+        lower = max(lower, int(sz.max()))
+    best = first
+    proven = True
+    if first.solved:
+        lo, hi = lower, best.height - 1
+        while lo <= hi and left() > 0:
+            mid = (lo + hi) // 2
+            r = pack(
+                sizes,
+                starts,
+                ends,
+                mid,
+                alignment,
+                time_limit=max(0.0, left() / 2),
+                priority=priority,
+                heuristics=heuristics,
+            )
+            probes.append((mid, r.status, r.height, r.wall_s))
+            if r.solved:
+                best = r
+                hi = r.height - 1
+            else:
+                proven = proven and r.infeasible
+                lo = mid + 1
+        proven = proven and lo > hi
+    info = {
+        "probes": probes,
+        "lower_bound": lower,
+        "proved_optimal": bool(best.solved and (proven or best.height <= lower)),
+        "total_search_wall_s": time.perf_counter() - t0,
+    }
+    return best, info
+
+
+def pack_problem(
+    problem: Problem,
+    time_limit: float | None = DEFAULT_TIME_LIMIT,
+    *,
+    priority: Sequence[float] | np.ndarray | None = None,
+    heuristics: str | Sequence[str] | None = None,
+) -> PackResult:
+    """:func:`pack` on a problem's buffers, capacity and alignment."""
+    w = problem.workload
+    return pack(
+        w.sizes,
+        w.starts,
+        w.ends,
+        int(problem.capacity),
+        int(problem.target.alignment_bytes),
+        time_limit=time_limit,
+        priority=priority,
+        heuristics=heuristics,
+    )
+
+
+def _require_fit_all(problem: Problem, name: str) -> None:
+    if problem.objective != "fit-all":
+        raise MallocGameError(
+            f"the {name} solver plays fit-all only (every buffer placed); "
+            f"got objective {problem.objective!r}"
+        )
+
+
+def _pack_solver(problem: Problem, rng: np.random.Generator, time_limit: float | None):
+    _require_fit_all(problem, "pack")
+    r = pack_problem(problem, DEFAULT_TIME_LIMIT if time_limit is None else time_limit)
+    return r.offsets, r.info()
+
+
+def _pack_peak_solver(problem: Problem, rng: np.random.Generator, time_limit: float | None):
+    _require_fit_all(problem, "pack-peak")
+    w = problem.workload
+    best, info = minimize_peak(
+        w.sizes,
+        w.starts,
+        w.ends,
+        int(problem.capacity),
+        int(problem.target.alignment_bytes),
+        time_limit=DEFAULT_TIME_LIMIT if time_limit is None else time_limit,
+    )
+    extra = best.info()
+    extra.update(info)
+    return best.offsets, extra
+
+
+for _name, _fn in (("pack", _pack_solver), ("pack-peak", _pack_peak_solver)):
+    if _name not in SOLVERS:
+        register_solver(_name, _fn)
