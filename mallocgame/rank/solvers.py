@@ -1,0 +1,337 @@
+"""Baselines of the rank game: choose one rank per part under a budget on attention FLOPs.
+
+Every solver has the signature ``solve(tables, budget, *, evaluator=None, seed=0,
+time_limit=None, **kw) -> int64[P]`` (choice indices into ``tables.choices``, parts ordered as
+in :mod:`mallocgame.rank.tables`) and returns a choice that fits: ``tables.fraction(idx) <=
+budget``. A budget below the cheapest choice (every part at the smallest rank) raises
+:class:`BudgetError`.
+
+- ``uniform``: the largest single rank in every part that fits. The leftover budget is not
+  used (it is the naive baseline).
+- ``spectral``: one spectral-energy threshold ``t`` for all parts; each part takes the smallest
+  rank that keeps at least ``t`` of its energy. The threshold is bisected over the table's
+  energy values to the largest that fits.
+- ``fisher``: ranks proportional to the part's Fisher-style sensitivity, as Palu allocates
+  them (``r_p = s * F_p / mean(F)``, rounded down to a choice, clipped to the choices); the
+  scale ``s`` is bisected over its breakpoints to the largest that fits.
+- ``greedy``: start at full rank and repeatedly lower one part by one choice, the move with the
+  smallest loss increase per FLOP saved, until within the budget (in the spirit of ASVD's
+  sensitivity search). The cheap estimate of a move is the table's one-part-at-a-time
+  marginal ``sens[p, c-1] - sens[p, c]``. With an evaluator, the *last* ``max_evals // top_k``
+  moves are measured: at each of them the ``top_k`` moves ranked by the estimate are
+  re-measured (calibration loss of the current config with that move) and the one with the
+  smallest measured increase per FLOP saved is taken. The moves before are taken by the
+  estimate alone; their number comes from a first, estimate-only pass, so the measurements go
+  where lowered parts interact most. If the evaluations run out (``max_evals`` or
+  ``time_limit``) before the budget is met, the rest is again by estimate. Deterministic for a
+  given ``max_evals`` without ``time_limit``.
+- ``agent``: :func:`mallocgame.rank.agent.solve`, loaded when asked for; if that module is
+  missing the registry raises :class:`SolverUnavailableError` ("agent unavailable").
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mallocgame.errors import InputError, MallocGameError
+from mallocgame.rank.tables import RankTables
+
+Solver = Callable[..., np.ndarray]
+
+
+class BudgetError(InputError):
+    """The budget is not a fraction in (0, 1] or is below the cheapest rank choice."""
+
+
+class SolverUnavailableError(MallocGameError):
+    """A registered solver cannot be loaded (e.g. the agent's module is missing)."""
+
+
+def min_fraction(tables: RankTables) -> float:
+    return tables.fraction(np.zeros(tables.num_parts, np.int64))
+
+
+def check_budget(tables: RankTables, budget: float) -> float:
+    """Return ``budget`` as a float, or raise :class:`BudgetError` naming what fits."""
+    try:
+        b = float(budget)
+    except (TypeError, ValueError):
+        raise BudgetError(f"expected a number, got {budget!r}", field="budget") from None
+    if not 0.0 < b <= 1.0 or not np.isfinite(b):
+        raise BudgetError(
+            f"expected a fraction of full attention FLOPs in (0, 1], got {budget!r}",
+            field="budget",
+        )
+    lo = min_fraction(tables)
+    if b < lo - 1e-12:
+        raise BudgetError(
+            f"budget {b:g} is below the cheapest choice: every part at rank "
+            f"{tables.choices[0]} costs {lo:.4f} of full attention FLOPs at seq_len "
+            f"{tables.seq_len}",
+            field="budget",
+        )
+    return b
+
+
+def _fits(tables: RankTables, idx: np.ndarray, budget: float) -> bool:
+    return tables.fraction(idx) <= budget + 1e-12
+
+
+# ----------------------------------------------------------------------------- uniform
+
+
+def solve_uniform(tables: RankTables, budget: float, **_: Any) -> np.ndarray:
+    """The largest single choice index in every part that fits (leftover unused)."""
+    budget = check_budget(tables, budget)
+    P, C = tables.num_parts, len(tables.choices)
+    for c in range(C - 1, -1, -1):
+        idx = np.full(P, c, np.int64)
+        if _fits(tables, idx, budget):
+            return idx
+    raise AssertionError("check_budget guarantees the smallest choice fits")
+
+
+# ----------------------------------------------------------------------------- spectral
+
+
+def _spectral_config(energy: np.ndarray, t: float) -> np.ndarray:
+    e = np.maximum.accumulate(np.nan_to_num(energy, nan=0.0), axis=1)
+    e[:, -1] = np.inf  # full rank always qualifies
+    return np.argmax(e >= t - 1e-12, axis=1).astype(np.int64)
+
+
+def solve_spectral(tables: RankTables, budget: float, **_: Any) -> np.ndarray:
+    """One energy threshold for all parts, the largest that fits (bisected)."""
+    budget = check_budget(tables, budget)
+    ts = np.unique(np.concatenate([[0.0], np.nan_to_num(tables.energy, nan=0.0).ravel()]))
+    lo, hi = 0, len(ts) - 1  # ts[0] = 0 gives the smallest choices, which fit
+    if _fits(tables, _spectral_config(tables.energy, ts[hi]), budget):
+        lo = hi
+    while hi - lo > 1:  # invariant: ts[lo] fits, ts[hi] does not
+        mid = (lo + hi) // 2
+        if _fits(tables, _spectral_config(tables.energy, ts[mid]), budget):
+            lo = mid
+        else:
+            hi = mid
+    return _spectral_config(tables.energy, ts[lo])
+
+
+# ----------------------------------------------------------------------------- fisher
+
+
+def _fisher_config(tables: RankTables, weight: np.ndarray, s: float) -> np.ndarray:
+    ch = np.asarray(tables.choices, np.float64)
+    r = s * weight
+    idx = np.searchsorted(ch, r + 1e-9, side="right") - 1  # largest choice <= r
+    return np.clip(idx, 0, len(ch) - 1).astype(np.int64)
+
+
+def solve_fisher(tables: RankTables, budget: float, **_: Any) -> np.ndarray:
+    """Ranks proportional to the Fisher sensitivity (Palu), scaled to the budget."""
+    budget = check_budget(tables, budget)
+    f = np.nan_to_num(np.asarray(tables.fisher, np.float64), nan=0.0)
+    f = np.maximum(f, 0.0)
+    if f.sum() <= 0:
+        return solve_uniform(tables, budget)
+    w = f / f.mean()
+    ch = np.asarray(tables.choices, np.float64)
+    # Each part changes choice where s * w_p crosses a choice: s = choice / w_p.
+    with np.errstate(divide="ignore"):
+        bps = np.unique((ch[None, :] / w[w > 0][:, None]).ravel())
+    bps = np.concatenate([[0.0], bps])
+    lo, hi = 0, len(bps) - 1
+    if _fits(tables, _fisher_config(tables, w, bps[hi]), budget):
+        return _fisher_config(tables, w, bps[hi])
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _fits(tables, _fisher_config(tables, w, bps[mid]), budget):
+            lo = mid
+        else:
+            hi = mid
+    return _fisher_config(tables, w, bps[lo])
+
+
+# ----------------------------------------------------------------------------- greedy
+
+
+def _moves(tables: RankTables, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parts that can be lowered, the estimated loss increase and the FLOPs saved of each."""
+    P = tables.num_parts
+    parts = np.nonzero(idx > 0)[0]
+    c = idx[parts]
+    d_loss = tables.sens[parts, c - 1] - tables.sens[parts, c]
+    saved = tables.cost[parts, c] - tables.cost[parts, c - 1]
+    keep = saved > 0
+    assert P == len(idx)
+    return parts[keep], d_loss[keep], saved[keep]
+
+
+def _estimate_step(tables: RankTables, idx: np.ndarray) -> int:
+    parts, d, saved = _moves(tables, idx)
+    if len(parts) == 0:
+        raise AssertionError("no move left above the budget; check_budget guarantees one")
+    score = d / saved
+    # ties: the earliest part (deterministic)
+    return int(parts[np.lexsort((parts, score))[0]])
+
+
+def solve_greedy(
+    tables: RankTables,
+    budget: float,
+    *,
+    evaluator: Callable[[np.ndarray], np.ndarray] | None = None,
+    seed: int = 0,
+    time_limit: float | None = None,
+    top_k: int = 3,
+    max_evals: int = 150,
+    trace: list | None = None,
+    **_: Any,
+) -> np.ndarray:
+    """Lower the part with the smallest loss per FLOP saved until within budget (module doc).
+
+    ``trace``: if a list, one dict per move is appended (part, new choice, fraction, and
+    ``measured`` loss where measured).
+    """
+    budget = check_budget(tables, budget)
+    if not np.all(np.isfinite(tables.sens)):
+        raise ValueError("greedy needs a fully measured sens table (NaN found)")
+    P, C = tables.num_parts, len(tables.choices)
+    full = np.full(P, C - 1, np.int64)
+    # Pass 1: estimate only, to count the moves.
+    path = [full.copy()]
+    idx = full.copy()
+    while not _fits(tables, idx, budget):
+        idx[_estimate_step(tables, idx)] -= 1
+        path.append(idx.copy())
+    if evaluator is None or max_evals <= 0 or top_k <= 0 or len(path) == 1:
+        _trace_path(trace, tables, path)
+        return idx
+    n_measured = max(1, max_evals // top_k)
+    start = max(0, len(path) - 1 - n_measured)
+    _trace_path(trace, tables, path[: start + 1])
+    idx = path[start].copy()
+    t0 = time.perf_counter()
+    evals = 0
+    loss = float(evaluator(idx[None])[0])
+    while not _fits(tables, idx, budget):
+        out_of_time = time_limit is not None and time.perf_counter() - t0 > time_limit
+        if evals + 1 > max_evals or out_of_time:
+            p = _estimate_step(tables, idx)
+            idx[p] -= 1
+            if trace is not None:
+                trace.append(_step(tables, idx, p, None))
+            continue
+        parts, d, saved = _moves(tables, idx)
+        order = np.lexsort((parts, d / saved))[: min(top_k, max_evals - evals)]
+        cands = np.repeat(idx[None], len(order), axis=0)
+        cands[np.arange(len(order)), parts[order]] -= 1
+        losses = np.asarray(evaluator(cands), np.float64)
+        evals += len(order)
+        best = int(np.argmin((losses - loss) / saved[order]))
+        p = int(parts[order][best])
+        idx = cands[best]
+        loss = float(losses[best])
+        if trace is not None:
+            trace.append(_step(tables, idx, p, loss))
+    return idx
+
+
+def _step(tables: RankTables, idx: np.ndarray, p: int, measured: float | None) -> dict:
+    return {
+        "part": p,
+        "choice": int(idx[p]),
+        "fraction": tables.fraction(idx),
+        "measured": measured,
+    }
+
+
+def _trace_path(trace: list | None, tables: RankTables, path: list[np.ndarray]) -> None:
+    if trace is None:
+        return
+    for a, b in zip(path, path[1:], strict=False):
+        p = int(np.nonzero(a != b)[0][0])
+        trace.append(_step(tables, b, p, None))
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def _agent(*args: Any, **kw: Any) -> np.ndarray:
+    return load("agent")(*args, **kw)
+
+
+SOLVERS: dict[str, Solver] = {
+    "uniform": solve_uniform,
+    "spectral": solve_spectral,
+    "fisher": solve_fisher,
+    "greedy": solve_greedy,
+    "agent": _agent,
+}
+
+#: solvers that use the calibration evaluator when one is given
+USES_EVALUATOR = frozenset({"greedy", "agent"})
+
+_LAZY = {"agent": ("mallocgame.rank.agent", "solve")}
+
+
+def load(name: str) -> Solver:
+    """The solve function of ``name``; lazily imported ones raise SolverUnavailableError."""
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise SolverUnavailableError(
+                f"{name} unavailable: cannot import {module} ({e})"
+            ) from None
+        fn = getattr(mod, attr, None)
+        if fn is None:
+            raise SolverUnavailableError(f"{name} unavailable: {module} has no {attr}()")
+        return fn
+    if name not in SOLVERS:
+        raise InputError(
+            f"unknown rank solver {name!r}; expected one of {sorted(SOLVERS)}", field="solver"
+        )
+    return SOLVERS[name]
+
+
+def available(name: str) -> bool:
+    try:
+        load(name)
+    except SolverUnavailableError:
+        return False
+    return True
+
+
+def solve(
+    tables: RankTables,
+    budget: float,
+    solver: str = "greedy",
+    *,
+    evaluator: Callable[[np.ndarray], np.ndarray] | None = None,
+    seed: int = 0,
+    time_limit: float | None = None,
+    **kw: Any,
+) -> np.ndarray:
+    """Run a registered solver and check its answer (shape, range, budget)."""
+    budget = check_budget(tables, budget)
+    fn = load(solver)
+    idx = np.asarray(
+        fn(tables, budget, evaluator=evaluator, seed=seed, time_limit=time_limit, **kw), np.int64
+    )
+    P, C = tables.num_parts, len(tables.choices)
+    if idx.shape != (P,) or idx.min() < 0 or idx.max() >= C:
+        raise MallocGameError(
+            f"rank solver {solver!r} returned choices of shape {idx.shape} "
+            f"outside 0..{C - 1} (expected {P} parts)"
+        )
+    if not _fits(tables, idx, budget):
+        raise MallocGameError(
+            f"rank solver {solver!r} exceeded the budget: {tables.fraction(idx):.4f} > {budget:g}"
+        )
+    return idx
