@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,44 +27,11 @@ import numpy as np
 
 from mallocgame.rank import text
 from mallocgame.rank.config import RankConfig
+from mallocgame.rank.latency import attention_stack as _attention_stack
+from mallocgame.rank.latency import time_call as _time
 from mallocgame.rank.lowrank import attention_flops, calibrate, lowrank_params
 from mallocgame.rank.models import minilm as mm
 from mallocgame.rank.models import smollm2 as sm
-
-
-def _attention_stack(model: Any, n_layers: int):
-    """A jitted function of (layer params list, x[1, L, D]) running n attention blocks."""
-    cfg = model.config
-    if isinstance(model, sm.SmolLM):
-
-        def f(layers, x):
-            for p in layers[:n_layers]:
-                a, _ = sm.attention(p, cfg, sm._rms_norm(x, p["attn_norm"], cfg.rms_eps))
-                x = x + a
-            return x
-
-    else:
-
-        def f(layers, x):
-            mask = jnp.ones(x.shape[:2], x.dtype)
-            for p in layers[:n_layers]:
-                a, _ = mm.attention(p, cfg, x, mask)
-                x = mm._layer_norm(x + a, p["ln1_g"], p["ln1_b"], cfg.layer_norm_eps)
-            return x
-
-    return jax.jit(f)
-
-
-def _time(fn, repeats: int) -> tuple[float, float]:
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), first
 
 
 def main(argv: list[str] | None = None) -> int:
