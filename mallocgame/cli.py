@@ -303,9 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from mallocgame import agent_cli
     from mallocgame.bench import cli as bench_cli
+    from mallocgame.rank import cli as rank_cli
 
     agent_cli.add_parsers(sub)
     bench_cli.add_parser(sub)
+    rank_cli.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,209 @@
+"""``mallocgame rank`` and ``mallocgame rank-eval`` end to end on MiniLM (small calibration),
+the heat map, the refusal of another model's config, and bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from mallocgame.cli import main
+
+pytestmark = pytest.mark.rank
+
+# Two rank choices and a tiny calibration keep the measured tables to 12 short runs.
+SMALL = ["--choices", "16,32", "--cal-bases", "8", "--cal-loss", "1"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("rank-cache")
+
+
+@pytest.fixture()
+def env(cache, monkeypatch):
+    monkeypatch.setenv("MALLOCGAME_CACHE", str(cache))
+
+
+@pytest.fixture(scope="module")
+def ranked(cache, tmp_path_factory):
+    """A greedy MiniLM rank config written by the CLI (JSON summary, config path)."""
+    pytest.importorskip("matplotlib")
+    from mallocgame.rank.models.common import MissingExtraError
+    from mallocgame.rank.sensitivity import load_model
+
+    try:
+        load_model("minilm")
+    except MissingExtraError as e:
+        pytest.skip(f"rank extras not installed: {e}")
+    out = tmp_path_factory.mktemp("rank") / "ranks.json"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MALLOCGAME_CACHE", str(cache))
+    import io
+    from contextlib import redirect_stdout
+
+    buf = io.StringIO()
+    try:
+        with redirect_stdout(buf):
+            rc = main(
+                ["rank", "--model", "minilm", "--budget", "0.6", "--solver", "greedy"]
+                + SMALL
+                + ["--max-evals", "4", "--out", str(out), "--json"]
+            )
+    finally:
+        mp.undo()
+    assert rc == 0
+    return json.loads(buf.getvalue()), out
+
+
+def test_rank_writes_config_and_heatmap(ranked) -> None:
+    summary, out = ranked
+    d = json.loads(out.read_text())
+    assert d["format"] == "mallocgame-ranks" and d["model"] == "minilm"
+    assert d["budget"] == {"fraction": 0.6}
+    assert d["meta"]["solver"] == "greedy"
+    assert d["meta"]["calibration"]["bases"] == 8 and d["meta"]["calibration"]["loss"] == 1
+    ranks = [x["r_qk"] for x in d["layers"]] + [x["r_v"] for x in d["layers"]]
+    assert set(ranks) <= {16, 32} and 16 in ranks
+    from mallocgame.rank.config import load_rank_config
+    from mallocgame.rank.lowrank import attention_flops
+
+    frac = attention_flops(load_rank_config(out))["fraction"]
+    assert frac <= 0.6 and frac == pytest.approx(summary["flops_fraction"])
+    assert summary["calibration_loss"] > 0
+    png = out.with_suffix(".png")
+    assert summary["heatmap"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.parent.glob(".*tmp*"))  # atomic writes leave no temporaries
+
+
+def test_rank_eval_reports_fidelity_and_flops(ranked, env, capsys) -> None:
+    _, out = ranked
+    capsys.readouterr()
+    assert main(["rank-eval", str(out), "--eval-docs", "12", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["model"] == "minilm" and r["eval_docs"] == 12
+    assert 0.5 < r["cos_mean"] < 1.0  # lowered, but close to the full model
+    assert r["cos_min"] <= r["cos_mean"]
+    assert -1 <= r["pearson"] <= 1 and -1 <= r["spearman"] <= 1
+    assert r["flops_fraction"] <= 0.6
+    assert r["loss"] == pytest.approx(1 - r["cos_mean"])
+    # the text report
+    assert main(["rank-eval", str(out), "--eval-docs", "12"]) == 0
+    text = capsys.readouterr().out
+    assert "cosine to full embeddings" in text and "attention FLOPs" in text
+
+
+def test_rank_eval_refuses_another_models_config(ranked, env, tmp_path, capsys) -> None:
+    _, out = ranked
+    d = json.loads(out.read_text())
+    d["model_hash"] = "0123456789abcdef"
+    bad = tmp_path / "other-weights.json"
+    bad.write_text(json.dumps(d))
+    assert main(["rank-eval", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "0123456789abcdef" in err and "model_hash" in err
+    # a config for SmolLM2 (30 layers) carrying MiniLM's hash: refused before loading SmolLM2
+    from mallocgame.rank.models.common import MissingExtraError
+
+    try:
+        from mallocgame.rank.sensitivity import model_file_hash
+
+        model_file_hash("smollm2")
+    except MissingExtraError:
+        return
+    d2 = dict(d, model="smollm2", model_hash=json.loads(out.read_text())["model_hash"])
+    d2["layers"] = [{"r_qk": 32, "r_v": 32}] * 30
+    d2["seq_len"] = 512
+    d2["meta"] = {}
+    other = tmp_path / "smollm2-with-minilm-hash.json"
+    other.write_text(json.dumps(d2))
+    assert main(["rank-eval", str(other)]) == 2
+    assert "hash" in capsys.readouterr().err
+
+
+def test_rank_eval_bad_input(env, tmp_path, capsys) -> None:
+    missing = tmp_path / "nope.json"
+    assert main(["rank-eval", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert main(["rank-eval", str(broken)]) == 2
+    assert "broken.json" in capsys.readouterr().err
+    bad = tmp_path / "bad-rank.json"
+    layers = [{"r_qk": 32, "r_v": 32}] * 6
+    layers[2] = {"r_qk": 99, "r_v": 32}
+    bad.write_text(
+        json.dumps(
+            {
+                "format": "mallocgame-ranks",
+                "version": 1,
+                "model": "minilm",
+                "model_hash": "53aa51172d142c89",
+                "seq_len": 256,
+                "layers": layers,
+            }
+        )
+    )
+    assert main(["rank-eval", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad-rank.json" in err and "layers[2].r_qk" in err
+    cal = tmp_path / "bad-cal.json"
+    d = json.loads(bad.read_text())
+    d["layers"][2] = {"r_qk": 16, "r_v": 16}
+    d["meta"] = {"calibration": {"bases": -3}}
+    cal.write_text(json.dumps(d))
+    pytest.importorskip("safetensors")
+    from mallocgame.rank.sensitivity import model_file_hash
+
+    try:
+        d["model_hash"] = model_file_hash("minilm")
+    except Exception as e:  # noqa: BLE001 - extras missing
+        pytest.skip(str(e))
+    cal.write_text(json.dumps(d))
+    assert main(["rank-eval", str(cal)]) == 2
+    assert "meta.calibration" in capsys.readouterr().err
+
+
+def test_rank_bad_input(env, tmp_path, capsys, monkeypatch) -> None:
+    out = str(tmp_path / "r.json")
+    # below the cheapest choice: refused before anything is measured
+    assert main(["rank", "--model", "minilm", "--budget", "0.05", "--out", out]) == 2
+    assert "field 'budget'" in capsys.readouterr().err
+    assert (
+        main(["rank", "--model", "minilm", "--budget", "0.5", "--choices", "8,16", "--out", out])
+        == 2
+    )
+    assert "field 'choices'" in capsys.readouterr().err
+    assert (
+        main(["rank", "--model", "minilm", "--budget", "0.5", "--choices", "8,x", "--out", out])
+        == 2
+    )
+    assert "field 'choices'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["rank", "--model", "minilm", "--budget", "1.5", "--out", out])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["rank", "--model", "gpt9", "--budget", "0.5", "--out", out])
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "mallocgame.rank.agent", None)
+    assert (
+        main(["rank", "--model", "minilm", "--budget", "0.5", "--solver", "agent", "--out", out])
+        == 1
+    )
+    assert "agent unavailable" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_heatmap_formats(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from mallocgame.errors import InputError
+    from mallocgame.rank.cli import write_heatmap
+    from mallocgame.rank.config import RankConfig
+
+    cfg = RankConfig("minilm", "ab", (8, 16, 32, 4, 4, 32), tuple(np.full(6, 16)), 256)
+    assert write_heatmap(cfg, tmp_path / "h.svg", "t").read_text().lstrip().startswith("<?xml")
+    with pytest.raises(InputError, match="heatmap"):
+        write_heatmap(cfg, tmp_path / "h.gif", "t")
