@@ -233,10 +233,14 @@ def train_and_play(
         rounds += 1
     play_s = time.perf_counter() - play_start
 
-    agent_choice, agent_loss = env.best(0)
-    if not env.seen[0]:  # no game finished (impossible after a play round, kept for clarity)
-        agent_choice, agent_loss = greedy_choice, greedy_loss
-    if agent_loss <= task0.uniform_loss:
+    # the best played config that also passes the rank solvers' check (fraction <= budget +
+    # 1e-12; the game's own tolerance is the same up to rounding)
+    agent_choice, agent_loss = greedy_choice, greedy_loss
+    for key, value in sorted(env.seen[0].items(), key=lambda kv: kv[1]):
+        if tables.fraction(key) <= budget + 1e-12:
+            agent_choice, agent_loss = np.array(key, np.int64), value
+            break
+    if agent_loss <= task0.uniform_loss or tables.fraction(task0.uniform) > budget + 1e-12:
         choice, loss, source = agent_choice, agent_loss, "agent"
     else:
         choice, loss, source = task0.uniform.copy(), task0.uniform_loss, "uniform"

@@ -134,7 +134,14 @@ class RankTask:
 class _Prepared:
     """A task with its native instance, its uniform config and that config's loss."""
 
-    def __init__(self, task: RankTask, evaluator: Evaluator, shaping: bool, scale: float | None):
+    def __init__(
+        self,
+        task: RankTask,
+        evaluator: Evaluator,
+        shaping: bool,
+        scale: float | None,
+        tolerance: float,
+    ):
         from mallocgame import _native
 
         self.task = task
@@ -149,7 +156,11 @@ class _Prepared:
         self.cost = inputs["cost"]
         self.budget_flops = self.budget_fraction * float(task.tables.full_cost)
         probe = _native.RankInstance(
-            self.cost, inputs["features"], inputs["part_features"], self.budget_flops
+            self.cost,
+            inputs["features"],
+            inputs["part_features"],
+            self.budget_flops,
+            tolerance=tolerance,
         )
         self.uniform = uniform_choice(self.cost, probe.limit)
         self.sens = inputs["sens"]
@@ -162,7 +173,12 @@ class _Prepared:
             raise ValueError(f"scale must be a positive number, got {scale}")
         penalty = (self.scale * self.sens).astype(np.float32) if shaping else None
         self.instance = _native.RankInstance(
-            self.cost, inputs["features"], inputs["part_features"], self.budget_flops, penalty
+            self.cost,
+            inputs["features"],
+            inputs["part_features"],
+            self.budget_flops,
+            penalty,
+            tolerance=tolerance,
         )
         self.num_parts = self.instance.num_parts
         self.uniform_loss = float("nan")
@@ -188,6 +204,8 @@ class RankEnv:
       scale: return = ``-scale * (loss - offset)``; default per task, see the module doc.
       offset: ``"uniform"`` (the uniform config's loss, default) or a number.
       shaping: dense ``-scale * sens`` move rewards, refunded at the end.
+      tolerance: the game's relative budget tolerance (default 1e-12, as the rank solvers'
+        check ``fraction <= budget + 1e-12``).
     """
 
     def __init__(
@@ -201,6 +219,7 @@ class RankEnv:
         scale: float | None = None,
         offset: str | float = "uniform",
         shaping: bool = True,
+        tolerance: float = 1e-12,
     ) -> None:
         tasks = _tasks(tables, budget)
         self.num_envs = int(num_envs)
@@ -211,7 +230,7 @@ class RankEnv:
             ev = task.evaluator if task.evaluator is not None else evaluator
             if ev is None or not callable(ev):
                 raise ValueError(f"task {i} has no evaluator: pass evaluator=... (a callable)")
-            self.pool.append(_Prepared(task, ev, shaping, scale))
+            self.pool.append(_Prepared(task, ev, shaping, scale, tolerance))
         sizes = {(p.instance.observation_size, p.instance.num_actions) for p in self.pool}
         if len(sizes) != 1:
             raise ValueError(

@@ -298,6 +298,22 @@ def test_agent_solver_beats_uniform(minilm_tables):
     assert r.loss == min(measured.values()), "the best config measured is returned"
     assert r.uniform_loss > r.agent_loss >= best_loss - 1e-12
     assert r.greedy_loss < r.uniform_loss, "the trained agent's greedy line beats uniform ranks"
+    # through the rank solvers' registry (same network sizes: the compiled code is reused)
+    solvers = pytest.importorskip("mallocgame.rank.solvers")
+    idx = solvers.solve(
+        t,
+        0.5,
+        "agent",
+        evaluator=SyntheticLoss(t),
+        seed=1,
+        time_limit=1.0,
+        min_updates=10,
+        max_updates=10,
+        hidden_size=64,
+        latent_size=32,
+    )
+    assert idx.shape == (P,) and t.fraction(idx) <= 0.5
+    assert float(loss.loss(idx)[0]) <= r.uniform_loss
     print(
         f"\nagent solver ({wall:.1f} s, {r.updates} updates, {r.evaluations} configs measured): "
         f"best {r.loss:.4f}, greedy {r.greedy_loss:.4f}, uniform {r.uniform_loss:.4f}, "
