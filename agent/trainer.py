@@ -116,6 +116,11 @@ class Trainer:
         the end, when a path is set). Returns the records added by this call.
         """
         t = self.config.train
+        if t.updates_per_actor_step <= 0 and num_steps > 0:
+            raise ValueError(
+                f"TrainConfig.updates_per_actor_step must be > 0 to learn, got "
+                f"{t.updates_per_actor_step} (train() would never finish)"
+            )
         target = self.updates + int(num_steps)
         first_record = len(self.curves)
         start = time.perf_counter()
@@ -124,7 +129,7 @@ class Trainer:
         try:
             while self.updates < target and not stop:
                 self.actor.step(self.state.params, self._next_key())
-                if len(self.replay) < self.config.replay.min_size:
+                if not self.replay_ready():
                     continue
                 self._credit += t.updates_per_actor_step
                 while self._credit >= 1.0 and self.updates < target and not stop:
@@ -152,6 +157,13 @@ class Trainer:
         if t.checkpoint_path:
             self.save(t.checkpoint_path)
         return self.curves[first_record:]
+
+    def replay_ready(self) -> bool:
+        """Whether learning may start: the replay holds ``replay.min_size`` positions, or it
+        has wrapped (whole-episode eviction can keep it below a ``min_size`` close to, or
+        above, its capacity forever)."""
+        r = self.replay
+        return len(r) >= self.config.replay.min_size or r.next_position > r.capacity
 
     def _record(self) -> dict[str, Any]:
         now = time.perf_counter()

@@ -1,8 +1,10 @@
 import subprocess
 import sys
+import threading
 
 import jax
 import numpy as np
+import pytest
 
 from agent import Trainer, evaluate, load_policy, random_act_fn, write_curves_csv
 from agent.checkpoint import arrays_to_params, read_checkpoint
@@ -122,3 +124,19 @@ def test_same_seed_same_training():
     b.train(5)
     assert _tree_equal(a.state.params, b.state.params)
     assert a.actor.moves == b.actor.moves and np.array_equal(a.rng, b.rng)
+
+
+def test_learning_starts_when_the_replay_is_full_below_min_size():
+    """A replay whose capacity is below min_size (or so close to it that evicting whole
+    episodes keeps it under) used to make train() collect forever; it now learns once the
+    ring has wrapped. updates_per_actor_step <= 0 is refused instead of looping."""
+    cfg = TINY.replace(replay__capacity=120, replay__min_size=500)
+    trainer = Trainer(env_factory, cfg, seed=2)
+    worker = threading.Thread(target=trainer.train, args=(3,), daemon=True)
+    worker.start()
+    worker.join(timeout=300)
+    assert not worker.is_alive(), "train() never started learning"
+    assert trainer.updates == 3 and len(trainer.replay) <= 120
+    bad = Trainer(env_factory, TINY.replace(train__updates_per_actor_step=0.0), seed=2)
+    with pytest.raises(ValueError, match="updates_per_actor_step"):
+        bad.train(1)
