@@ -84,6 +84,10 @@ def heldout(args, agent, log) -> dict:
                     "agent_valid": sol.check().valid, "best_source": extra["best_source"],
                     "restarts_tries": rs.extra.get("restarts"), "evaluations": extra["improve_evaluations"],
                     "all_slow_time": p.all_slow_time,
+                    # the split of the budget (agent solvers that report it)
+                    "agent_s": extra.get("split", {}).get("agent_s", extra.get("agent_wall_s")),
+                    "improve_s": extra.get("split", {}).get("improve_s"),
+                    "agent_games": extra.get("agent_games"),
                 }
                 rows.append(row)
                 log(f"{spec.title:38s} {cap:>4} s{seed} vs msa {msa.time_s / sol.time_s:.4f}x "
