@@ -45,18 +45,50 @@ def add_parsers(sub: Any) -> None:
         "agent's own result and msa's side by side.",
     )
     _add_problem_args(p, capacity_default=None)
-    p.add_argument("--budget", type=_positive_float, default=10.0,
-                   help="seconds of wall-clock (default 10; 0 = the agent's games only). The agent's games take at most "
-                   "--agent-share of it (the greedy game always completes), the local search the rest and at least "
-                   "(1 - share) x budget")
-    p.add_argument("--agent-share", type=_share, default=None,
-                   help="fraction of the budget the agent's games may take before the local search (default 0.5)")
-    p.add_argument("--out", help="mapping CSV; OUT.json and OUT.msa_overrides.txtpb are written beside it")
-    p.add_argument("--policy", default=None, help="agent checkpoint (default: $MALLOCGAME_POLICY, else the shipped mallocgame/pretrained/policy.npz)")
-    p.add_argument("--copies", type=int, default=8, help="games the agent plays at once: 1 greedy + the rest sampled (default 8)")
-    p.add_argument("--simulations", type=int, default=None, help="search simulations per move (default: as trained)")
-    p.add_argument("--no-improve", action="store_true", help="only the agent's own games (more sampled games within the budget)")
-    p.add_argument("--compare-restarts", action="store_true", help="also run the restarts baseline with the same wall-clock, for the table")
+    p.add_argument(
+        "--budget",
+        type=_positive_float,
+        default=10.0,
+        help="seconds of wall-clock (default 10; 0 = the agent's games only). The agent's games take at most "
+        "--agent-share of it (the greedy game always completes), the local search the rest and at least "
+        "(1 - share) x budget",
+    )
+    p.add_argument(
+        "--agent-share",
+        type=_share,
+        default=None,
+        help="fraction of the budget the agent's games may take before the local search (default 0.5)",
+    )
+    p.add_argument(
+        "--out", help="mapping CSV; OUT.json and OUT.msa_overrides.txtpb are written beside it"
+    )
+    p.add_argument(
+        "--policy",
+        default=None,
+        help="agent checkpoint (default: $MALLOCGAME_POLICY, else the shipped mallocgame/pretrained/policy.npz)",
+    )
+    p.add_argument(
+        "--copies",
+        type=int,
+        default=8,
+        help="games the agent plays at once: 1 greedy + the rest sampled (default 8)",
+    )
+    p.add_argument(
+        "--simulations",
+        type=int,
+        default=None,
+        help="search simulations per move (default: as trained)",
+    )
+    p.add_argument(
+        "--no-improve",
+        action="store_true",
+        help="only the agent's own games (more sampled games within the budget)",
+    )
+    p.add_argument(
+        "--compare-restarts",
+        action="store_true",
+        help="also run the restarts baseline with the same wall-clock, for the table",
+    )
     p.set_defaults(fn=cmd_optimize)
 
     p = sub.add_parser(
@@ -67,23 +99,56 @@ def add_parsers(sub: Any) -> None:
         "from it), OUT/policy.npz (the small inference checkpoint), OUT/curves.csv and OUT/curves.png.",
     )
     p.add_argument("--out", default="runs/agent", help="run folder (default runs/agent)")
-    p.add_argument("--split", default="train", help="workload split (train | heldout); default train")
-    p.add_argument("--capacities", default="10%,25%,50%", help="fractions of peak live bytes (default 10%%,25%%,50%%)")
+    p.add_argument(
+        "--split", default="train", help="workload split (train | heldout); default train"
+    )
+    p.add_argument(
+        "--capacities",
+        default="10%,25%,50%",
+        help="fractions of peak live bytes (default 10%%,25%%,50%%)",
+    )
     p.add_argument("--target", default="tpuv4i")
-    p.add_argument("--max-buffers", type=int, default=400, help="skip workloads with more buffers (default 400)")
-    p.add_argument("--steps", type=int, default=2000, help="learner updates in total, over resumes (default 2000)")
-    p.add_argument("--minutes", type=_positive_float, default=None, help="stop after this much wall time")
+    p.add_argument(
+        "--max-buffers",
+        type=int,
+        default=400,
+        help="skip workloads with more buffers (default 400)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=2000,
+        help="learner updates in total, over resumes (default 2000)",
+    )
+    p.add_argument(
+        "--minutes", type=_positive_float, default=None, help="stop after this much wall time"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz if it exists")
-    p.add_argument("--reward", choices=["dense", "ranked"], default="dense",
-                   help="dense: time saved per move; ranked: +1/-1/0 per game against msa's return")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from OUT/checkpoint.npz if it exists"
+    )
+    p.add_argument(
+        "--reward",
+        choices=["dense", "ranked"],
+        default="dense",
+        help="dense: time saved per move; ranked: +1/-1/0 per game against msa's return",
+    )
     p.add_argument("--num-envs", type=int, default=32)
     p.add_argument("--simulations", type=int, default=8)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--latent", type=int, default=64)
     p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--eval-every", type=int, default=500, help="held-out greedy evaluation every N updates (0 = off)")
-    p.add_argument("--no-demos", action="store_true", help="do not seed the replay with msa / locally improved lines")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=500,
+        help="held-out greedy evaluation every N updates (0 = off)",
+    )
+    p.add_argument(
+        "--no-demos",
+        action="store_true",
+        help="do not seed the replay with msa / locally improved lines",
+    )
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(fn=cmd_train)
 
@@ -97,15 +162,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     caps = tuple(c.strip() for c in args.capacities.split(",") if c.strip())
     if not caps:
         raise InputError("no capacity given", field="capacities")
-    for name, v in (("steps", args.steps), ("num-envs", args.num_envs), ("simulations", args.simulations),
-                    ("hidden", args.hidden), ("latent", args.latent), ("max-buffers", args.max_buffers)):
+    for name, v in (
+        ("steps", args.steps),
+        ("num-envs", args.num_envs),
+        ("simulations", args.simulations),
+        ("hidden", args.hidden),
+        ("latent", args.latent),
+        ("max-buffers", args.max_buffers),
+    ):
         if v <= 0:
             raise InputError(f"must be positive, got {v}", field=name)
     o = TrainOptions(
-        out=args.out, split=args.split, capacities=caps, target=args.target, max_buffers=args.max_buffers,
-        steps=args.steps, minutes=args.minutes, seed=args.seed, resume=args.resume, reward_mode=args.reward,
-        num_envs=args.num_envs, num_simulations=args.simulations, hidden=args.hidden, latent=args.latent,
-        checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, demos=not args.no_demos,
+        out=args.out,
+        split=args.split,
+        capacities=caps,
+        target=args.target,
+        max_buffers=args.max_buffers,
+        steps=args.steps,
+        minutes=args.minutes,
+        seed=args.seed,
+        resume=args.resume,
+        reward_mode=args.reward,
+        num_envs=args.num_envs,
+        num_simulations=args.simulations,
+        hidden=args.hidden,
+        latent=args.latent,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        demos=not args.no_demos,
         quiet=args.json,
     )
     summary = train_run(o)
@@ -115,18 +199,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(emit.dumps(summary))
     else:
         last = summary["last_record"]
-        print(f"trained {summary['updates']} updates, {summary['games']} games, {summary['env_moves']} moves "
-              f"in {summary['wall_time_s']:.0f} s (this process {summary['this_process_s']:.0f} s)")
+        print(
+            f"trained {summary['updates']} updates, {summary['games']} games, {summary['env_moves']} moves "
+            f"in {summary['wall_time_s']:.0f} s (this process {summary['this_process_s']:.0f} s)"
+        )
         if last:
-            print(f"last record: return {last.get('return', float('nan')):.3f} vs msa {last.get('baseline', float('nan')):.3f} "
-                  f"(scaled), not worse than msa in {100 * last.get('not_worse_rate', float('nan')):.0f}% of recent games")
+            print(
+                f"last record: return {last.get('return', float('nan')):.3f} vs msa {last.get('baseline', float('nan')):.3f} "
+                f"(scaled), not worse than msa in {100 * last.get('not_worse_rate', float('nan')):.0f}% of recent games"
+            )
         for k in ("checkpoint", "policy", "curves_csv", "curves_png"):
             print(f"wrote     {k}: {summary[k]}")
     return 0
 
 
 # --------------------------------------------------------------------------- optimize
-def _row(name: str, time_s: float, all_slow: float, msa_time: float, wall: float | None, note: str = "") -> dict:
+def _row(
+    name: str, time_s: float, all_slow: float, msa_time: float, wall: float | None, note: str = ""
+) -> dict:
     return {
         "solver": name,
         "time_s": time_s,
@@ -150,11 +240,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     problem = _problem_from_args(args)
     with progress("loading the agent", quiet=args.json):
         agent = load_agent(args.policy, args.simulations)
-    with progress(f"agent playing ({args.copies} games) and improving for {args.budget:g} s", quiet=args.json):
+    with progress(
+        f"agent playing ({args.copies} games) and improving for {args.budget:g} s", quiet=args.json
+    ):
         t0 = time.perf_counter()
         share = AGENT_SHARE if args.agent_share is None else args.agent_share
-        offsets, extra = agent_solve(problem, budget=args.budget, seed=args.seed, copies=args.copies,
-                                     improve_search=not args.no_improve, agent=agent, agent_share=share)
+        offsets, extra = agent_solve(
+            problem,
+            budget=args.budget,
+            seed=args.seed,
+            copies=args.copies,
+            improve_search=not args.no_improve,
+            agent=agent,
+            agent_share=share,
+        )
         wall = time.perf_counter() - t0 - extra["setup_s"]
     order = extra.pop("order", None)
     solution = Solution(problem, "agent", offsets, wall, extra)
@@ -168,23 +267,58 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     rows = []
     if problem.objective == "time":
-        rows.append(_row("agent (greedy game)", t_of(extra["agent_greedy"]), all_slow, msa_time, None, "one greedy search game"))
-        rows.append(_row("agent_raw", t_of(extra["agent_raw"]), all_slow, msa_time, extra["agent_wall_s"],
-                         f"best of the agent's {extra['agent_games']} games, no heuristic"))
-    rows.append(_row("best (agent + search)", best_time, all_slow, msa_time, wall,
-                     f"written; from {extra['best_source']}"))
+        rows.append(
+            _row(
+                "agent (greedy game)",
+                t_of(extra["agent_greedy"]),
+                all_slow,
+                msa_time,
+                None,
+                "one greedy search game",
+            )
+        )
+        rows.append(
+            _row(
+                "agent_raw",
+                t_of(extra["agent_raw"]),
+                all_slow,
+                msa_time,
+                extra["agent_wall_s"],
+                f"best of the agent's {extra['agent_games']} games, no heuristic",
+            )
+        )
+    rows.append(
+        _row(
+            "best (agent + search)",
+            best_time,
+            all_slow,
+            msa_time,
+            wall,
+            f"written; from {extra['best_source']}",
+        )
+    )
     rows.append(_row("msa", msa_time, all_slow, msa_time, msa.wall_s, "XLA's heuristic"))
     restarts = None
     if args.compare_restarts:
         with progress(f"restarts for {wall:.1f} s", quiet=args.json):
-            restarts = solvers.solve(problem, "restarts", seed=args.seed, time_limit=max(wall, args.budget))
-        rows.append(_row("restarts", restarts.time_s, all_slow, msa_time, restarts.wall_s, "same wall-clock"))
+            restarts = solvers.solve(
+                problem, "restarts", seed=args.seed, time_limit=max(wall, args.budget)
+            )
+        rows.append(
+            _row(
+                "restarts", restarts.time_s, all_slow, msa_time, restarts.wall_s, "same wall-clock"
+            )
+        )
 
     summary = solution.summary()
     summary["input"] = str(args.input)
     summary["budget_s"] = args.budget
     summary["msa"] = msa.summary()
-    summary["agent"] = {k: extra[k] for k in ("agent_greedy", "agent_raw", "agent_games", "agent_wall_s", "policy") if k in extra}
+    summary["agent"] = {
+        k: extra[k]
+        for k in ("agent_greedy", "agent_raw", "agent_games", "agent_wall_s", "policy")
+        if k in extra
+    }
     if problem.objective == "time":
         summary["agent"]["agent_raw_time_s"] = t_of(extra["agent_raw"])
         summary["agent"]["agent_raw_speedup_vs_msa"] = msa_time / t_of(extra["agent_raw"])
@@ -193,40 +327,66 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     summary["comparison"] = rows
     if restarts is not None:
         summary["restarts"] = restarts.summary()
-    summary["note"] = ("agent_raw: the agent's own games only; best: the best of the agent's games, msa's line "
-                       "and the local search guided by the agent (never worse than msa)")
+    summary["note"] = (
+        "agent_raw: the agent's own games only; best: the best of the agent's games, msa's line "
+        "and the local search guided by the agent (never worse than msa)"
+    )
     paths = emit.write_outputs(solution, args.out, summary, order=order) if args.out else {}
     summary["outputs"] = paths
     if args.json:
         print(emit.dumps(summary))
     else:
         w = problem.workload
-        print(f"{w.name}: {w.num_buffers} buffers, peak live {_fmt_bytes(w.peak_live_bytes())}; target "
-              f"{problem.target.name}, fast capacity {_fmt_bytes(problem.capacity)}; objective {problem.objective}; "
-              f"budget {args.budget:g} s")
-        print(f"all slow {all_slow * 1e6:.3f} us; unlimited fast memory {problem.lower_bound_time * 1e6:.3f} us; "
-              f"agent setup (load + compile, not in the budget) {extra['setup_s']:.1f} s")
-        header = f"{'solver':<24} {'time (us)':>12} {'speed-up':>9} {'vs msa':>8} {'wall (s)':>9}  note"
+        print(
+            f"{w.name}: {w.num_buffers} buffers, peak live {_fmt_bytes(w.peak_live_bytes())}; target "
+            f"{problem.target.name}, fast capacity {_fmt_bytes(problem.capacity)}; objective {problem.objective}; "
+            f"budget {args.budget:g} s"
+        )
+        print(
+            f"all slow {all_slow * 1e6:.3f} us; unlimited fast memory {problem.lower_bound_time * 1e6:.3f} us; "
+            f"agent setup (load + compile, not in the budget) {extra['setup_s']:.1f} s"
+        )
+        header = (
+            f"{'solver':<24} {'time (us)':>12} {'speed-up':>9} {'vs msa':>8} {'wall (s)':>9}  note"
+        )
         sp = extra["split"]
-        print(f"split     agent games {sp['agent_s']:.2f} s ({extra['agent_games']} games"
-              + (f", sampled copies dropped at move {sp['sampled_dropped_at_move']}" if sp["sampled_dropped_at_move"] else "")
-              + f"), local search {sp['improve_s']:.2f} s ({extra['improve_evaluations']} evaluations)"
-              + (f"; {sp['over_budget_s']:.2f} s over the budget (the greedy game is always played)"
-                 if sp["over_budget_s"] > 0.05 else ""))
+        print(
+            f"split     agent games {sp['agent_s']:.2f} s ({extra['agent_games']} games"
+            + (
+                f", sampled copies dropped at move {sp['sampled_dropped_at_move']}"
+                if sp["sampled_dropped_at_move"]
+                else ""
+            )
+            + f"), local search {sp['improve_s']:.2f} s ({extra['improve_evaluations']} evaluations)"
+            + (
+                f"; {sp['over_budget_s']:.2f} s over the budget (the greedy game is always played)"
+                if sp["over_budget_s"] > 0.05
+                else ""
+            )
+        )
         print(header)
         print("-" * (len(header) + 30))
         for r in rows:
             wall_txt = f"{r['wall_s']:.2f}" if r["wall_s"] is not None else "-"
-            print(f"{r['solver']:<24} {r['time_s'] * 1e6:>12.3f} {r['speedup_vs_all_slow']:>8.4f}x "
-                  f"{r['speedup_vs_msa']:>7.4f}x {wall_txt:>9}  {r['note']}")
+            print(
+                f"{r['solver']:<24} {r['time_s'] * 1e6:>12.3f} {r['speedup_vs_all_slow']:>8.4f}x "
+                f"{r['speedup_vs_msa']:>7.4f}x {wall_txt:>9}  {r['note']}"
+            )
         if problem.objective == "fit-all":
-            print(f"fit-all   agent {'solved' if summary.get('solved') else 'NOT solved'} "
-                  f"({summary['placed_buffers']} of {w.num_buffers} placed); msa "
-                  f"{'solved' if summary['msa'].get('solved') else 'NOT solved'} ({summary['msa']['placed_buffers']} placed)")
-        print(f"valid     {'yes' if summary['valid'] else 'NO: ' + '; '.join(summary['problems'][:3])}")
+            print(
+                f"fit-all   agent {'solved' if summary.get('solved') else 'NOT solved'} "
+                f"({summary['placed_buffers']} of {w.num_buffers} placed); msa "
+                f"{'solved' if summary['msa'].get('solved') else 'NOT solved'} ({summary['msa']['placed_buffers']} placed)"
+            )
+        print(
+            f"valid     {'yes' if summary['valid'] else 'NO: ' + '; '.join(summary['problems'][:3])}"
+        )
         for k, v in paths.items():
             print(f"wrote     {k}: {v}")
     if not summary["valid"]:
-        print("mallocgame: error: the mapping is invalid: " + "; ".join(summary["problems"][:3]), file=sys.stderr)
+        print(
+            "mallocgame: error: the mapping is invalid: " + "; ".join(summary["problems"][:3]),
+            file=sys.stderr,
+        )
         return 1
     return 0

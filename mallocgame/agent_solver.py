@@ -92,7 +92,9 @@ class Agent:
         nets = policy.networks
         self._warm: set[int] = set()
         self.search_s: dict[int, float] = {}  # batch -> seconds per search call, once compiled
-        self._prior = jax.jit(lambda params, obs: jax.nn.softmax(nets.initial_inference(params, obs).policy_logits))
+        self._prior = jax.jit(
+            lambda params, obs: jax.nn.softmax(nets.initial_inference(params, obs).policy_logits)
+        )
 
     @classmethod
     def from_trainer(cls, trainer: Any) -> Agent:
@@ -119,18 +121,26 @@ class Agent:
         self._warm.add(batch)
         return time.perf_counter() - t
 
-    def search(self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: bool, seed: int):
+    def search(
+        self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: bool, seed: int
+    ):
         return self.policy.search(obs, legal, moves_left, greedy=greedy, seed=seed)
 
     def prior(self, obs: np.ndarray) -> np.ndarray:
         """float32[N, A] policy-network probabilities (no search)."""
-        return np.asarray(self._prior(self.policy.params, np.asarray(obs, np.float32).reshape(-1, self.observation_size)))
+        return np.asarray(
+            self._prior(
+                self.policy.params, np.asarray(obs, np.float32).reshape(-1, self.observation_size)
+            )
+        )
 
 
 _AGENTS: dict[tuple[str, int | None], Agent] = {}
 
 
-def load_agent(path: str | os.PathLike[str] | None = None, num_simulations: int | None = None) -> Agent:
+def load_agent(
+    path: str | os.PathLike[str] | None = None, num_simulations: int | None = None
+) -> Agent:
     """Loads (once per process) the policy at :func:`policy_path`."""
     p = policy_path(path)
     key = (str(p.resolve()) if p.exists() else str(p), num_simulations)
@@ -154,7 +164,10 @@ def load_agent(path: str | os.PathLike[str] | None = None, num_simulations: int 
 
 
 def check_compatible(agent: Agent, instance: Any) -> None:
-    if (instance.observation_size, instance.num_actions) != (agent.observation_size, agent.num_actions):
+    if (instance.observation_size, instance.num_actions) != (
+        agent.observation_size,
+        agent.num_actions,
+    ):
         raise InputError(
             f"the agent was trained on observations of {agent.observation_size} values and "
             f"{agent.num_actions} actions, this game has {instance.observation_size} and "
@@ -189,12 +202,27 @@ def _offsets(game: Any) -> np.ndarray:
 
 def _line_of(game: Any, actions: list[int], source: str, ret: float | None = None) -> Line:
     off = _offsets(game)
-    return Line(list(actions), float(game.return_so_far if ret is None else ret), off,
-                int((off >= 0).sum()), bool(game.solved), source, game.instance)
+    return Line(
+        list(actions),
+        float(game.return_so_far if ret is None else ret),
+        off,
+        int((off >= 0).sum()),
+        bool(game.solved),
+        source,
+        game.instance,
+    )
 
 
-def play_agent(agent: Agent, instance: Any, copies: int = 8, seed: int = 0, greedy_first: bool = True,
-               cap: float | None = None, probe_moves: int = 16, stats: dict[str, Any] | None = None) -> list[Line]:
+def play_agent(
+    agent: Agent,
+    instance: Any,
+    copies: int = 8,
+    seed: int = 0,
+    greedy_first: bool = True,
+    cap: float | None = None,
+    probe_moves: int = 16,
+    stats: dict[str, Any] | None = None,
+) -> list[Line]:
     """Plays ``copies`` games of ``instance`` with batched search: copy 0 greedy (if
     ``greedy_first``: its search has no exploration noise), the others sampled. Returns one
     :class:`Line` per finished copy.
@@ -223,7 +251,12 @@ def play_agent(agent: Agent, instance: Any, copies: int = 8, seed: int = 0, gree
     b = instance.num_buffers
     probe = max(1, int(probe_moves))
     start = time.perf_counter()
-    info: dict[str, Any] = {"moves": 0, "probe_s_per_move": None, "projected_s": None, "dropped_sampled": None}
+    info: dict[str, Any] = {
+        "moves": 0,
+        "probe_s_per_move": None,
+        "projected_s": None,
+        "dropped_sampled": None,
+    }
     for t in range(b):
         if done.all():
             break
@@ -239,13 +272,19 @@ def play_agent(agent: Agent, instance: Any, copies: int = 8, seed: int = 0, gree
                 info["dropped_sampled"] = t
                 games, actions = games[:1], actions[:1]
                 n = 1
-                obs, legal, reward, done, greedy = (x[:1].copy() for x in (obs, legal, reward, done, greedy))
+                obs, legal, reward, done, greedy = (
+                    x[:1].copy() for x in (obs, legal, reward, done, greedy)
+                )
                 batch = _native.BatchedGames(games)
                 cap = None
         search_legal = legal.copy()
-        search_legal[done, 0] = True  # finished games (fit-all dead ends): any row needs a legal move
+        search_legal[done, 0] = (
+            True  # finished games (fit-all dead ends): any row needs a legal move
+        )
         moves_left = np.full(n, max(b - t, 1), np.int32)
-        out = agent.search(obs, search_legal, moves_left, greedy=greedy, seed=(seed * 1_000_003 + t) & 0x7FFFFFFF)
+        out = agent.search(
+            obs, search_legal, moves_left, greedy=greedy, seed=(seed * 1_000_003 + t) & 0x7FFFFFFF
+        )
         act = np.asarray(out.action, np.int32).copy()
         bad = ~search_legal[np.arange(n), act]
         if bad.any():  # never expected: fall back to the first legal move
@@ -302,8 +341,15 @@ class Improver:
       between orders.
     """
 
-    def __init__(self, agent: Agent | None, problem: Problem, base_order: np.ndarray, deadline: float,
-                 rng: np.random.Generator, use_prior: bool = True):
+    def __init__(
+        self,
+        agent: Agent | None,
+        problem: Problem,
+        base_order: np.ndarray,
+        deadline: float,
+        rng: np.random.Generator,
+        use_prior: bool = True,
+    ):
         self.agent = agent
         self.problem = problem
         self.objective = problem.objective
@@ -407,8 +453,16 @@ class Improver:
         return _line_of(g, acts, "improved")
 
 
-def improve(agent: Agent | None, problem: Problem, base_order: np.ndarray, starts: list[Line], deadline: float,
-            seed: int = 0, use_prior: bool = True, reorder: bool = True) -> tuple[Line, int]:
+def improve(
+    agent: Agent | None,
+    problem: Problem,
+    base_order: np.ndarray,
+    starts: list[Line],
+    deadline: float,
+    seed: int = 0,
+    use_prior: bool = True,
+    reorder: bool = True,
+) -> tuple[Line, int]:
     """Local search from ``starts`` until ``deadline``; returns (best line, evaluations).
 
     First every start line is climbed to a local optimum (best start first); then, while time
@@ -466,11 +520,14 @@ def _packing_orders(problem: Problem) -> list[np.ndarray]:
     w = problem.workload
     dur = w.ends - w.starts
     ids = np.arange(w.num_buffers)
-    return [np.lexsort(keys).astype(np.int64) for keys in (
-        (ids, w.starts, -dur, -w.sizes),
-        (ids, w.starts, -w.sizes, -(w.sizes * dur)),
-        (ids, w.starts, -w.sizes, -dur),
-    )]
+    return [
+        np.lexsort(keys).astype(np.int64)
+        for keys in (
+            (ids, w.starts, -dur, -w.sizes),
+            (ids, w.starts, -w.sizes, -(w.sizes * dur)),
+            (ids, w.starts, -w.sizes, -dur),
+        )
+    ]
 
 
 # Share of the budget the agent's games may take before the local search (at least the
@@ -516,7 +573,9 @@ def agent_solve(
     budget_s = float(budget) if budget is not None else 0.0
     split_budget = improve_search and budget_s > 0  # else: no local search, no cap
     cap_s = agent_share * budget_s if split_budget else None
-    est_round_s = problem.workload.num_buffers * agent.search_s.get(int(copies), 0.0) * _MOVE_OVERHEAD
+    est_round_s = (
+        problem.workload.num_buffers * agent.search_s.get(int(copies), 0.0) * _MOVE_OVERHEAD
+    )
     if cap_s is not None and copies > 1 and est_round_s > cap_s:
         agent.warmup(1)  # the greedy game alone may be needed (see play_agent's cap)
     setup_s = time.perf_counter() - t_setup
@@ -528,8 +587,14 @@ def agent_solve(
     deadline = t0 + budget_s
 
     round_stats: dict[str, Any] = {}
-    lines = play_agent(agent, instance, copies=copies, seed=seed,
-                       cap=None if cap_s is None else t0 + cap_s, stats=round_stats)
+    lines = play_agent(
+        agent,
+        instance,
+        copies=copies,
+        seed=seed,
+        cap=None if cap_s is None else t0 + cap_s,
+        stats=round_stats,
+    )
     for ln in lines:
         ln.instance = instance
     agent_games = len(lines)
@@ -537,8 +602,12 @@ def agent_solve(
     rnd = 1
     first_round_s = time.perf_counter() - t0
     # Without the improvement search, spend the budget on more sampled agent games.
-    while not improve_search and budget is not None and time.perf_counter() + first_round_s < deadline:
-        more = play_agent(agent, instance, copies=copies, seed=seed + 7919 * rnd, greedy_first=False)
+    while (
+        not improve_search and budget is not None and time.perf_counter() + first_round_s < deadline
+    ):
+        more = play_agent(
+            agent, instance, copies=copies, seed=seed + 7919 * rnd, greedy_first=False
+        )
         lines += more
         agent_games += len(more)
         rnd += 1
@@ -551,7 +620,13 @@ def agent_solve(
 
     candidates = sorted(lines, key=lambda ln: _key(obj, ln.ret, ln.solved), reverse=True)
     if include_msa:
-        candidates.insert(0 if _key(obj, msa_line.ret, msa_line.solved) > _key(obj, agent_best.ret, agent_best.solved) else 1, msa_line)
+        candidates.insert(
+            0
+            if _key(obj, msa_line.ret, msa_line.solved)
+            > _key(obj, agent_best.ret, agent_best.solved)
+            else 1,
+            msa_line,
+        )
     if obj == "fit-all":
         # Packing lives or dies by the order: also start from the classic packing orders
         # (size, area = size x lifetime, lifetime; each descending), played with best fit.
@@ -567,7 +642,9 @@ def agent_solve(
         t_imp = time.perf_counter()
         improve_deadline = max(deadline, t_imp + (1.0 - agent_share) * budget_s)
         if improve_deadline > t_imp:
-            found, evaluations = improve(agent, problem, order, candidates[:3], improve_deadline, seed)
+            found, evaluations = improve(
+                agent, problem, order, candidates[:3], improve_deadline, seed
+            )
             improve_ran = True
             if _beats(_key(obj, found.ret, found.solved), _key(obj, best.ret, best.solved)):
                 best = found
@@ -606,15 +683,21 @@ def agent_solve(
         "policy": str(agent.path) if agent.path else None,
     }
     if obj == "fit-all":
-        extra.update(agent_raw_solved=agent_best.solved, msa_solved=msa_line.solved,
-                     agent_raw_placed=agent_best.placed, msa_placed=msa_line.placed)
+        extra.update(
+            agent_raw_solved=agent_best.solved,
+            msa_solved=msa_line.solved,
+            agent_raw_placed=agent_best.placed,
+            msa_placed=msa_line.placed,
+        )
     extra["order"] = np.asarray(best.instance.order()) if best.instance is not None else order
     return best.offsets, extra
 
 
 def _solver(problem: Problem, rng: np.random.Generator, time_limit: float | None):
     seed = int(rng.integers(0, 2**31 - 1))
-    offsets, extra = agent_solve(problem, budget=time_limit if time_limit is not None else 1.0, seed=seed)
+    offsets, extra = agent_solve(
+        problem, budget=time_limit if time_limit is not None else 1.0, seed=seed
+    )
     extra.pop("order", None)
     return offsets, extra
 

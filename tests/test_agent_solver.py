@@ -19,8 +19,14 @@ from mallocgame.validate import validate
 from mallocgame.workload import Workload
 from tests.conftest import random_workload
 
-T = Target("t", fast_capacity_bytes=1000, alignment_bytes=16, slow_bandwidth_bytes_per_s=100.0,
-           fast_bandwidth_bytes_per_s=400.0, peak_flops_per_s=10.0)
+T = Target(
+    "t",
+    fast_capacity_bytes=1000,
+    alignment_bytes=16,
+    slow_bandwidth_bytes_per_s=100.0,
+    fast_bandwidth_bytes_per_s=400.0,
+    peak_flops_per_s=10.0,
+)
 COPIES = 4
 
 
@@ -42,7 +48,9 @@ def agent(policy_file):
 
 
 def problem(seed: int = 1, n: int = 30, capacity: str = "25%", objective: str = "time"):
-    return api.make_problem(random_workload(np.random.default_rng(seed), n=n), capacity, T, objective=objective)
+    return api.make_problem(
+        random_workload(np.random.default_rng(seed), n=n), capacity, T, objective=objective
+    )
 
 
 def test_agent_plays_valid_games(agent):
@@ -52,7 +60,9 @@ def test_agent_plays_valid_games(agent):
     w = p.workload
     for line in lines:
         assert len(line.actions) == w.num_buffers
-        assert validate(w.ids, w.sizes, w.starts, w.ends, line.offsets, p.capacity, T.alignment_bytes).valid
+        assert validate(
+            w.ids, w.sizes, w.starts, w.ends, line.offsets, p.capacity, T.alignment_bytes
+        ).valid
     # copy 0 searches without noise (a per-game greedy flag): the same game whatever the seed
     again = play_agent(agent, p.instance(solvers.msa_order(p)), copies=COPIES, seed=4)
     assert again[0].actions == lines[0].actions and again[0].ret == lines[0].ret
@@ -78,8 +88,9 @@ def test_best_is_never_worse_than_msa(agent, seed):
 
 def test_without_msa_and_improvement_it_is_the_agent_alone(agent):
     p = problem(5)
-    offsets, extra = agent_solve(p, budget=0.0, copies=COPIES, agent=agent, include_msa=False,
-                                 improve_search=False)
+    offsets, extra = agent_solve(
+        p, budget=0.0, copies=COPIES, agent=agent, include_msa=False, improve_search=False
+    )
     assert extra["best_source"] == "agent" and extra["best_return"] == extra["agent_raw"]
     assert extra["improve_evaluations"] == 0
 
@@ -129,7 +140,9 @@ def test_small_workload_split_and_share(agent):
     _, extra = agent_solve(p, budget=1.5, seed=0, copies=COPIES, agent=agent, agent_share=0.6)
     sp = extra["split"]
     assert extra["agent_games"] == COPIES and sp["sampled_dropped_at_move"] is None
-    assert sp["agent_s"] <= 0.6 * 1.5 and sp["improve_ran"] and sp["agent_cap_s"] == pytest.approx(0.9)
+    assert (
+        sp["agent_s"] <= 0.6 * 1.5 and sp["improve_ran"] and sp["agent_cap_s"] == pytest.approx(0.9)
+    )
     assert sp["total_s"] == pytest.approx(1.5, abs=0.2) and sp["over_budget_s"] < 0.2
     _, extra = agent_solve(p, budget=0.0, seed=0, copies=COPIES, agent=agent)
     assert not extra["split"]["improve_ran"] and extra["improve_evaluations"] == 0
@@ -147,8 +160,24 @@ def test_optimize_cli_writes_mapping_json_and_proto(policy_file, tmp_path, capsy
     src = tmp_path / "w.workload.json.gz"
     wl.save(src)
     out = tmp_path / "m.csv"
-    code = main(["optimize", str(src), "--capacity", "30%", "--budget", "0.5", "--out", str(out),
-                 "--policy", str(policy_file), "--copies", str(COPIES), "--json", "--compare-restarts"])
+    code = main(
+        [
+            "optimize",
+            str(src),
+            "--capacity",
+            "30%",
+            "--budget",
+            "0.5",
+            "--out",
+            str(out),
+            "--policy",
+            str(policy_file),
+            "--copies",
+            str(COPIES),
+            "--json",
+            "--compare-restarts",
+        ]
+    )
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     for key in ("agent", "msa", "comparison", "restarts", "speedup_vs_msa"):
@@ -172,8 +201,20 @@ def test_optimize_human_output_shows_agent_and_msa(policy_file, tmp_path, capsys
     wl = random_workload(np.random.default_rng(8), n=20)
     src = tmp_path / "w.workload.json.gz"
     wl.save(src)
-    code = main(["optimize", str(src), "--capacity", "40%", "--budget", "0.2", "--policy", str(policy_file),
-                 "--copies", str(COPIES)])
+    code = main(
+        [
+            "optimize",
+            str(src),
+            "--capacity",
+            "40%",
+            "--budget",
+            "0.2",
+            "--policy",
+            str(policy_file),
+            "--copies",
+            str(COPIES),
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0
     assert "agent_raw" in text and "msa" in text and "best (agent + search)" in text
