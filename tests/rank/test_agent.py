@@ -298,7 +298,8 @@ def test_agent_solver_beats_uniform(minilm_tables):
     assert r.loss == min(measured.values()), "the best config measured is returned"
     assert r.uniform_loss > r.agent_loss >= best_loss - 1e-12
     assert r.greedy_loss < r.uniform_loss, "the trained agent's greedy line beats uniform ranks"
-    # through the rank solvers' registry (same network sizes: the compiled code is reused)
+    # through the rank solvers' registry (same network sizes: the compiled code is reused),
+    # training on a pool of two budgets
     solvers = pytest.importorskip("mallocgame.rank.solvers")
     idx = solvers.solve(
         t,
@@ -309,6 +310,7 @@ def test_agent_solver_beats_uniform(minilm_tables):
         time_limit=1.0,
         min_updates=10,
         max_updates=10,
+        extra_budgets=(0.4,),
         hidden_size=64,
         latent_size=32,
     )
