@@ -332,10 +332,16 @@ bool Packer::place(int32_t b, int64_t off) {
   }
   if (track) {
     for (const int32_t s : dirty_) {
+      // Minimum offsets only rise and buffers only leave: the old minimum is a floor, and a
+      // member still at it ends the scan.
+      const int64_t floor = sec_min_[s];
       int64_t m = kNone;
       for (int64_t k = sec_ptr_[s]; k < sec_ptr_[s + 1]; ++k) {
         const int32_t u = sec_buf_[k];
-        if (off_[u] == kUnplaced && min_off_[u] < m) m = min_off_[u];
+        if (off_[u] == kUnplaced && min_off_[u] < m) {
+          m = min_off_[u];
+          if (m == floor) break;
+        }
       }
       if (m != sec_min_[s]) {
         trail_.push_back({1, s, sec_min_[s]});
