@@ -149,10 +149,12 @@ def minimize_peak(
 ) -> tuple[PackResult, dict[str, Any]]:
     """Pack within ``capacity``, then lower the peak by descending capacities.
 
-    A binary search over capacities between the lower bound (the peak live bytes, or the
-    largest buffer rounded up by the alignment) and the best height found so far; each probe
-    gets half of the time left. A probe that proves infeasibility raises the lower end; a
-    probe that times out raises it too but the result is then no longer proven optimal.
+    After the first packing, the lower bound itself (the peak live bytes, or the largest
+    buffer) is probed first -- it is often reached, and an exact decision at the bound can be
+    quick where the capacities just above it are not -- then a binary search runs between the
+    lower end and the best height found so far. Each probe gets half of the time left. A probe
+    that proves infeasibility raises the lower end; a probe that times out raises it too, but
+    the result is then no longer proven optimal.
     Returns the best :class:`PackResult` (the first one when nothing fits) and a summary:
     ``probes`` (capacity, status, height, wall), ``lower_bound``, ``proved_optimal``."""
     t0 = time.perf_counter()
@@ -181,7 +183,7 @@ def minimize_peak(
     if first.solved:
         lo, hi = lower, best.height - 1
         while lo <= hi and left() > 0:
-            mid = (lo + hi) // 2
+            mid = lo if len(probes) == 1 else (lo + hi) // 2
             r = pack(
                 sizes,
                 starts,

@@ -297,6 +297,8 @@ def test_pack_peak_reaches_the_exhaustive_optimum():
         )
         best, info = minimize_peak(sizes, starts, ends, sum(s), time_limit=5)
         assert best.solved and best.height == optimum and info["proved_optimal"], (s, a, b)
+        if info["probes"][0][2] > info["lower_bound"]:  # the bound is probed right after
+            assert info["probes"][1][0] == info["lower_bound"] == peak_live(s, a, b)
         sol = solvers.solve(tiny_problem(sizes, starts, ends, sum(s)), "pack-peak", time_limit=5)
         assert sol.summary()["valid"] and sol.extra["height"] == optimum
 
