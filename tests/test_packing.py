@@ -233,6 +233,15 @@ def test_search_releases_the_gil():
     assert ticks > 1000  # the main thread ran Python while the search was going on
 
 
+def test_too_large_instances_are_refused():
+    # 8000 buffers live together: 32 million conflicting pairs, refused before allocating.
+    n = 8000
+    with pytest.raises(ValueError, match="too large"):
+        _native.pack(
+            np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64), np.ones(n, dtype=np.int64), n
+        )
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "args, kwargs, match",
