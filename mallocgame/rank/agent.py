@@ -64,8 +64,8 @@ class AgentResult:
 def agent_config(
     num_envs: int = 16,
     num_simulations: int = 8,
-    hidden_size: int = 128,
-    latent_size: int = 64,
+    hidden_size: int = 256,
+    latent_size: int = 128,
     num_parts: int = 12,
     batch_size: int = 64,
     unroll_steps: int = 3,
@@ -118,8 +118,8 @@ def train_and_play(
     time_limit: float | None = None,
     num_envs: int = 16,
     num_simulations: int = 8,
-    hidden_size: int = 128,
-    latent_size: int = 64,
+    hidden_size: int = 256,
+    latent_size: int = 128,
     train_fraction: float = 0.8,
     min_updates: int = 0,
     max_updates: int | None = None,
@@ -222,10 +222,9 @@ def train_and_play(
         while not done.all():
             out = trainer.search(obs, legal, np.maximum(batch.moves_left(), 1), greedy=greedy)
             act = np.asarray(out.action, np.int32).copy()
+            # never expected (the search masks illegal moves), but a game must not get stuck
             bad = ~legal[np.arange(num_envs), act]
-            act[bad] = np.argmax(
-                legal[bad], axis=1
-            )  # never expected: the search masks illegal moves
+            act[bad] = np.argmax(legal[bad], axis=1)
             batch.step(act, obs, legal, reward, done)
         configs = batch.choices()
         losses = env.evaluate(0, configs)
