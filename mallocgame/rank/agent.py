@@ -2,10 +2,14 @@
 
 :func:`solve` (the registry's ``agent``, ``mallocgame.rank.agent:solve``):
 
-1. **Train.** A :class:`agent.Trainer` (small networks, ``gumbel_muzero``, few simulations)
-   plays :class:`~mallocgame.rank.env.RankEnv` (the tables at the budget, optionally also at
-   ``extra_budgets`` to generalise) for about ``train_fraction`` of ``time_limit``. Every game it
-   finishes is measured by the evaluator (calibration loss, memoised).
+1. **Train.** A :class:`agent.Trainer` (``gumbel_muzero``, few simulations) plays
+   :class:`~mallocgame.rank.env.RankEnv` (the tables at the budget, optionally also at
+   ``extra_budgets`` to generalise) for about ``train_fraction`` of ``time_limit``. The first
+   ``surrogate_fraction`` of that time its games are scored by the free additive surrogate
+   (:func:`~mallocgame.rank.env.additive_surrogate`: the one-part sensitivities added up,
+   anchored at the measured uniform config), so it learns the knapsack side of the game from
+   thousands of games; after that every game it finishes is measured by the evaluator
+   (calibration loss, memoised).
 2. **Play.** The trained agent plays ``num_envs`` copies of the game with batched search: copy 0
    greedily (the most weighted move of the improved policy), the others sampled, round after
    round until the time limit (at least one round).
@@ -26,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame.rank.env import Evaluator, RankEnv, RankTask
+from mallocgame.rank.env import Evaluator, RankEnv, RankTask, additive_surrogate
 from mallocgame.rank.tables import RankTables
 
 #: seconds of training + play when ``time_limit`` is None
@@ -55,6 +59,8 @@ class AgentResult:
     fraction: float
     evaluations: int
     games: int
+    surrogate_games: int
+    rounds: int
     updates: int
     train_s: float
     play_s: float
@@ -121,8 +127,10 @@ def train_and_play(
     hidden_size: int = 256,
     latent_size: int = 128,
     train_fraction: float = 0.8,
+    surrogate_fraction: float = 0.5,
     min_updates: int = 0,
     max_updates: int | None = None,
+    max_rounds: int | None = None,
     extra_budgets: Sequence[float] = (),
     shaping: bool = True,
     config: Any = None,
@@ -130,10 +138,12 @@ def train_and_play(
 ) -> AgentResult:
     """Trains, plays and picks (module doc).
 
-    Training runs until ``train_fraction * time_limit`` seconds after the call, but for at
+    Training runs until ``train_fraction * time_limit`` seconds after the call (the first
+    ``surrogate_fraction`` of it on the additive surrogate), but for at
     least ``min_updates`` and at most ``max_updates`` learner updates (``min_updates`` may
     overrun the time limit: for runs that must learn a fixed amount whatever the machine's
-    load, e.g. tests). ``config`` (an :class:`agent.Config`) overrides the small default of
+    load, e.g. tests). Play stops at the time limit or after ``max_rounds`` rounds (one at
+    least). ``config`` (an :class:`agent.Config`) overrides the small default of
     :func:`agent_config`; ``progress(record)`` is called about once a second of training with
     ``{"time", "updates", "games", "best_loss", "evaluations"}``.
     """
@@ -143,6 +153,8 @@ def train_and_play(
         raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit}")
     if not 0.0 <= train_fraction <= 1.0:
         raise ValueError(f"train_fraction must be in [0, 1], got {train_fraction}")
+    if not 0.0 <= surrogate_fraction <= 1.0:
+        raise ValueError(f"surrogate_fraction must be in [0, 1], got {surrogate_fraction}")
     tasks = [RankTask(tables, float(budget))] + [RankTask(tables, float(b)) for b in extra_budgets]
 
     # One env for the whole run, so its memo and records hold every game the agent plays.
@@ -158,15 +170,36 @@ def train_and_play(
     elif config.train.num_envs != num_envs:
         config = config.replace(train__num_envs=num_envs)
 
+    # The first part of training plays against the additive surrogate (free to evaluate), with
+    # the same scale and offset as the measured env, so its returns are on the same footing.
+    surrogate_env = None
+    if surrogate_fraction > 0:
+        surrogate_env = RankEnv(
+            [
+                RankTask(
+                    p.tables,
+                    p.budget_fraction,
+                    additive_surrogate(p.tables, p.uniform, p.uniform_loss),
+                )
+                for p in env.pool
+            ],
+            num_envs=num_envs,
+            seed=seed,
+            shaping=shaping,
+        )
+
     def factory(n: int, _seed: int) -> RankEnv:
         if n != env.num_envs:
             raise ValueError(f"the trainer asks for {n} games, the env has {env.num_envs}")
-        return env
+        return surrogate_env if surrogate_env is not None else env
 
+    from agent.selfplay import Actor
     from agent.trainer import Trainer
 
     trainer = Trainer(factory, config, seed=seed)
     task0 = env.task(0)
+    surrogate_end = start + surrogate_fraction * train_fraction * limit
+    surrogate_games = 0
 
     # -- 1. train
     train_end = start + train_fraction * limit
@@ -181,6 +214,12 @@ def train_and_play(
     credit = 0.0
     last_report = time.perf_counter()
     while training():
+        if surrogate_env is not None and time.perf_counter() >= surrogate_end:
+            # from here on, the games are measured by the evaluator
+            surrogate_games = surrogate_env.games
+            trainer.env = env
+            trainer.actor = Actor(env, trainer.search_fn, trainer.replay, config.train)
+            surrogate_env = None
         trainer.collect(1)
         if len(trainer.replay) >= config.replay.min_size:
             credit += config.train.updates_per_actor_step
@@ -201,6 +240,8 @@ def train_and_play(
             if progress is not None:
                 progress(record)
     train_s = time.perf_counter() - start
+    if surrogate_env is not None:  # training ended before the switch
+        surrogate_games = surrogate_env.games
 
     # -- 2. play: copy 0 greedy, the others sampled, until the deadline (one round at least)
     from mallocgame import _native
@@ -211,7 +252,9 @@ def train_and_play(
     greedy = np.zeros(num_envs, np.bool_)
     greedy[0] = True  # one greedy line among sampled ones, in one search call
     rounds = 0
-    while rounds == 0 or time.perf_counter() < start + limit:
+    while rounds == 0 or (
+        time.perf_counter() < start + limit and (max_rounds is None or rounds < max_rounds)
+    ):
         games = [task0.new_game() for _ in range(num_envs)]
         batch = _native.BatchedRankGames(games)
         obs = np.zeros((num_envs, env.observation_size), np.float32)
@@ -256,6 +299,8 @@ def train_and_play(
         fraction=float(tables.fraction(choice)),
         evaluations=int(env.evaluations),
         games=int(env.games) + rounds * num_envs,
+        surrogate_games=int(surrogate_games),
+        rounds=rounds,
         updates=int(trainer.updates),
         train_s=float(train_s),
         play_s=float(play_s),

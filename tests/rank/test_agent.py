@@ -139,6 +139,19 @@ def test_game_inputs(minilm_tables):
     np.testing.assert_allclose(filled_sens(t2)[0], t2.fisher[0] * (1.0 - t2.energy[0]), rtol=1.0)
 
 
+def test_additive_surrogate(minilm_tables):
+    from mallocgame.rank.env import additive_surrogate
+
+    t = minilm_tables
+    P = t.num_parts
+    around = np.full(P, 3)
+    f = additive_surrogate(t, around, 2.0)
+    assert f(around[None])[0] == pytest.approx(2.0)
+    idx = np.array([np.arange(P) % 7, np.full(P, 6)])
+    expected = 2.0 + t.sens[np.arange(P), idx].sum(axis=1) - t.sens[np.arange(P), around].sum()
+    np.testing.assert_allclose(f(idx), expected)
+
+
 def test_uniform_choice():
     cost, full = cost_table("minilm", DEFAULT_CHOICES["minilm"], 128)
     assert uniform_choice(cost, 0.5 * full).tolist() == [3] * 12  # rank 16 of 32 = half
@@ -316,6 +329,25 @@ def test_agent_solver_beats_uniform(minilm_tables):
     )
     assert idx.shape == (P,) and t.fraction(idx) <= 0.5
     assert float(loss.loss(idx)[0]) <= r.uniform_loss
+    # training on the additive surrogate only: the evaluator measures the uniform config and
+    # the one round of play, nothing else
+    counted = SyntheticLoss(t)
+    s = train_and_play(
+        t,
+        0.5,
+        evaluator=counted,
+        seed=2,
+        time_limit=60.0,
+        train_fraction=1.0,
+        surrogate_fraction=1.0,
+        max_updates=10,
+        max_rounds=1,
+        hidden_size=64,
+        latent_size=32,
+    )
+    assert s.updates == 10 and s.surrogate_games >= 16 and s.rounds == 1
+    assert len(counted.measured) == s.evaluations <= 1 + 16
+    assert s.loss <= s.uniform_loss and t.fraction(s.choice) <= 0.5
     print(
         f"\nagent solver ({wall:.1f} s, {r.updates} updates, {r.evaluations} configs measured): "
         f"best {r.loss:.4f}, greedy {r.greedy_loss:.4f}, uniform {r.uniform_loss:.4f}, "
