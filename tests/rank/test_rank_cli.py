@@ -91,7 +91,7 @@ def test_rank_eval_reports_fidelity_and_flops(ranked, env, capsys) -> None:
     assert r["flops_fraction"] <= 0.6
     assert r["loss"] == pytest.approx(1 - r["cos_mean"])
     # the text report
-    assert main(["rank-eval", str(out), "--eval-docs", "12"]) == 0
+    assert main(["rank-eval", str(out), "--eval-docs", "4"]) == 0
     text = capsys.readouterr().out
     assert "cosine to full embeddings" in text and "attention FLOPs" in text
 
@@ -207,3 +207,34 @@ def test_heatmap_formats(tmp_path) -> None:
     assert write_heatmap(cfg, tmp_path / "h.svg", "t").read_text().lstrip().startswith("<?xml")
     with pytest.raises(InputError, match="heatmap"):
         write_heatmap(cfg, tmp_path / "h.gif", "t")
+
+
+def test_evaluator_matches_a_direct_forward_and_tables_are_cached(ranked, env) -> None:
+    """The prefix-cached, memoised loss equals 1 - cos computed from scratch; the tables the
+    CLI measured come back from the disk cache, with costs recomputed for another seq_len."""
+    from mallocgame.rank import sensitivity as sv
+    from mallocgame.rank.lowrank import lowrank_params
+    from mallocgame.rank.models.minilm import embed_sentences
+
+    spec = sv.CalibSpec("minilm", bases=8, loss=1)
+    setup = sv.load_setup(spec)
+    ev = sv.Evaluator(setup, (16, 32))
+    idx = np.ones(12, np.int64)
+    idx[[3, 6, 7]] = 0  # layer 1 values, layer 3 both lowered
+    loss = ev(idx)[0]
+    cfg = sv.build_tables("minilm", choices=(16, 32), spec=spec).config(idx)
+    params = lowrank_params(setup.model, setup.calib, cfg, bases=setup.bases)
+    low = embed_sentences(setup.model, setup.loss_data, params=params)
+    full = embed_sentences(setup.model, setup.loss_data)
+    assert loss == pytest.approx(1 - np.mean(np.sum(low * full, 1)), abs=2e-5)
+    assert ev(np.ones(12, np.int64))[0] == pytest.approx(0, abs=1e-6)
+    n = ev.n_evaluated
+    assert ev(idx)[0] == loss and ev.n_evaluated == n  # memoised
+    t = sv.build_tables("minilm", choices=(16, 32), spec=spec, seq_len=128)
+    assert t.meta["cached"] and t.seq_len == 128
+    assert t.sens.shape == (12, 2) and np.all(t.sens[:, -1] == 0) and np.all(t.sens[:, 0] > 0)
+    assert np.all((t.energy[:, 0] > 0) & (t.energy[:, 0] < 1)) and np.all(t.energy[:, 1] == 1)
+    assert np.all(t.fisher > 0)
+    from mallocgame.rank.tables import cost_table
+
+    np.testing.assert_allclose(t.cost, cost_table("minilm", (16, 32), 128)[0])
