@@ -1,0 +1,223 @@
+"""Fidelity of every rank solver at attention-FLOP budgets, on held-out text.
+
+    python benchmarks/bench_rank_fidelity.py                                  # both models
+    python benchmarks/bench_rank_fidelity.py --models minilm --budgets 0.5,0.3 --json-out r.json
+    python benchmarks/bench_rank_fidelity.py --models smollm2 --eval-windows 8 --max-evals 60
+
+For each model: the rank tables (measured on the calibration half of ``lee_background.cor``,
+cached under ``$MALLOCGAME_CACHE/rank``), then each solver at each budget, then fidelity on
+held-out text that no solver saw:
+
+- SmolLM2: perplexity on the first ``--eval-windows`` 512-token windows of the evaluation half
+  of ``lee_background.cor``; loss = ``log(ppl) - log(ppl_full)``.
+- MiniLM: the 50 ``lee.cor`` documents; loss = ``1 - mean cosine`` to the full embeddings;
+  Pearson / Spearman against the human similarity scores are reported too.
+
+``vs uniform`` = the solver's held-out loss divided by the ``uniform`` solver's at the same
+budget (the goal: below 0.5). Rows are written to ``--json-out`` after each one (atomically);
+``--resume`` skips rows already there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mallocgame.rank import sensitivity as sv
+from mallocgame.rank import solvers, text
+from mallocgame.rank.lowrank import attention_flops, lowrank_params, minilm_fidelity
+from mallocgame.rank.models import minilm as mm
+from mallocgame.rank.models import smollm2 as sm
+from mallocgame.workload import atomic_write_text
+
+
+class HeldOut:
+    """Held-out fidelity of a model's parameter sets, the full model's computed once."""
+
+    def __init__(self, model: Any, name: str, eval_windows: int, window: int) -> None:
+        self.model, self.name = model, name
+        if name == "smollm2":
+            split = text.background_split()
+            self.windows = text.token_windows(
+                lambda s: sm.encode(model, s), split.evaluation, window, eval_windows
+            )
+            self.full = {"ppl": sm.perplexity(model, self.windows)}
+        else:
+            self.docs, self.human = text.lee_docs(), text.lee_human_similarity()
+            self.emb = mm.embed_sentences(model, self.docs)
+            self.full = minilm_fidelity(model, model.params, self.docs, self.human, full=self.emb)
+
+    def __call__(self, params: Any) -> dict[str, float]:
+        if self.name == "smollm2":
+            ppl = sm.perplexity(self.model, self.windows, params=params)
+            return {
+                "ppl": ppl,
+                "ppl_full": self.full["ppl"],
+                "loss": float(np.log(ppl) - np.log(self.full["ppl"])),
+            }
+        f = minilm_fidelity(self.model, params, self.docs, self.human, full=self.emb)
+        return {**f, "loss": 1.0 - f["cos_mean"]}
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        rs = [r for r in rows if r["model"] == model]
+        if model == "smollm2":
+            full = rs[0]["heldout"]["ppl_full"]
+            out.append(
+                f"**SmolLM2** (held-out perplexity, {rs[0]['eval_windows']} windows of 512 "
+                f"tokens; full model {full:.2f})\n"
+            )
+            out.append(
+                "| budget | solver | attention FLOPs | perplexity | loss: log(ppl / full) "
+                "| vs uniform | calibration loss |"
+            )
+            out.append("|---|---|---|---|---|---|---|")
+        else:
+            out.append(
+                f"**MiniLM** (50 lee.cor documents; full model Pearson "
+                f"{rs[0]['heldout']['pearson_full']:.3f}, Spearman "
+                f"{rs[0]['heldout']['spearman_full']:.3f})\n"
+            )
+            out.append(
+                "| budget | solver | attention FLOPs | mean / min cosine to full | loss: 1 - cos "
+                "| vs uniform | Pearson / Spearman | calibration loss |"
+            )
+            out.append("|---|---|---|---|---|---|---|---|")
+        for r in rs:
+            h = r["heldout"]
+            u = next(
+                (x for x in rs if x["budget"] == r["budget"] and x["solver"] == "uniform"), None
+            )
+            vs = f"{h['loss'] / u['heldout']['loss']:.2f}" if u and u["heldout"]["loss"] > 0 else ""
+            cal = "" if r["calibration_loss"] is None else f"{r['calibration_loss']:.4f}"
+            if model == "smollm2":
+                out.append(
+                    f"| {r['budget']:g} | {r['solver']} | {r['flops_fraction']:.3f} | "
+                    f"{h['ppl']:.2f} | {h['loss']:.4f} | {vs} | {cal} |"
+                )
+            else:
+                out.append(
+                    f"| {r['budget']:g} | {r['solver']} | {r['flops_fraction']:.3f} | "
+                    f"{h['cos_mean']:.4f} / {h['cos_min']:.4f} | {h['loss']:.4f} | {vs} | "
+                    f"{h['pearson']:.3f} / {h['spearman']:.3f} | {cal} |"
+                )
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default="minilm,smollm2")
+    ap.add_argument("--budgets", default="0.5,0.3")
+    ap.add_argument(
+        "--solvers",
+        default=None,
+        help="default uniform,spectral,fisher,greedy (+agent if importable)",
+    )
+    ap.add_argument("--eval-windows", type=int, default=16, help="SmolLM2 held-out windows")
+    ap.add_argument("--max-evals", type=int, default=150, help="greedy: calibration evaluations")
+    ap.add_argument("--top-k", type=int, default=3, help="greedy: candidates measured per move")
+    ap.add_argument("--time-limit", type=float, default=None, help="per solver run, seconds")
+    ap.add_argument(
+        "--no-calib-loss", action="store_true", help="skip each answer's calibration loss"
+    )
+    ap.add_argument("--json-out", default="rank_fidelity.json")
+    ap.add_argument("--md-out", default=None, help="markdown table (default: JSON path with .md)")
+    ap.add_argument("--resume", action="store_true", help="keep rows already in --json-out")
+    a = ap.parse_args(argv)
+
+    command = "python benchmarks/bench_rank_fidelity.py " + shlex.join(
+        sys.argv[1:] if argv is None else argv
+    )
+    print(command, flush=True)
+    names = (
+        a.solvers.split(",")
+        if a.solvers
+        else ["uniform", "spectral", "fisher", "greedy"]
+        + (["agent"] if solvers.available("agent") else [])
+    )
+    budgets = [float(b) for b in a.budgets.split(",")]
+    out_json = Path(a.json_out)
+    rows: list[dict[str, Any]] = []
+    if a.resume and out_json.is_file():
+        rows = json.loads(out_json.read_text())["rows"]
+    done = {(r["model"], r["budget"], r["solver"]) for r in rows}
+
+    def save() -> None:
+        doc = {
+            "command": command,
+            "machine": platform.processor() or platform.machine(),
+            "python": sys.version.split()[0],
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "rows": rows,
+        }
+        atomic_write_text(out_json, json.dumps(doc, indent=1) + "\n")
+        atomic_write_text(Path(a.md_out or out_json.with_suffix(".md")), markdown(rows) + "\n")
+
+    for model_name in a.models.split(","):
+        t0 = time.perf_counter()
+        tables = sv.build_tables(model_name)
+        spec = sv.CalibSpec.from_dict(tables.meta["calibration"])
+        setup = sv.load_setup(spec)
+        ev = sv.Evaluator(setup, tables.choices)
+        held = HeldOut(setup.model, model_name, a.eval_windows, spec.window)
+        print(
+            f"{model_name}: tables and full model in {time.perf_counter() - t0:.0f} s", flush=True
+        )
+        for b in budgets:
+            for name in names:
+                if (model_name, b, name) in done:
+                    continue
+                t1 = time.perf_counter()
+                kw = {"max_evals": a.max_evals, "top_k": a.top_k} if name == "greedy" else {}
+                n0 = ev.n_evaluated
+                idx = solvers.solve(
+                    tables, b, name, evaluator=ev, seed=0, time_limit=a.time_limit, **kw
+                )
+                t_solve = time.perf_counter() - t1
+                cfg = tables.config(idx, budget=b, solver=name)
+                cal = None if a.no_calib_loss else float(ev(idx)[0])
+                params = lowrank_params(setup.model, setup.calib, cfg, bases=setup.bases)
+                h = held(params)
+                rows.append(
+                    {
+                        "model": model_name,
+                        "model_hash": tables.model_hash,
+                        "budget": b,
+                        "solver": name,
+                        "flops_fraction": attention_flops(cfg)["fraction"],
+                        "r_qk": list(cfg.r_qk),
+                        "r_v": list(cfg.r_v),
+                        "calibration_loss": cal,
+                        "solve_seconds": t_solve,
+                        "solver_evaluations": ev.n_evaluated - n0,
+                        "heldout": h,
+                        "eval_windows": a.eval_windows if model_name == "smollm2" else None,
+                        "calibration": spec.to_dict(),
+                        "max_evals": a.max_evals if name == "greedy" else None,
+                    }
+                )
+                save()
+                print(
+                    f"{model_name} budget {b:g} {name:8s} flops {rows[-1]['flops_fraction']:.3f} "
+                    f"held-out loss {h['loss']:.4f} (solve {t_solve:.0f} s, "
+                    f"{time.perf_counter() - t1:.0f} s)",
+                    flush=True,
+                )
+    save()
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
