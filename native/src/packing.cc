@@ -60,9 +60,8 @@ struct Part {
   int32_t lo = 0, hi = 0;
 };
 
-// An undo record: kind 0 restores min_off_[idx], kind 1 restores sec_min_[idx].
+// An undo record: min_off_[idx] was old.
 struct Change {
-  int32_t kind;
   int32_t idx;
   int64_t old;
 };
@@ -88,8 +87,7 @@ class Packer {
   Code solve_all();
   bool place(int32_t b, int64_t off);  // returns whether an unplaced buffer conflicts with b
   void unplace(int32_t b, size_t mark);
-  bool feasible(const Part& p, int64_t off) const;
-  void mark_dirty(int32_t s);
+  bool feasible(const Part& p, int64_t off);
   void note_progress();
   std::vector<int32_t> preorder(const Part& p) const;
   void verify(const std::vector<int64_t>& offsets, bool complete) const;
@@ -102,8 +100,10 @@ class Packer {
   int32_t num_sections_ = 0;
   int64_t cap_ = 0, align_ = 1;
   std::vector<int32_t> lo_, hi_;        // per buffer: its sections [lo, hi)
-  std::vector<int64_t> sec_ptr_;        // CSR: section -> live buffers
+  std::vector<int64_t> sec_ptr_;        // CSR: section -> live buffers, unplaced ones first
   std::vector<int32_t> sec_buf_;
+  std::vector<int64_t> mem_ptr_;        // per buffer: where its memberships start in mem_pos_
+  std::vector<int64_t> mem_pos_;        // [mem_ptr_[b] + s - lo_[b]]: b's index in sec_buf_
   std::vector<int64_t> adj_ptr_;        // CSR: buffer -> conflicting buffers
   std::vector<int32_t> adj_;
   std::vector<std::string> heuristics_;
@@ -116,12 +116,10 @@ class Packer {
   std::vector<int64_t> sol_;      // last offset given to each buffer (the packing when solved)
   std::vector<uint8_t> solved_;   // in a piece that was solved and still stands
   std::vector<int64_t> sec_total_;  // bytes of the section's unplaced buffers
-  std::vector<int64_t> sec_min_;    // least min_off_ of its unplaced buffers (kNone: none)
+  std::vector<int32_t> witness_;    // an unplaced member at or below the slack last time (a hint)
+  std::vector<int64_t> sec_cnt_;    // its unplaced buffers: sec_buf_[sec_ptr_[s], + sec_cnt_[s])
   std::vector<int32_t> cuts_;       // [S - 1]: unplaced buffers spanning sections k and k+1
   std::vector<Change> trail_;
-  std::vector<int32_t> stamp_;
-  int32_t stamp_now_ = 0;
-  std::vector<int32_t> dirty_;
   int64_t placed_ = 0, nsolved_ = 0;
   std::vector<int64_t> best_;
   int64_t best_count_ = -1;
@@ -188,12 +186,20 @@ Packer::Packer(const PackInput& in) : in_(in), opt_(in.options) {
   }
   for (int32_t s = 0; s < num_sections_; ++s) sec_ptr_[s + 1] += sec_ptr_[s];
   sec_buf_.resize(sec_ptr_[num_sections_]);
+  mem_ptr_.assign(n_ + 1, 0);
+  for (int32_t b = 0; b < n_; ++b) mem_ptr_[b + 1] = mem_ptr_[b] + (hi_[b] - lo_[b]);
+  mem_pos_.resize(mem_ptr_[n_]);
   {
     std::vector<int64_t> fill(sec_ptr_.begin(), sec_ptr_.end() - 1);
     for (int32_t b = 0; b < n_; ++b) {
-      for (int32_t s = lo_[b]; s < hi_[b]; ++s) sec_buf_[fill[s]++] = b;
+      for (int32_t s = lo_[b]; s < hi_[b]; ++s) {
+        mem_pos_[mem_ptr_[b] + (s - lo_[b])] = fill[s];
+        sec_buf_[fill[s]++] = b;
+      }
     }
   }
+  sec_cnt_.resize(num_sections_);
+  for (int32_t s = 0; s < num_sections_; ++s) sec_cnt_[s] = sec_ptr_[s + 1] - sec_ptr_[s];
   // Two sweeps (count, then fill) rather than a temporary list of pairs.
   adj_ptr_.assign(n_ + 1, 0);
   for (int32_t i = 0; i < n_; ++i) {
@@ -223,11 +229,10 @@ Packer::Packer(const PackInput& in) : in_(in), opt_(in.options) {
   best_.assign(n_, kUnplaced);
   solved_.assign(n_, 0);
   sec_total_.assign(num_sections_, 0);
-  sec_min_.assign(num_sections_, kNone);
+  witness_.assign(num_sections_, -1);
   for (int32_t b = 0; b < n_; ++b) {
     for (int32_t s = lo_[b]; s < hi_[b]; ++s) {
       sec_total_[s] += in.sizes[b];
-      sec_min_[s] = 0;
     }
   }
   for (int32_t s = 0; s < num_sections_; ++s) peak_live_ = std::max(peak_live_, sec_total_[s]);
@@ -243,7 +248,6 @@ Packer::Packer(const PackInput& in) : in_(in), opt_(in.options) {
     int32_t run = 0;
     for (int32_t k = 0; k + 1 < num_sections_; ++k) cuts_[k] = (run += diff[k]);
   }
-  stamp_.assign(num_sections_, 0);
 }
 
 // The static preorder of a partition's buffers under the current heuristic.
@@ -294,26 +298,11 @@ std::vector<int32_t> Packer::preorder(const Part& p) const {
   return out;
 }
 
-void Packer::mark_dirty(int32_t s) {
-  if (stamp_[s] != stamp_now_) {
-    stamp_[s] = stamp_now_;
-    dirty_.push_back(s);
-  }
-}
-
 bool Packer::place(int32_t b, int64_t off) {
   off_[b] = off;
   sol_[b] = off;
   ++placed_;
   const int64_t need = align_up(off + in_.sizes[b], align_);
-  const bool track = opt_.section_inference;
-  if (track) {
-    if (++stamp_now_ == std::numeric_limits<int32_t>::max()) {
-      std::fill(stamp_.begin(), stamp_.end(), 0);
-      stamp_now_ = 1;
-    }
-    dirty_.clear();
-  }
   bool hat = false;
   for (int64_t k = adj_ptr_[b]; k < adj_ptr_[b + 1]; ++k) {
     const int32_t j = adj_[k];
@@ -321,64 +310,59 @@ bool Packer::place(int32_t b, int64_t off) {
     hat = true;
     const int64_t old = min_off_[j];
     if (old >= need) continue;
-    trail_.push_back({0, j, old});
+    trail_.push_back({j, old});
     min_off_[j] = need;
-    if (track) {
-      for (int32_t s = lo_[j]; s < hi_[j]; ++s) {
-        if (sec_min_[s] == old) mark_dirty(s);
-      }
-    }
   }
   for (int32_t s = lo_[b]; s < hi_[b]; ++s) {
     sec_total_[s] -= in_.sizes[b];
-    if (track && sec_min_[s] == off) mark_dirty(s);
-  }
-  if (track) {
-    for (const int32_t s : dirty_) {
-      // Minimum offsets only rise and buffers only leave: the old minimum is a floor, and a
-      // member still at it ends the scan.
-      const int64_t floor = sec_min_[s];
-      int64_t m = kNone;
-      for (int64_t k = sec_ptr_[s]; k < sec_ptr_[s + 1]; ++k) {
-        const int32_t u = sec_buf_[k];
-        if (off_[u] == kUnplaced && min_off_[u] < m) {
-          m = min_off_[u];
-          if (m == floor) break;
-        }
-      }
-      if (m != sec_min_[s]) {
-        trail_.push_back({1, s, sec_min_[s]});
-        sec_min_[s] = m;
-      }
-    }
+    // Move b behind the section's unplaced buffers (unplace, being LIFO, just undoes the count).
+    const int64_t last = sec_ptr_[s] + --sec_cnt_[s];
+    const int64_t pb = mem_pos_[mem_ptr_[b] + (s - lo_[b])];
+    const int32_t u = sec_buf_[last];
+    sec_buf_[pb] = u;
+    mem_pos_[mem_ptr_[u] + (s - lo_[u])] = pb;
+    sec_buf_[last] = b;
+    mem_pos_[mem_ptr_[b] + (s - lo_[b])] = last;
   }
   return hat;
 }
 
 void Packer::unplace(int32_t b, size_t mark) {
   while (trail_.size() > mark) {
-    const Change& c = trail_.back();
-    if (c.kind == 0) {
-      min_off_[c.idx] = c.old;
-    } else {
-      sec_min_[c.idx] = c.old;
-    }
+    min_off_[trail_.back().idx] = trail_.back().old;
     trail_.pop_back();
   }
-  for (int32_t s = lo_[b]; s < hi_[b]; ++s) sec_total_[s] += in_.sizes[b];
+  for (int32_t s = lo_[b]; s < hi_[b]; ++s) {
+    sec_total_[s] += in_.sizes[b];
+    ++sec_cnt_[s];  // b sits right behind the unplaced ones: placements are undone LIFO
+  }
   off_[b] = kUnplaced;
   --placed_;
 }
 
-// Section inference: the unplaced buffers of a section stack above its floor.
-bool Packer::feasible(const Part& p, int64_t off) const {
+// Section inference: the unplaced buffers of a section stack above its floor, the larger of
+// the last placed offset (monotonic floor) and their least minimum offset (unallocated floor);
+// prune when floor + their bytes > capacity. The least minimum offset is not kept: only whether
+// it exceeds the slack (capacity - bytes) matters, and an unplaced member at or below the slack
+// (the cached witness, else one found by a scan of the unplaced members) says it does not.
+bool Packer::feasible(const Part& p, int64_t off) {
   if (!opt_.section_inference) return true;
   for (int32_t s = p.lo; s < p.hi; ++s) {
     const int64_t total = sec_total_[s];
     if (total == 0) continue;
-    int64_t floor = sec_min_[s];
-    if (opt_.monotonic_floor && off > floor) floor = off;
-    if (floor > cap_ - total) return false;
+    const int64_t slack = cap_ - total;
+    if (opt_.monotonic_floor && off > slack) return false;
+    const int32_t w = witness_[s];
+    if (w >= 0 && off_[w] == kUnplaced && min_off_[w] <= slack) continue;
+    bool found = false;
+    for (int64_t k = sec_ptr_[s], e = sec_ptr_[s] + sec_cnt_[s]; k < e; ++k) {
+      if (min_off_[sec_buf_[k]] <= slack) {
+        witness_[s] = sec_buf_[k];
+        found = true;
+        break;
+      }
+    }
+    if (!found) return false;
   }
   return true;
 }
