@@ -12,7 +12,7 @@
    (calibration loss, memoised).
 2. **Play.** The trained agent plays ``num_envs`` copies of the game with batched search: copy 0
    greedily (the most weighted move of the improved policy), the others sampled, round after
-   round until the time limit (at least one round).
+   round until the time limit (at least one round; a round's measurements may overrun it).
 3. **Return** the config with the lowest measured calibration loss among everything played
    (training and play) and the uniform config (the env's baseline). All of them are measured
    on calibration text only, so picking the best is part of the solver, not a peek at the test.
@@ -139,7 +139,8 @@ def train_and_play(
     """Trains, plays and picks (module doc).
 
     Training runs until ``train_fraction * time_limit`` seconds after the call (the first
-    ``surrogate_fraction`` of it on the additive surrogate), but for at
+    ``surrogate_fraction`` of what is left once the trainer is built on the additive
+    surrogate), but for at
     least ``min_updates`` and at most ``max_updates`` learner updates (``min_updates`` may
     overrun the time limit: for runs that must learn a fixed amount whatever the machine's
     load, e.g. tests). Play stops at the time limit or after ``max_rounds`` rounds (one at
@@ -198,7 +199,10 @@ def train_and_play(
 
     trainer = Trainer(factory, config, seed=seed)
     task0 = env.task(0)
-    surrogate_end = start + surrogate_fraction * train_fraction * limit
+    # the surrogate's share of the training time left once the trainer is built (its first
+    # compilations fall in it too: surrogate games are free, measured ones are not)
+    ready = time.perf_counter()
+    surrogate_end = ready + surrogate_fraction * max(start + train_fraction * limit - ready, 0.0)
     surrogate_games = 0
 
     # -- 1. train
