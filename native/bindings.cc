@@ -19,6 +19,7 @@
 #include "mallocgame/batched.h"
 #include "mallocgame/game.h"
 #include "mallocgame/instance.h"
+#include "mallocgame/packing.h"
 #include "mallocgame/rank_game.h"
 
 namespace py = pybind11;
@@ -205,9 +206,10 @@ size_t batch_index(const BatchedGames& b, int64_t i) {
 
 }  // namespace
 
-// The rank game's bindings (RankInstance, RankGame, BatchedRankGames), defined at the end.
+// Defined at the end: the rank game (RankInstance, RankGame, BatchedRankGames) and the exact
+// fit-all packing search (_native.pack).
 void bind_rank_game(py::module_& m);
-void bind_packing(py::module_& m);  // native/packing_bindings.cc: _native.pack
+void bind_packing(py::module_& m);
 
 PYBIND11_MODULE(_native, m) {
   m.doc() = "mallocGame native core: Instance (the shared problem), Game (the state), "
@@ -739,4 +741,201 @@ arrays. The games are shared, not copied; they must agree on C, F and K (not on 
              return to_numpy(out);
            },
            "Resets the finished games; returns their indices (int64).");
+}
+
+// ------------------------------------------------------------------------------- packing
+// Python binding of the exact fit-all packing search: mallocgame._native.pack(...).
+//
+// Every input is converted and checked here or in the core; bad input raises ValueError
+// (std::invalid_argument) naming the field. The search runs with the GIL released.
+
+namespace {
+
+py::array packing_1d(py::handle obj, const char* name) {
+  py::array arr;
+  try {
+    arr = py::module_::import("numpy").attr("asarray")(obj);
+  } catch (py::error_already_set& e) {
+    throw py::value_error(std::string(name) + ": not an array: " + e.what());
+  }
+  if (arr.ndim() != 1) {
+    throw py::value_error(std::string(name) + " must be a 1-D array, got " + std::to_string(arr.ndim()) +
+                          " dimensions");
+  }
+  return arr;
+}
+
+std::string packing_dtype(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+// Integers (any integer dtype, or floats holding whole numbers) as int64.
+std::vector<int64_t> packing_ints(py::handle obj, const char* name) {
+  py::array arr = packing_1d(obj, name);
+  py::module_ np = py::module_::import("numpy");
+  const char kind = arr.dtype().kind();
+  if (kind == 'u' && arr.size() > 0 &&
+      np.attr("any")(arr.attr("__gt__")(py::int_(std::numeric_limits<int64_t>::max()))).cast<bool>()) {
+    throw py::value_error(std::string(name) + " has values beyond the int64 range");
+  }
+  if (kind == 'f') {
+    if (arr.size() > 0) {
+      const bool finite = np.attr("all")(np.attr("isfinite")(arr)).cast<bool>();
+      const bool whole = finite && np.attr("all")(arr.attr("__eq__")(np.attr("trunc")(arr))).cast<bool>();
+      const bool small =
+          finite && np.attr("all")(np.attr("abs")(arr).attr("__le__")(py::float_(4.0e18))).cast<bool>();
+      if (!finite || !whole || !small) {
+        throw py::value_error(std::string(name) + " must hold whole numbers, got dtype " + packing_dtype(arr) +
+                              " with fractional, huge or non-finite values");
+      }
+    }
+  } else if (kind != 'i' && kind != 'u') {
+    throw py::value_error(std::string(name) + " must be an integer array, got dtype " + packing_dtype(arr));
+  }
+  auto cast = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
+  if (!cast) throw py::error_already_set();
+  return std::vector<int64_t>(cast.data(), cast.data() + cast.size());
+}
+
+std::vector<double> packing_floats(py::handle obj, const char* name) {
+  py::array arr = packing_1d(obj, name);
+  const char kind = arr.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u') {
+    throw py::value_error(std::string(name) + " must be a numeric array, got dtype " + packing_dtype(arr));
+  }
+  auto cast = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
+  if (!cast) throw py::error_already_set();
+  return std::vector<double>(cast.data(), cast.data() + cast.size());
+}
+
+int64_t packing_int(py::handle obj, const char* name) {
+  if (py::isinstance<py::bool_>(obj)) {
+    throw py::value_error(std::string(name) + " must be an integer, got a bool");
+  }
+  if (py::isinstance<py::float_>(obj)) {
+    const double v = obj.cast<double>();
+    if (!std::isfinite(v) || std::trunc(v) != v || std::fabs(v) >= 9.0e18) {
+      throw py::value_error(std::string(name) + " must be a whole number, got " + py::repr(obj).cast<std::string>());
+    }
+    return static_cast<int64_t>(v);
+  }
+  PyObject* index = PyNumber_Index(obj.ptr());
+  if (!index) {
+    PyErr_Clear();
+    throw py::value_error(std::string(name) + " must be an integer, got " + py::repr(obj).cast<std::string>());
+  }
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
+  Py_DECREF(index);
+  if (overflow != 0) throw py::value_error(std::string(name) + " is beyond the int64 range");
+  return static_cast<int64_t>(v);
+}
+
+std::vector<std::string> packing_heuristics(py::handle obj) {
+  std::vector<std::string> out;
+  if (obj.is_none()) return out;
+  if (py::isinstance<py::str>(obj)) {
+    out.push_back(obj.cast<std::string>());
+    return out;
+  }
+  if (!py::isinstance<py::sequence>(obj)) {
+    throw py::value_error("heuristics must be None, a string or a sequence of strings, got " +
+                          py::repr(obj).cast<std::string>());
+  }
+  for (py::handle h : obj) {
+    if (!py::isinstance<py::str>(h)) {
+      throw py::value_error("heuristics must hold strings, got " + py::repr(h).cast<std::string>());
+    }
+    out.push_back(h.cast<std::string>());
+  }
+  if (out.empty()) throw py::value_error("heuristics is empty (pass None for the defaults)");
+  return out;
+}
+
+py::array_t<int64_t> packing_numpy(const std::vector<int64_t>& v) {
+  py::array_t<int64_t> out(static_cast<py::ssize_t>(v.size()));
+  if (!v.empty()) std::memcpy(out.mutable_data(), v.data(), v.size() * sizeof(int64_t));
+  return out;
+}
+
+py::dict run_pack(py::handle sizes, py::handle starts, py::handle ends, py::handle capacity,
+                  py::handle alignment, py::handle time_limit, py::handle node_limit, py::handle priority,
+                  py::handle heuristics, bool canonical_only, bool section_inference, bool monotonic_floor,
+                  bool check_dominance, bool hatless_pruning, bool dynamic_ordering,
+                  bool dynamic_decomposition) {
+  mallocgame::PackInput in;
+  in.sizes = packing_ints(sizes, "sizes");
+  in.starts = packing_ints(starts, "starts");
+  in.ends = packing_ints(ends, "ends");
+  in.capacity = packing_int(capacity, "capacity");
+  in.alignment = packing_int(alignment, "alignment");
+  if (!time_limit.is_none()) {
+    const double t = PyFloat_AsDouble(time_limit.ptr());
+    if (t == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();
+      throw py::value_error("time_limit must be a number or None, got " + py::repr(time_limit).cast<std::string>());
+    }
+    if (std::isnan(t) || t < 0) {
+      throw py::value_error("time_limit must be >= 0 (or None for no limit), got " +
+                            py::repr(time_limit).cast<std::string>());
+    }
+    in.time_limit_s = t;  // inf: no limit
+  }
+  if (!node_limit.is_none()) {
+    in.node_limit = packing_int(node_limit, "node_limit");
+    if (in.node_limit < 0) throw py::value_error("node_limit must be >= 0 (or None for no limit)");
+  }
+  if (!priority.is_none()) in.priority = packing_floats(priority, "priority");
+  in.heuristics = packing_heuristics(heuristics);
+  in.options.canonical_only = canonical_only;
+  in.options.section_inference = section_inference;
+  in.options.monotonic_floor = monotonic_floor;
+  in.options.check_dominance = check_dominance;
+  in.options.hatless_pruning = hatless_pruning;
+  in.options.dynamic_ordering = dynamic_ordering;
+  in.options.dynamic_decomposition = dynamic_decomposition;
+  mallocgame::check_pack_input(in);  // raises ValueError before the GIL is let go
+  mallocgame::PackResult r;
+  {
+    py::gil_scoped_release nogil;
+    r = mallocgame::pack(in);
+  }
+  py::dict d;
+  d["status"] = mallocgame::pack_status_name(r.status);
+  d["offsets"] = packing_numpy(r.offsets);
+  d["placed"] = r.placed;
+  d["nodes"] = r.nodes;
+  d["backtracks"] = r.backtracks;
+  d["rounds"] = r.rounds;
+  d["sections"] = r.sections;
+  d["peak_live"] = r.peak_live;
+  d["height"] = r.height;
+  d["wall_s"] = r.wall_s;
+  d["heuristic"] = r.heuristic;
+  return d;
+}
+
+}  // namespace
+
+void bind_packing(py::module_& m) {
+  m.def("pack", &run_pack, py::arg("sizes"), py::arg("starts"), py::arg("ends"), py::arg("capacity"),
+        py::arg("alignment") = 1, py::kw_only(), py::arg("time_limit") = py::none(),
+        py::arg("node_limit") = py::none(), py::arg("priority") = py::none(),
+        py::arg("heuristics") = py::none(), py::arg("canonical_only") = true,
+        py::arg("section_inference") = true, py::arg("monotonic_floor") = true,
+        py::arg("check_dominance") = true, py::arg("hatless_pruning") = true,
+        py::arg("dynamic_ordering") = true, py::arg("dynamic_decomposition") = true,
+        R"doc(
+Exact fit-all packing search (minimalloc's ideas, see native/include/mallocgame/packing.h):
+do all buffers (live on [starts, ends), sizes bytes) fit in [0, capacity) at offsets that are
+multiples of alignment, with no two live-together buffers overlapping?
+
+time_limit: seconds (None: none); node_limit: search nodes (None: none). priority: float[B],
+higher first among buffers of equal minimum offset, used by the heuristic key 'P'.
+heuristics: static preorders tried round robin, each a string of keys (W width, A area,
+T section total, Z size, C sections, O conflicts, L start, U end, P priority); default
+("WAT", "TAW", "TWA"). The remaining flags switch single inference / pruning rules off.
+
+Returns a dict: status ('solved' | 'infeasible' | 'timeout' | 'node_limit'), offsets (int64[B];
+the packing when solved, else the largest partial packing met, -1 unplaced), placed, nodes,
+backtracks, rounds, sections, peak_live (a lower bound on any packing's height), height,
+wall_s, heuristic (the one that finished). The GIL is released during the search.)doc");
 }
