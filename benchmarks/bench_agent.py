@@ -143,10 +143,16 @@ def fit_all(args, agent, log) -> dict:
                "valid": s["valid"], "placed": s["placed_buffers"], "wall_s": wall,
                "agent_raw_solved": extra.get("agent_raw_solved"), "agent_raw_placed": extra.get("agent_raw_placed"),
                "msa_solved": bool(msa.summary()["solved"]), "msa_placed": int((msa.offsets >= 0).sum()),
-               "best_source": extra["best_source"]}
+               "best_source": extra["best_source"],
+               "pack_status": (extra.get("pack_search") or {}).get("search_status"),
+               "pack_heuristic": (extra.get("pack_search") or {}).get("heuristic"),
+               "pack_wall_s": (extra.get("pack_search") or {}).get("search_wall_s"),
+               "agent_s": extra["split"]["agent_s"]}
         rows.append(row)
         log(f"{f.name:18s} {wl.num_buffers:4d} buffers: {'SOLVED' if row['solved'] else 'not solved'} "
-            f"({row['placed']} placed) in {wall:.1f}s; agent alone {row['agent_raw_placed']} placed; "
+            f"({row['placed']} placed) in {wall:.1f}s (agent games {row['agent_s']:.1f}s, packing search "
+            f"{row['pack_status']} in {row['pack_wall_s'] or 0:.2f}s, order {row['pack_heuristic']}); "
+            f"agent alone {row['agent_raw_placed']} placed; "
             f"msa {'solved' if row['msa_solved'] else 'not solved'} ({row['msa_placed']} placed)")
     return {"rows": rows, "solved": sum(r["solved"] for r in rows), "files": len(rows),
             "budget_s": args.fit_all_budget}
@@ -165,10 +171,12 @@ def markdown(res: dict, args) -> str:
     if "fit_all" in res:
         fa = res["fit_all"]
         lines += ["", f"fit-all on minimalloc-challenging: {fa['solved']} of {fa['files']} solved (budget {fa['budget_s']} s each)", "",
-                  "| file | buffers | solved | placed | wall (s) | agent alone placed | msa |", "|---|---:|---|---:|---:|---:|---|"]
+                  "| file | buffers | solved | placed | wall (s) | agent games (s) | packing search (s, order that finished) | agent alone placed | msa |",
+                  "|---|---:|---|---:|---:|---:|---|---:|---|"]
         for r in fa["rows"]:
+            ps = "-" if r.get("pack_status") is None else f"{r['pack_status']} {r['pack_wall_s']:.2f} ({r['pack_heuristic']})"
             lines.append(f"| {r['file']} | {r['buffers']} | {'yes' if r['solved'] else 'no'} | {r['placed']} | {r['wall_s']:.1f} | "
-                         f"{r['agent_raw_placed']} | {'solved' if r['msa_solved'] else 'not solved'} ({r['msa_placed']}) |")
+                         f"{r['agent_s']:.1f} | {ps} | {r['agent_raw_placed']} | {'solved' if r['msa_solved'] else 'not solved'} ({r['msa_placed']}) |")
     return "\n".join(lines) + "\n"
 
 

@@ -530,6 +530,32 @@ def _packing_orders(problem: Problem) -> list[np.ndarray]:
     ]
 
 
+def agent_priority(line: Line, capacity: int) -> np.ndarray:
+    """Branching priority for the exact packing search from an agent's game: higher first, so
+    buffers the agent placed lower come first; buffers it left unplaced come last."""
+    off = np.asarray(line.offsets, dtype=np.float64)
+    return np.where(off >= 0, -off, -2.0 * float(capacity) - 1.0)
+
+
+def _pack_guided(problem: Problem, line: Line, time_s: float) -> tuple[Line | None, dict[str, Any]]:
+    """Runs the exact packing search (``mallocgame.packing``) with the agent's priority first
+    (heuristic ``P``), then minimalloc's orders. Returns the packing as a :class:`Line` when
+    it fits every buffer, and the search's summary."""
+    from mallocgame.packing import pack_problem
+
+    r = pack_problem(
+        problem, time_limit=max(0.0, time_s), priority=agent_priority(line, problem.capacity)
+    )
+    info = r.info()
+    if not r.solved:
+        return None, info
+    w = problem.workload
+    return (
+        Line([], float(w.sizes.sum()), r.offsets, int(w.num_buffers), True, "pack", None),
+        info,
+    )
+
+
 # Share of the budget the agent's games may take before the local search (at least the
 # greedy game is always played); the local search always gets the rest of the budget.
 AGENT_SHARE = 0.5
@@ -638,10 +664,18 @@ def agent_solve(
     evaluations = 0
     improve_s = 0.0
     improve_ran = False
+    packed: dict[str, Any] | None = None
     if split_budget:
         t_imp = time.perf_counter()
         improve_deadline = max(deadline, t_imp + (1.0 - agent_share) * budget_s)
-        if improve_deadline > t_imp:
+        if obj == "fit-all" and not best.solved and improve_deadline > t_imp:
+            # Fit-all: an exact packing search (minimalloc's canonical DFS) whose branching
+            # is ordered by the agent's layout first -- buffers the agent put lower go first.
+            found, packed = _pack_guided(problem, agent_best, improve_deadline - t_imp)
+            improve_ran = True
+            if found is not None:
+                best = found
+        if not (obj == "fit-all" and best.solved) and improve_deadline > time.perf_counter():
             found, evaluations = improve(
                 agent, problem, order, candidates[:3], improve_deadline, seed
             )
@@ -684,6 +718,7 @@ def agent_solve(
     }
     if obj == "fit-all":
         extra.update(
+            pack_search=packed,
             agent_raw_solved=agent_best.solved,
             msa_solved=msa_line.solved,
             agent_raw_placed=agent_best.placed,

@@ -103,6 +103,24 @@ def test_fit_all_on_an_easy_instance(agent):
     assert (offsets >= 0).all() and extra["best_return"] == pytest.approx(1.0)
 
 
+def test_fit_all_zero_waste_instance_solved_by_the_agent_guided_packing_search(agent, datasets):
+    """minimalloc's challenging C (203 buffers, peak live = capacity: zero waste allowed):
+    best-fit orders and the agent's games dead-end; the exact packing search, branching on the
+    agent's layout first, fits every buffer."""
+    f = datasets / "minimalloc-challenging" / "C.1048576.csv"
+    wl = api.load_workload(f)
+    p = api.make_problem(wl, api.capacity_from_name(f), T, objective="fit-all", alignment=1)
+    offsets, extra = agent_solve(p, budget=6.0, copies=2, agent=agent)
+    assert not extra["msa_solved"] and not extra["agent_raw_solved"]
+    assert extra["best_source"] == "pack" and extra["pack_search"]["search_status"] == "solved"
+    assert extra["pack_search"]["heuristic"]  # which order finished is reported
+    assert (offsets >= 0).all()
+    report = validate(
+        wl.ids, wl.sizes, wl.starts, wl.ends, offsets, p.capacity, 1, require_all_fast=True
+    )
+    assert report.valid, report
+
+
 def test_large_workload_leaves_time_to_the_local_search(agent):
     """Issue 3: on zoo:gpt2_train (1881 buffers) a round of agent games took the whole budget
     and the local search never ran (the written mapping was msa's). The agent's games now take
