@@ -237,7 +237,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         args.model, "0", seq_len, args.method, choices, cost, full, nan, nan, np.full(P, np.nan)
     )
     budget = solvers.check_budget(probe, args.budget)
-    solve_fn = solvers.load(args.solver)  # "agent unavailable" before measuring anything
+    solvers.load(args.solver)  # "agent unavailable" before measuring anything
     d = sv.CalibSpec.default(args.model, args.method)
     spec = sv.CalibSpec(
         args.model, args.cal_bases or d.bases, args.cal_loss or d.loss, d.window, args.method
@@ -268,7 +268,6 @@ def cmd_rank(args: argparse.Namespace) -> int:
             time_limit=args.time_limit,
             **kw,
         )
-    del solve_fn
     t2 = time.perf_counter()
     calib_loss = float(evaluator(idx[None])[0]) if evaluator is not None else None
     meta = {
