@@ -15,7 +15,8 @@ held-out text that no solver saw:
 
 ``vs uniform`` = the solver's held-out loss divided by the ``uniform`` solver's at the same
 budget (the goal: below 0.5). Rows are written to ``--json-out`` after each one (atomically);
-``--resume`` skips rows already there.
+``--resume`` skips rows already there. The same measurement with seeds, statistics, pictures
+and a README section: ``mallocgame bench rank minilm smollm2 --budgets 0.5,0.3``.
 """
 
 from __future__ import annotations
@@ -29,42 +30,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from mallocgame.bench.rank import HeldOut
 from mallocgame.rank import sensitivity as sv
-from mallocgame.rank import solvers, text
-from mallocgame.rank.lowrank import attention_flops, lowrank_params, minilm_fidelity
-from mallocgame.rank.models import minilm as mm
-from mallocgame.rank.models import smollm2 as sm
+from mallocgame.rank import solvers
+from mallocgame.rank.lowrank import attention_flops, lowrank_params
 from mallocgame.workload import atomic_write_text
-
-
-class HeldOut:
-    """Held-out fidelity of a model's parameter sets, the full model's computed once."""
-
-    def __init__(self, model: Any, name: str, eval_windows: int, window: int) -> None:
-        self.model, self.name = model, name
-        if name == "smollm2":
-            split = text.background_split()
-            self.windows = text.token_windows(
-                lambda s: sm.encode(model, s), split.evaluation, window, eval_windows
-            )
-            self.full = {"ppl": sm.perplexity(model, self.windows)}
-        else:
-            self.docs, self.human = text.lee_docs(), text.lee_human_similarity()
-            self.emb = mm.embed_sentences(model, self.docs)
-            self.full = minilm_fidelity(model, model.params, self.docs, self.human, full=self.emb)
-
-    def __call__(self, params: Any) -> dict[str, float]:
-        if self.name == "smollm2":
-            ppl = sm.perplexity(self.model, self.windows, params=params)
-            return {
-                "ppl": ppl,
-                "ppl_full": self.full["ppl"],
-                "loss": float(np.log(ppl) - np.log(self.full["ppl"])),
-            }
-        f = minilm_fidelity(self.model, params, self.docs, self.human, full=self.emb)
-        return {**f, "loss": 1.0 - f["cos_mean"]}
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

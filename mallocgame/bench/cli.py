@@ -30,6 +30,11 @@ examples:
   mallocgame bench pack ../shared/datasets/minimalloc-challenging --solvers msa,greedy-size,omnimalloc:supermalloc
   mallocgame bench malloc --suite zoo --capacities 10%,25%,50% --seeds 5
   mallocgame bench malloc ../shared/datasets/ml-traces --solvers msa,restarts,cpsat --time-limit 10
+  mallocgame bench rank minilm smollm2 --budgets 0.5,0.3 --solvers uniform,spectral,fisher,greedy
+
+rank: a task is a model at a FLOP budget; every rank solver picks ranks from calibration-text
+measurements and is judged on held-out text (loss relative to `uniform`). Writes the same files
+(runs.jsonl, results.md, summary.json, pictures/ with heat maps of the best configs).
 """
 
 
@@ -62,10 +67,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("mode", choices=["malloc", "pack"], help="malloc: time objective; pack: fit-all at the capacity")
+    p.add_argument("mode", choices=["malloc", "pack", "rank"],
+                   help="malloc: time objective; pack: fit-all at the capacity; rank: attention ranks under a FLOP budget")
     p.add_argument("instances", nargs="*", metavar="INSTANCE",
                    help="zoo:NAME (or a zoo name), zoo-small:NAME, tiny:K, a minimalloc CSV or workload file, or a folder of them "
-                        "(default: the mode's suite: zoo for malloc, challenging for pack)")
+                        "(default: the mode's suite: zoo for malloc, challenging for pack); rank: model names "
+                        "(minilm, smollm2; default minilm)")
     p.add_argument("--suite", default=None, help="zoo, zoo-small, challenging, traces, tiny (added to INSTANCES)")
     p.add_argument("--solvers", default=None,
                    help="comma-separated: msa, greedy-size, random, all-slow, restarts, cpsat, agent (when registered), "
@@ -75,14 +82,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "file name, else 25%% / 100%%), inf (pack: minimise the peak) (default malloc 10%%,25%%,50%%; pack auto)")
     p.add_argument("--seeds", type=_int, default=3, help="seeds per (instance, capacity, solver) (default 3)")
     p.add_argument("--cpsat-seeds", type=_int, default=1, help="seeds for cpsat, the ceiling (default 1)")
-    p.add_argument("--time-limit", type=_float, default=5.0,
-                   help="seconds per run for search solvers (restarts, cpsat, agent, omnimalloc's) (default 5)")
+    p.add_argument("--time-limit", type=_float, default=None,
+                   help="seconds per run for search solvers (restarts, cpsat, agent, omnimalloc's) (default 5; "
+                        "rank: none, each solver's own default)")
     p.add_argument("--bound-time-limit", type=_float, default=None, help="seconds for the knapsack MILP bound (default: --time-limit)")
     p.add_argument("--hard-timeout", type=_float, default=None, help="kill a run after this many seconds (default 3 x time limit + 120)")
     p.add_argument("--threads", type=_int, default=2, help="threads for CP-SAT and omnimalloc (default 2)")
     p.add_argument("--target", default="tpuv4i", help="target preset or file (default tpuv4i)")
     p.add_argument("--alignment", type=_int, default=None,
                    help="bytes (default: the target's for malloc, 1 for pack, as minimalloc)")
+    p.add_argument("--budgets", default=None, help="rank: comma-separated fractions of full attention FLOPs (default 0.5,0.3)")
+    p.add_argument("--eval-windows", type=_int, default=16, help="rank: SmolLM2 held-out 512-token windows (default 16 of 73)")
+    p.add_argument("--max-evals", type=_int, default=150, help="rank: greedy's calibration-loss evaluations (default 150)")
     p.add_argument("--out", default=None, help="output folder (default bench-MODE)")
     p.add_argument("--resume", action="store_true", help="continue the bench in --out, skipping finished runs")
     p.add_argument("--report-only", action="store_true", help="rebuild results.md and pictures from --out's runs.jsonl")
@@ -125,7 +136,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         solvers=_split(args.solvers, "solvers"),
         capacities=_split(args.capacities, "capacities"),
         seeds=args.seeds,
-        time_limit=args.time_limit,
+        time_limit=5.0 if args.time_limit is None else args.time_limit,
         resume=args.resume,
         target=args.target,
         alignment=args.alignment,
@@ -140,8 +151,70 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
     )
 
 
+def rank_config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> Any:
+    from mallocgame.bench.rank import DEFAULT_BUDGETS, RankBenchConfig
+    from mallocgame.rank import solvers as rs
+
+    budgets = []
+    for b in _split(args.budgets, "budgets") or [f"{x:g}" for x in DEFAULT_BUDGETS]:
+        try:
+            budgets.append(float(b))
+        except ValueError:
+            raise InputError(f"expected a fraction such as 0.5, got {b!r}", field="budgets") from None
+    for field, v in (("eval-windows", args.eval_windows), ("max-evals", args.max_evals)):
+        if v < 1:
+            raise InputError(f"must be at least 1, got {v}", field=field)
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise InputError(f"must be positive, got {args.time_limit}", field="time-limit")
+    names = _split(args.solvers, "solvers") or (
+        ["uniform", "spectral", "fisher", "greedy"] + (["agent"] if rs.available("agent") else []))
+    command = "mallocgame bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
+    return RankBenchConfig(
+        out=Path(args.out or "bench-rank"),
+        models=list(args.instances) or ["minilm"],
+        budgets=budgets,
+        solvers=names,
+        seeds=args.seeds,
+        time_limit=args.time_limit,
+        eval_windows=args.eval_windows,
+        max_evals=args.max_evals,
+        resume=args.resume,
+        pictures=not args.no_pictures,
+        progress=not (args.quiet or args.json),
+        command=command,
+    )
+
+
+def cmd_rank_bench(args: argparse.Namespace) -> int:
+    from mallocgame.bench import rank
+
+    out = Path(args.out or "bench-rank")
+    if args.report_only:
+        paths = rank.write_rank_report(out, pictures=not args.no_pictures)
+        if args.readme:
+            paths["readme"] = _write_readme(args.readme, "rank", out)
+        print(json.dumps(paths, indent=2) if args.json else
+              f"wrote {paths['results']}" + (f"; updated {paths['readme']}" if "readme" in paths else ""))
+        return 0
+    outcome = rank.run_rank_bench(rank_config_from_args(args, getattr(args, "argv", None)))
+    if args.readme:
+        outcome["report"]["readme"] = _write_readme(args.readme, "rank", out)
+    if args.json:
+        print(json.dumps(outcome, indent=2))
+    else:
+        print(f"{outcome['runs_done']} runs done, {outcome['runs_skipped']} already finished; "
+              f"{outcome['errors']} raised an error")
+        for k, v in outcome["unavailable"].items():
+            print(f"unavailable: {k}: {v}")
+        print(f"wrote {outcome['report']['results']}")
+    return 1 if outcome["errors"] or outcome["unavailable"] else 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from mallocgame.bench import report, runner
+
+    if args.mode == "rank":
+        return cmd_rank_bench(args)
 
     if args.report_only:
         out = Path(args.out or f"bench-{args.mode}")
@@ -186,9 +259,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _write_readme(readme: str, mode: str, out: Path) -> str:
-    from mallocgame.bench import report
+    from mallocgame.bench import rank, report
 
-    report.update_readme(readme, mode, report.readme_section(out))
+    section = rank.readme_section(out) if mode == "rank" else report.readme_section(out)
+    report.update_readme(readme, mode, section)
     return readme
 
 
