@@ -353,7 +353,7 @@ def _header(cfg: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
         f"({h.get('cpu_model') or '?'}), {len(runs)} runs on {len(_tasks(runs))} tasks "
         "(model x budget), by:\n",
         "```",
-        *[i.get("command") or "(API)" for i in inv],
+        *dict.fromkeys(i.get("command") or "(API)" for i in inv),
         "```\n",
     ]
 

@@ -369,7 +369,7 @@ def readme_section(out: str | Path, reps: int = 2000) -> str:
     L = [f"#### `bench {mode}`: {title}\n"]
     if inv:
         h = inv[-1].get("host", {})
-        cmds = [i.get("command") or "(API)" for i in inv]
+        cmds = list(dict.fromkeys(i.get("command") or "(API)" for i in inv))  # resumed reruns once
         L.append(f"Generated from the bench run started {inv[0].get('started')} on {h.get('cpus')} CPUs "
                  f"({h.get('cpu_model') or '?'}), {len(runs)} runs on {len(tasks)} tasks (instance x capacity), by:\n")
         L.append("```")
