@@ -30,10 +30,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mallocgame.bench.rank import HeldOut
+from mallocgame.bench.rank import HeldOut, solve_and_judge
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
-from mallocgame.rank.lowrank import attention_flops, lowrank_params
 from mallocgame.workload import atomic_write_text
 
 
@@ -149,29 +148,27 @@ def main(argv: list[str] | None = None) -> int:
                 if (model_name, b, name) in done:
                     continue
                 t1 = time.perf_counter()
-                kw = {"max_evals": a.max_evals, "top_k": a.top_k} if name == "greedy" else {}
-                n0 = ev.n_evaluated
-                idx = solvers.solve(
-                    tables, b, name, evaluator=ev, seed=0, time_limit=a.time_limit, **kw
+                r = solve_and_judge(
+                    tables,
+                    setup,
+                    ev,
+                    held,
+                    b,
+                    name,
+                    time_limit=a.time_limit,
+                    max_evals=a.max_evals,
+                    top_k=a.top_k,
+                    calibration_loss=not a.no_calib_loss,
                 )
-                t_solve = time.perf_counter() - t1
-                cfg = tables.config(idx, budget=b, solver=name)
-                cal = None if a.no_calib_loss else float(ev(idx)[0])
-                params = lowrank_params(setup.model, setup.calib, cfg, bases=setup.bases)
-                h = held(params)
+                h, t_solve = r["heldout"], r.pop("solve_s")
                 rows.append(
                     {
                         "model": model_name,
                         "model_hash": tables.model_hash,
                         "budget": b,
                         "solver": name,
-                        "flops_fraction": attention_flops(cfg)["fraction"],
-                        "r_qk": list(cfg.r_qk),
-                        "r_v": list(cfg.r_v),
-                        "calibration_loss": cal,
+                        **r,
                         "solve_seconds": t_solve,
-                        "solver_evaluations": ev.n_evaluated - n0,
-                        "heldout": h,
                         "eval_windows": a.eval_windows if model_name == "smollm2" else None,
                         "calibration": spec.to_dict(),
                         "max_evals": a.max_evals if name == "greedy" else None,

@@ -91,6 +91,44 @@ class RankBenchConfig:
     command: str = ""
 
 
+def solve_and_judge(
+    tables: Any,
+    setup: Any,
+    ev: Any,
+    held: HeldOut,
+    budget: float,
+    solver: str,
+    *,
+    seed: int = 0,
+    time_limit: float | None = None,
+    max_evals: int = 150,
+    top_k: int = 3,
+    calibration_loss: bool = True,
+) -> dict[str, Any]:
+    """One rank solver at one budget: its config, FLOPs, calibration loss (optional, measured
+    with ``ev``) and held-out fidelity (``held``), with the solve's time and evaluations."""
+    from mallocgame.rank import solvers as rs
+    from mallocgame.rank.lowrank import attention_flops, lowrank_params
+
+    t0 = time.perf_counter()
+    kw = {"max_evals": max_evals, "top_k": top_k} if solver == "greedy" else {}
+    n0 = ev.n_evaluated
+    idx = rs.solve(tables, budget, solver, evaluator=ev, seed=seed, time_limit=time_limit, **kw)
+    solve_s = time.perf_counter() - t0
+    evaluations = ev.n_evaluated - n0
+    rcfg = tables.config(idx, budget=budget, solver=solver)
+    params = lowrank_params(setup.model, setup.calib, rcfg, bases=setup.bases)
+    return {
+        "flops_fraction": attention_flops(rcfg)["fraction"],
+        "r_qk": list(rcfg.r_qk),
+        "r_v": list(rcfg.r_v),
+        "calibration_loss": float(ev(idx)[0]) if calibration_loss else None,
+        "solve_s": solve_s,
+        "solver_evaluations": evaluations,
+        "heldout": held(params),
+    }
+
+
 def _task(model: str, budget: float) -> str:
     return f"{model}@{budget:g}"
 
@@ -155,7 +193,6 @@ def run_rank_bench(cfg: RankBenchConfig) -> dict[str, Any]:
     """Runs the missing (model, budget, solver, seed) runs, then writes the report."""
     from mallocgame.rank import sensitivity as sv
     from mallocgame.rank import solvers as rs
-    from mallocgame.rank.lowrank import attention_flops, lowrank_params
 
     check_config(cfg)
     _prepare(cfg)
@@ -200,23 +237,20 @@ def run_rank_bench(cfg: RankBenchConfig) -> dict[str, Any]:
                 "calibration": spec.to_dict(),
             }
             try:
-                kw = {"max_evals": cfg.max_evals, "top_k": cfg.top_k} if s == "greedy" else {}
-                n0 = ev.n_evaluated
-                idx = rs.solve(
-                    tables, b, s, evaluator=ev, seed=seed, time_limit=cfg.time_limit, **kw
-                )
-                solve_s = time.perf_counter() - t1
-                rcfg = tables.config(idx, budget=b, solver=s)
-                params = lowrank_params(setup.model, setup.calib, rcfg, bases=setup.bases)
                 rec.update(
                     status="ok",
-                    flops_fraction=attention_flops(rcfg)["fraction"],
-                    r_qk=list(rcfg.r_qk),
-                    r_v=list(rcfg.r_v),
-                    calibration_loss=float(ev(idx)[0]),
-                    solve_s=solve_s,
-                    solver_evaluations=ev.n_evaluated - n0,
-                    heldout=held(params),
+                    **solve_and_judge(
+                        tables,
+                        setup,
+                        ev,
+                        held,
+                        b,
+                        s,
+                        seed=seed,
+                        time_limit=cfg.time_limit,
+                        max_evals=cfg.max_evals,
+                        top_k=cfg.top_k,
+                    ),
                 )
             except Exception as e:  # recorded, the bench goes on
                 rec.update(
