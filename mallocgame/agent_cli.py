@@ -10,27 +10,8 @@ import sys
 import time
 from typing import Any
 
+from mallocgame.argtypes import fraction, nonnegative_float
 from mallocgame.errors import InputError
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def _share(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < v <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return v
 
 
 def add_parsers(sub: Any) -> None:
@@ -47,7 +28,7 @@ def add_parsers(sub: Any) -> None:
     _add_problem_args(p, capacity_default=None)
     p.add_argument(
         "--budget",
-        type=_positive_float,
+        type=nonnegative_float,
         default=10.0,
         help="seconds of wall-clock (default 10; 0 = the agent's games only). The agent's games take at most "
         "--agent-share of it (the greedy game always completes), the local search the rest and at least "
@@ -55,7 +36,7 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument(
         "--agent-share",
-        type=_share,
+        type=fraction,
         default=None,
         help="fraction of the budget the agent's games may take before the local search (default 0.5)",
     )
@@ -121,7 +102,7 @@ def add_parsers(sub: Any) -> None:
         help="learner updates in total, over resumes (default 2000)",
     )
     p.add_argument(
-        "--minutes", type=_positive_float, default=None, help="stop after this much wall time"
+        "--minutes", type=nonnegative_float, default=None, help="stop after this much wall time"
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -23,29 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from mallocgame.argtypes import fraction, positive_int
 from mallocgame.errors import InputError
 
 _RANK_FIELDS = ("r_qk", "r_v")
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1], got {text}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return v
 
 
 def add_parsers(sub: Any) -> None:
@@ -63,12 +44,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--budget",
         required=True,
-        type=_fraction,
+        type=fraction,
         help="fraction of full attention FLOPs, in (0, 1]",
     )
     p.add_argument(
         "--seq-len",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="sequence length the budget refers to (default 512 SmolLM2, 256 MiniLM)",
     )
@@ -88,13 +69,13 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument(
         "--cal-bases",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="calibration windows (SmolLM2) / documents (MiniLM) that fit the bases (default 8 / 120)",
     )
     p.add_argument(
         "--cal-loss",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="further calibration windows / documents that measure the loss (default 1 / 8)",
     )
@@ -127,13 +108,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("config", help="rank config JSON (from `mallocgame rank`)")
     p.add_argument(
         "--eval-windows",
-        type=_positive_int,
+        type=positive_int,
         default=16,
         help="SmolLM2 evaluation windows (default 16 of 73)",
     )
     p.add_argument(
         "--eval-docs",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="MiniLM: only the first N lee.cor documents (default all 50)",
     )
@@ -142,12 +123,12 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument(
         "--latency-seq-len",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="sequence length of the timing (default: the config's)",
     )
     p.add_argument(
-        "--repeats", type=_positive_int, default=3, help="timed repeats (median; default 3)"
+        "--repeats", type=positive_int, default=3, help="timed repeats (median; default 3)"
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(fn=cmd_rank_eval)
