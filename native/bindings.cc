@@ -198,10 +198,63 @@ std::string game_repr(const Game& g) {
   return os.str();
 }
 
-size_t batch_index(const BatchedGames& b, int64_t i) {
+template <class B>
+size_t batch_index(const B& b, int64_t i) {
   const auto n = static_cast<int64_t>(b.size());
-  if (i < -n || i >= n) throw py::index_error("game index " + std::to_string(i) + " out of range");
+  if (i < -n || i >= n) {
+    throw py::index_error("game index " + std::to_string(i) + " out of range for " + std::to_string(n) +
+                          " games");
+  }
   return static_cast<size_t>(i < 0 ? i + n : i);
+}
+
+// The methods every batch (BatchOf<G>) shares: len, sizes, game(i) / [i], step and observe.
+// `move` names an action in the illegal-action error; `step_doc` documents step's arrays.
+template <class B, class Cls>
+Cls& bind_batch(Cls& cls, const std::string& move, const char* step_doc) {
+  cls.def("__len__", &B::size)
+      .def_property_readonly("num_actions", &B::num_actions)
+      .def_property_readonly("observation_size", &B::observation_size)
+      .def("game", [](const B& b, int64_t i) { return b.game(batch_index(b, i)); }, py::arg("i"))
+      .def("__getitem__", [](const B& b, int64_t i) { return b.game(batch_index(b, i)); })
+      .def("step",
+           [move](B& b, const py::array& actions, const py::array& obs, const py::array& mask,
+                  const py::array& rewards, const py::array& done) {
+             const auto n = static_cast<py::ssize_t>(b.size());
+             float* o = checked<float>(obs, "obs", {n, b.observation_size()}, true);
+             bool* mk = checked<bool>(mask, "mask", {n, b.num_actions()}, true);
+             float* r = checked<float>(rewards, "rewards", {n}, true);
+             bool* d = checked<bool>(done, "done", {n}, true);
+             int64_t bad = -1;
+             int64_t bad_action = 0;
+             if (actions.dtype().equal(py::dtype::of<int64_t>())) {
+               const int64_t* a = checked<int64_t>(actions, "actions", {n}, false);
+               py::gil_scoped_release nogil;
+               bad = b.first_illegal(a);
+               if (bad >= 0) bad_action = a[bad]; else b.step(a, o, mk, r, d);
+             } else {
+               const int32_t* a = checked<int32_t>(actions, "actions", {n}, false);
+               py::gil_scoped_release nogil;
+               bad = b.first_illegal(a);
+               if (bad >= 0) bad_action = a[bad]; else b.step(a, o, mk, r, d);
+             }
+             if (bad >= 0) {
+               throw py::value_error(move + " " + std::to_string(bad_action) + " is illegal for game " +
+                                     std::to_string(bad) + " (no game was stepped)");
+             }
+           },
+           py::arg("actions"), py::arg("obs"), py::arg("mask"), py::arg("rewards"), py::arg("done"), step_doc)
+      .def("observe",
+           [](B& b, const py::array& obs, const py::array& mask, const py::array& done) {
+             const auto n = static_cast<py::ssize_t>(b.size());
+             float* o = checked<float>(obs, "obs", {n, b.observation_size()}, true);
+             bool* mk = checked<bool>(mask, "mask", {n, b.num_actions()}, true);
+             bool* d = checked<bool>(done, "done", {n}, true);
+             py::gil_scoped_release nogil;
+             b.observe(o, mk, d);
+           },
+           py::arg("obs"), py::arg("mask"), py::arg("done"));
+  return cls;
 }
 
 }  // namespace
@@ -346,57 +399,15 @@ instance.order()[t]: action 0 = slow memory, action k in 1..K = candidates()[k -
       .def("time", &Game::time, "The program time now (undecided buffers count as slow).")
       .def("__repr__", &game_repr);
 
-  py::class_<BatchedGames>(m, "BatchedGames", R"doc(
+  py::class_<BatchedGames> batched(m, "BatchedGames", R"doc(
 N games stepped in one call with the GIL released; results go into caller-owned numpy arrays.
-The games are shared, not copied; they must agree on num_actions and observation_size.)doc")
-      .def(py::init<std::vector<std::shared_ptr<Game>>>(), py::arg("games"))
-      .def("__len__", &BatchedGames::size)
-      .def_property_readonly("num_actions", &BatchedGames::num_actions)
-      .def_property_readonly("observation_size", &BatchedGames::observation_size)
-      .def("game", [](const BatchedGames& b, int64_t i) { return b.game(batch_index(b, i)); },
-           py::arg("i"))
-      .def("__getitem__", [](const BatchedGames& b, int64_t i) { return b.game(batch_index(b, i)); })
-      .def("step",
-           [](BatchedGames& b, const py::array& actions, const py::array& obs, const py::array& mask,
-              const py::array& rewards, const py::array& done) {
-             const auto n = static_cast<py::ssize_t>(b.size());
-             float* o = checked<float>(obs, "obs", {n, b.observation_size()}, true);
-             bool* mk = checked<bool>(mask, "mask", {n, b.num_actions()}, true);
-             float* r = checked<float>(rewards, "rewards", {n}, true);
-             bool* d = checked<bool>(done, "done", {n}, true);
-             int64_t bad = -1;
-             int64_t bad_action = 0;
-             if (actions.dtype().equal(py::dtype::of<int64_t>())) {
-               const int64_t* a = checked<int64_t>(actions, "actions", {n}, false);
-               py::gil_scoped_release nogil;
-               bad = b.first_illegal(a);
-               if (bad >= 0) bad_action = a[bad]; else b.step(a, o, mk, r, d);
-             } else {
-               const int32_t* a = checked<int32_t>(actions, "actions", {n}, false);
-               py::gil_scoped_release nogil;
-               bad = b.first_illegal(a);
-               if (bad >= 0) bad_action = a[bad]; else b.step(a, o, mk, r, d);
-             }
-             if (bad >= 0) {
-               throw py::value_error("action " + std::to_string(bad_action) + " is illegal for game " +
-                                     std::to_string(bad) + " (no game was stepped)");
-             }
-           },
-           py::arg("actions"), py::arg("obs"), py::arg("mask"), py::arg("rewards"), py::arg("done"),
+The games are shared, not copied; they must agree on num_actions and observation_size.)doc");
+  batched.def(py::init<std::vector<std::shared_ptr<Game>>>(), py::arg("games"));
+  bind_batch<BatchedGames>(batched, "action",
            "Steps every game that is not done with actions[N] (int32 or int64) and writes "
            "obs[N, obs_size] float32, mask[N, K + 1] bool, rewards[N] float32, done[N] bool. "
            "A done game ignores its action (reward 0). Raises ValueError, stepping nothing, "
            "when an action is illegal.")
-      .def("observe",
-           [](BatchedGames& b, const py::array& obs, const py::array& mask, const py::array& done) {
-             const auto n = static_cast<py::ssize_t>(b.size());
-             float* o = checked<float>(obs, "obs", {n, b.observation_size()}, true);
-             bool* mk = checked<bool>(mask, "mask", {n, b.num_actions()}, true);
-             bool* d = checked<bool>(done, "done", {n}, true);
-             py::gil_scoped_release nogil;
-             b.observe(o, mk, d);
-           },
-           py::arg("obs"), py::arg("mask"), py::arg("done"))
       .def("reset",
            [](BatchedGames& b, py::object indices) {
              if (indices.is_none()) {
@@ -531,14 +542,6 @@ py::array_t<int64_t> rank_choices(const RankGame& g) {
   return out;
 }
 
-size_t rank_batch_index(const BatchedRankGames& b, int64_t i) {
-  const auto n = static_cast<int64_t>(b.size());
-  if (i < -n || i >= n) {
-    throw py::index_error("game index " + std::to_string(i) + " out of range for " +
-                          std::to_string(n) + " games");
-  }
-  return static_cast<size_t>(i < 0 ? i + n : i);
-}
 
 }  // namespace
 
@@ -644,56 +647,14 @@ or from the tables directly (RankGame(cost, features, part_features, budget, pen
         return os.str();
       });
 
-  py::class_<BatchedRankGames>(m, "BatchedRankGames", R"doc(
+  py::class_<BatchedRankGames> rank_batched(m, "BatchedRankGames", R"doc(
 N rank games stepped in one call with the GIL released; results go into caller-owned numpy
-arrays. The games are shared, not copied; they must agree on C, F and K (not on P).)doc")
-      .def(py::init<std::vector<std::shared_ptr<RankGame>>>(), py::arg("games"))
-      .def("__len__", &BatchedRankGames::size)
-      .def_property_readonly("num_actions", &BatchedRankGames::num_actions)
-      .def_property_readonly("observation_size", &BatchedRankGames::observation_size)
-      .def("game", [](const BatchedRankGames& b, int64_t i) { return b.game(rank_batch_index(b, i)); },
-           py::arg("i"))
-      .def("__getitem__", [](const BatchedRankGames& b, int64_t i) { return b.game(rank_batch_index(b, i)); })
-      .def("step",
-           [](BatchedRankGames& b, const py::array& actions, const py::array& obs, const py::array& mask,
-              const py::array& rewards, const py::array& done) {
-             const auto n = static_cast<py::ssize_t>(b.size());
-             float* o = checked<float>(obs, "obs", {n, b.observation_size()}, true);
-             bool* mk = checked<bool>(mask, "mask", {n, b.num_actions()}, true);
-             float* r = checked<float>(rewards, "rewards", {n}, true);
-             bool* d = checked<bool>(done, "done", {n}, true);
-             int64_t bad = -1;
-             int64_t bad_action = 0;
-             if (actions.dtype().equal(py::dtype::of<int64_t>())) {
-               const int64_t* a = checked<int64_t>(actions, "actions", {n}, false);
-               py::gil_scoped_release nogil;
-               bad = b.first_illegal(a);
-               if (bad >= 0) bad_action = a[bad]; else b.step(a, o, mk, r, d);
-             } else {
-               const int32_t* a = checked<int32_t>(actions, "actions", {n}, false);
-               py::gil_scoped_release nogil;
-               bad = b.first_illegal(a);
-               if (bad >= 0) bad_action = a[bad]; else b.step(a, o, mk, r, d);
-             }
-             if (bad >= 0) {
-               throw py::value_error("choice " + std::to_string(bad_action) + " is illegal for game " +
-                                     std::to_string(bad) + " (no game was stepped)");
-             }
-           },
-           py::arg("actions"), py::arg("obs"), py::arg("mask"), py::arg("rewards"), py::arg("done"),
+arrays. The games are shared, not copied; they must agree on C, F and K (not on P).)doc");
+  rank_batched.def(py::init<std::vector<std::shared_ptr<RankGame>>>(), py::arg("games"));
+  bind_batch<BatchedRankGames>(rank_batched, "choice",
            "Steps every game that is not done with actions[N] (int32 or int64) and writes "
            "obs[N, obs_size] float32, mask[N, C] bool, rewards[N] float32, done[N] bool. A done "
            "game ignores its action (reward 0). ValueError, stepping nothing, on an illegal action.")
-      .def("observe",
-           [](const BatchedRankGames& b, const py::array& obs, const py::array& mask, const py::array& done) {
-             const auto n = static_cast<py::ssize_t>(b.size());
-             float* o = checked<float>(obs, "obs", {n, b.observation_size()}, true);
-             bool* mk = checked<bool>(mask, "mask", {n, b.num_actions()}, true);
-             bool* d = checked<bool>(done, "done", {n}, true);
-             py::gil_scoped_release nogil;
-             b.observe(o, mk, d);
-           },
-           py::arg("obs"), py::arg("mask"), py::arg("done"))
       .def("moves_left",
            [](const BatchedRankGames& b) {
              py::array_t<int32_t> out(static_cast<py::ssize_t>(b.size()));

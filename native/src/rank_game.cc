@@ -7,7 +7,6 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
-#include <unordered_set>
 
 namespace mallocgame {
 namespace {
@@ -299,14 +298,8 @@ void RankGame::observe(float* out) const {
 
 // ------------------------------------------------------------------------- BatchedRankGames
 BatchedRankGames::BatchedRankGames(std::vector<std::shared_ptr<RankGame>> games)
-    : games_(std::move(games)) {
-  if (games_.empty()) fail("BatchedRankGames needs at least one game");
-  std::unordered_set<const RankGame*> seen;
+    : BatchOf<RankGame>(std::move(games), "BatchedRankGames") {
   for (size_t i = 0; i < games_.size(); ++i) {
-    if (!games_[i]) fail("BatchedRankGames: game ", i, " is None");
-    if (!seen.insert(games_[i].get()).second) {
-      fail("BatchedRankGames: game ", i, " appears twice (clone() it to play it twice)");
-    }
     const RankLayout& L = games_[i]->instance()->layout();
     if (i == 0) {
       num_actions_ = L.num_choices;
@@ -319,17 +312,6 @@ BatchedRankGames::BatchedRankGames(std::vector<std::shared_ptr<RankGame>> games)
   }
 }
 
-void BatchedRankGames::observe(float* obs, bool* mask, bool* done) const {
-  const size_t n_obs = static_cast<size_t>(observation_size_);
-  const size_t n_act = static_cast<size_t>(num_actions_);
-  for (size_t i = 0; i < games_.size(); ++i) {
-    const RankGame& g = *games_[i];
-    g.observe(obs + i * n_obs);
-    g.write_mask(mask + i * n_act);
-    done[i] = g.done();
-  }
-}
-
 void BatchedRankGames::moves_left(int32_t* out) const {
   for (size_t i = 0; i < games_.size(); ++i) out[i] = games_[i]->moves_left();
 }
@@ -339,25 +321,6 @@ void BatchedRankGames::write_choices(int64_t* out, size_t width) const {
     const std::vector<int32_t>& ch = games_[i]->choices();
     for (size_t j = 0; j < width; ++j) out[i * width + j] = j < ch.size() ? ch[j] : -1;
   }
-}
-
-void BatchedRankGames::reset(const std::vector<size_t>& indices) {
-  for (size_t i : indices) games_[i]->reset();
-}
-
-void BatchedRankGames::reset_all() {
-  for (auto& g : games_) g->reset();
-}
-
-std::vector<int64_t> BatchedRankGames::reset_done() {
-  std::vector<int64_t> out;
-  for (size_t i = 0; i < games_.size(); ++i) {
-    if (games_[i]->done()) {
-      games_[i]->reset();
-      out.push_back(static_cast<int64_t>(i));
-    }
-  }
-  return out;
 }
 
 }  // namespace mallocgame

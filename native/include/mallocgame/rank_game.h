@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "mallocgame/batched.h"
+
 namespace mallocgame {
 
 // Where each part of the rank game's observation lies. The size depends only on C, F and K, not
@@ -166,51 +168,16 @@ class RankGame {
   int32_t turn_ = 0;
 };
 
-// N rank games stepped and observed in one call. The games are shared with their owners; they
-// may play different instances (e.g. models of different depth) that agree on C, F and K.
-class BatchedRankGames {
+// N rank games stepped and observed in one call (the shared loops are BatchOf's, batched.h).
+// The games are shared with their owners; they may play different instances (e.g. models of
+// different depth) that agree on C, F and K.
+class BatchedRankGames : public BatchOf<RankGame> {
  public:
   explicit BatchedRankGames(std::vector<std::shared_ptr<RankGame>> games);
 
-  size_t size() const { return games_.size(); }
-  int num_actions() const { return num_actions_; }
-  int observation_size() const { return observation_size_; }
-  const std::shared_ptr<RankGame>& game(size_t i) const { return games_[i]; }
-
-  // Index of the first game that is not done and for which actions[i] is illegal, or -1.
-  template <typename Int>
-  int64_t first_illegal(const Int* actions) const {
-    for (size_t i = 0; i < games_.size(); ++i) {
-      if (!games_[i]->done() && !games_[i]->is_legal(static_cast<int64_t>(actions[i]))) {
-        return static_cast<int64_t>(i);
-      }
-    }
-    return -1;
-  }
-
-  // Steps every game that is not done (a done game ignores its action: reward 0), then writes
-  // obs[N, obs_size], mask[N, C], rewards[N], done[N]. Check first_illegal first.
-  template <typename Int>
-  void step(const Int* actions, float* obs, bool* mask, float* rewards, bool* done) {
-    for (size_t i = 0; i < games_.size(); ++i) {
-      RankGame& g = *games_[i];
-      rewards[i] = g.done() ? 0.0f : static_cast<float>(g.step(static_cast<int64_t>(actions[i])));
-    }
-    observe(obs, mask, done);
-  }
-
-  void observe(float* obs, bool* mask, bool* done) const;
   void moves_left(int32_t* out) const;  // [N]: parts left to decide (0 when done)
   // choices[N, width]: each game's choices (-1 undecided, and -1 beyond its number of parts).
   void write_choices(int64_t* out, size_t width) const;
-  void reset(const std::vector<size_t>& indices);
-  void reset_all();
-  std::vector<int64_t> reset_done();
-
- private:
-  std::vector<std::shared_ptr<RankGame>> games_;
-  int num_actions_ = 0;
-  int observation_size_ = 0;
 };
 
 }  // namespace mallocgame
