@@ -18,6 +18,10 @@ Entries (``list_zoo()``):
 - ``gpt2_train``: the same decoder, training step (next-token loss, Adam).
 - ``attention_long``: long-sequence causal self-attention block, inference, sequence 8192.
 - ``rnn_scan``: LSTM over a sequence with ``jax.lax.scan`` (a while loop), training step.
+- ``conv_train``: plain VGG-style CNN (3x3 conv pairs, max-pooling, dense head, no
+  normalisation, no skip connections) training step.
+- ``embed_train``: embedding-bag recommender (a large embedding table, gathered and averaged
+  per example, then an MLP) training step; the backward scatters into the table.
 """
 
 from __future__ import annotations
@@ -325,6 +329,86 @@ def rnn_scan(
     return fn, (params, _opt_state(params, optimizer), xs, xs)
 
 
+# ---------------------------------------------------------------------------------- plain CNN
+def conv_train(
+    small: bool = False,
+    batch: int = 32,
+    image_size: int = 32,
+    channels: tuple[int, ...] = (32, 64, 128),
+    num_classes: int = 10,
+    optimizer: str = "sgd",
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """VGG-style CNN training step: per stage two 3x3 convolutions (ReLU) and a 2x2 max-pool,
+    then a dense head; no normalisation and no skip connections:
+    ``(params, opt, images, labels) -> (params, opt, loss)``."""
+    if small:
+        batch, image_size, channels = 2, 8, (4, 8)
+
+    def net(images: jax.Array) -> jax.Array:
+        x = images
+        for c in channels:
+            for _ in range(2):
+                x = jax.nn.relu(hk.Conv2D(c, 3)(x))
+            x = hk.max_pool(x, window_shape=2, strides=2, padding="VALID")
+        x = hk.Flatten()(x)
+        x = jax.nn.relu(hk.Linear(4 * channels[-1])(x))
+        return hk.Linear(num_classes)(x)
+
+    model = hk.without_apply_rng(hk.transform(net))
+    images = _sds((batch, image_size, image_size, 3))
+    labels = _sds((batch,), jnp.int32)
+    params = _abstract_init(model, images)
+    update = _update(optimizer)
+
+    def step(params: Any, opt: Any, images: jax.Array, labels: jax.Array) -> Any:
+        loss, grads = jax.value_and_grad(lambda p: _xent(model.apply(p, images), labels))(params)
+        params, opt = update(params, grads, opt)
+        return params, opt, loss
+
+    fn = jax.jit(step, donate_argnums=(0, 1))
+    return fn, (params, _opt_state(params, optimizer), images, labels)
+
+
+# ------------------------------------------------------------------------- embedding bag + MLP
+def embed_train(
+    small: bool = False,
+    batch: int = 256,
+    vocab: int = 100_000,
+    dim: int = 64,
+    bag: int = 16,
+    hidden: tuple[int, ...] = (256, 128),
+    optimizer: str = "adam",
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """Embedding-bag recommender training step: ``bag`` ids per example are looked up in a
+    ``vocab x dim`` table and averaged, then an MLP gives one logit (logistic loss):
+    ``(params, opt, ids, labels) -> (params, opt, loss)``."""
+    if small:
+        batch, vocab, dim, bag, hidden = 4, 50, 8, 3, (16,)
+
+    def net(ids: jax.Array) -> jax.Array:
+        table = hk.Embed(vocab, dim, name="table")
+        x = jnp.mean(table(ids), axis=1)
+        return hk.nets.MLP([*hidden, 1], activation=jax.nn.relu)(x)[:, 0]
+
+    model = hk.without_apply_rng(hk.transform(net))
+    ids = _sds((batch, bag), jnp.int32)
+    labels = _sds((batch,))
+    params = _abstract_init(model, ids)
+    update = _update(optimizer)
+
+    def loss_fn(p: Any, ids: jax.Array, labels: jax.Array) -> jax.Array:
+        logits = model.apply(p, ids)
+        return jnp.mean(jax.nn.softplus(logits) - labels * logits)
+
+    def step(params: Any, opt: Any, ids: jax.Array, labels: jax.Array) -> Any:
+        loss, grads = jax.value_and_grad(loss_fn)(params, ids, labels)
+        params, opt = update(params, grads, opt)
+        return params, opt, loss
+
+    fn = jax.jit(step, donate_argnums=(0, 1))
+    return fn, (params, _opt_state(params, optimizer), ids, labels)
+
+
 # ---------------------------------------------------------------------------------- registry
 ZOO: dict[str, tuple[Builder, str]] = {
     "mlp_train": (mlp_train, "MLP 784-2048x3-10 training step, batch 256, Adam"),
@@ -344,6 +428,14 @@ ZOO: dict[str, tuple[Builder, str]] = {
     "rnn_scan": (
         rnn_scan,
         "LSTM (hidden 1024) over 256 steps with lax.scan, batch 32, training step",
+    ),
+    "conv_train": (
+        conv_train,
+        "VGG-style CNN (3x3 conv pairs 32-64-128, max-pool, dense head) training step, 32x32x3, batch 32, SGD",
+    ),
+    "embed_train": (
+        embed_train,
+        "embedding bag (100k x 64 table, 16 ids per example) + MLP 256-128-1 training step, batch 256, Adam",
     ),
 }
 
