@@ -1,13 +1,22 @@
 """Named workload sets for training and evaluating the agent, with an on-disk cache.
 
-Two splits, disjoint by program:
+Four splits; ``train`` / ``train-wide`` are disjoint by program from ``validation`` and
+``heldout``, and those two from each other:
 
 - ``train``: variants of the zoo programs ``mlp_train``, ``gpt2_forward`` and ``attention_long``
   (different widths, depths, sequence lengths, optimizers), plus random trace-like workloads
   generated from a seed (:func:`random_trace`);
+- ``train-wide``: ``train`` plus more variants of the same three zoo programs and more generated
+  workloads (:func:`random_trace` and the training-step-like :func:`layered_trace`, up to 320
+  buffers);
+- ``validation``: for choosing a checkpoint (never trained on, never reported as the held-out
+  result): the zoo programs ``conv_train`` and ``embed_train``, the external trace
+  ``iree_mobilebert.csv`` and generated workloads from seeds no training split uses;
 - ``heldout``: variants of ``resnet_train``, ``rnn_scan`` and ``gpt2_train``, and the external
-  traces ``iree_mobilenet.csv`` and ``resnet50.csv`` (read from the shared datasets folder). No
-  zoo program of the held-out split is ever in the train split (:func:`check_disjoint`).
+  traces ``iree_mobilenet.csv`` and ``resnet50.csv`` (read from the shared datasets folder).
+
+No program (zoo entry or trace file) and no generated workload (generator and seed) is in two
+of the groups train / validation / held-out (:func:`check_disjoint`, run at import).
 
 Each workload is used at every capacity of :data:`CAPACITIES` (fractions of its peak live
 bytes) on the ``tpuv4i`` target, which makes a *problem*.
@@ -58,7 +67,9 @@ class WorkloadSpec:
 
     ``kind``: ``"zoo"`` (``name`` is the zoo entry, ``overrides`` its builder arguments),
     ``"trace"`` (``name`` is a file under the shared ``ml-traces`` folder) or ``"random"``
-    (``overrides`` holds ``seed`` and ``n``: :func:`random_trace`).
+    (a generated workload: ``name`` is the generator, ``"random"`` for :func:`random_trace`
+    with ``overrides`` ``seed`` and ``n``, ``"layered"`` for :func:`layered_trace` with
+    ``seed`` and ``layers``).
     """
 
     kind: str
@@ -68,7 +79,10 @@ class WorkloadSpec:
 
     @property
     def program(self) -> str:
-        """The program this workload comes from (the zoo entry or the trace file)."""
+        """The program this workload comes from (the zoo entry or the trace file; for a
+        generated workload, the generator and its seed: ``layered#3``)."""
+        if self.kind == "random":
+            return f"{self.name}#{dict(self.overrides)['seed']}"
         return self.name
 
     @property
@@ -95,6 +109,8 @@ class WorkloadSpec:
             return wl
         if self.kind == "random":
             kw = dict(self.overrides)
+            if self.name == "layered":
+                return layered_trace(int(kw["seed"]), int(kw["layers"]), name=self.title)
             return random_trace(int(kw["seed"]), int(kw.get("n", 100)), name=self.title)
         raise ValueError(f"unknown workload kind {self.kind!r}")
 
@@ -114,6 +130,10 @@ def trace(filename: str) -> WorkloadSpec:
 
 def generated(seed: int, n: int) -> WorkloadSpec:
     return WorkloadSpec("random", "random", (("n", n), ("seed", seed)), f"random[n{n},s{seed}]")
+
+
+def layered(seed: int, layers: int) -> WorkloadSpec:
+    return WorkloadSpec("random", "layered", (("layers", layers), ("seed", seed)), f"layered[L{layers},s{seed}]")
 
 
 def _label(name: str, overrides: dict[str, Any]) -> str:
@@ -171,6 +191,71 @@ def random_trace(seed: int, n: int = 100, name: str | None = None) -> Workload:
                                    source={"generator": "mallocgame.splits.random_trace", "seed": seed, "n": n})
 
 
+def layered_trace(seed: int, layers: int = 20, name: str | None = None) -> Workload:
+    """A training-step-like trace (buffers only, the trace access proxy) drawn from ``seed``.
+
+    A chain of ``layers`` layers of random widths (log-uniform, 16 to 2048 features) at a
+    random batch: per layer a weight (live for the whole step), an activation (from its
+    forward op until its backward op: kept for the backward pass) and one or two short
+    temporaries; then the backward pass in reverse (an activation gradient passed to the next
+    backward op, a weight gradient that lives until the optimizer), and the optimizer's update
+    at the end (with Adam, two moment buffers per weight live for the whole step). With
+    probability 0.25 the program is inference only (forward, activations freed after their
+    consumer). About 2 to 7 buffers per layer."""
+    rng = np.random.default_rng(seed)
+    layers = max(int(layers), 1)
+    train = rng.random() >= 0.25
+    adam = train and rng.random() < 0.5
+    batch = int(2 ** rng.integers(0, 9))
+    widths = np.exp(rng.uniform(np.log(16), np.log(2048), size=layers + 1)).astype(np.int64)
+    elt = 2 if rng.random() < 0.3 else 4
+    bufs: list[tuple[int, int, int]] = []  # (size, start, end), end exclusive
+
+    def nbytes(n: int) -> int:
+        return max(64, (int(n) * elt + 63) // 64 * 64)
+
+    horizon_fwd = 2 * layers + 1
+    horizon = (4 * layers + 2 + 2 * layers) if train else horizon_fwd + 1
+    act_end = np.zeros(layers, np.int64)
+    t = 0
+    fwd_t = np.zeros(layers, np.int64)
+    for i in range(layers):
+        t += 2
+        fwd_t[i] = t
+        w = nbytes(widths[i] * widths[i + 1])
+        bufs.append((w, 0, horizon))  # the weight
+        if adam:
+            bufs += [(w, 0, horizon), (w, 0, horizon)]
+        for _ in range(1 + int(rng.random() < 0.5)):  # temporaries of the op
+            bufs.append((nbytes(batch * widths[i + 1] * rng.uniform(0.5, 4)), t, t + 1))
+    bwd = t
+    dw_start = np.zeros(layers, np.int64)
+    for i in reversed(range(layers)):
+        if train:
+            bwd += 2
+            dw_start[i] = bwd
+            act_end[i] = bwd + 1
+        else:
+            act_end[i] = fwd_t[i] + 3  # read by the next layer's op
+    for i in range(layers):
+        bufs.append((nbytes(batch * widths[i + 1]), fwd_t[i], min(act_end[i], horizon)))
+    if train:
+        opt = bwd
+        for i in range(layers):
+            opt += 1
+            bufs.append((nbytes(widths[i] * widths[i + 1]), dw_start[i], min(opt + 1, horizon)))  # dW
+            bufs.append((nbytes(batch * widths[i]), dw_start[i], min(dw_start[i] + 3, horizon)))  # dA
+            if rng.random() < 0.5:
+                bufs.append((nbytes(batch * widths[i + 1] * rng.uniform(0.5, 2)), dw_start[i], dw_start[i] + 1))
+        horizon = max(horizon, opt + 2)
+    arr = np.array(bufs, dtype=np.int64)
+    sizes, starts, ends = arr[:, 0], arr[:, 1], np.minimum(arr[:, 2], horizon)
+    ends = np.maximum(ends, starts + 1)
+    return Workload.from_intervals(name or f"layered[L{layers},s{seed}]", np.arange(len(arr)), sizes, starts, ends,
+                                   source={"generator": "mallocgame.splits.layered_trace", "seed": seed,
+                                           "layers": layers})
+
+
 # --------------------------------------------------------------------------- the splits
 TRAIN: tuple[WorkloadSpec, ...] = (
     zoo("mlp_train"),
@@ -200,15 +285,57 @@ HELDOUT: tuple[WorkloadSpec, ...] = (
     trace("resnet50.csv"),
 )
 
-SPLITS: dict[str, tuple[WorkloadSpec, ...]] = {"train": TRAIN, "heldout": HELDOUT}
+# More variants of the training programs and more generated workloads (seeds 1-99 are the
+# training generators' range; validation uses 1001+).
+TRAIN_WIDE: tuple[WorkloadSpec, ...] = TRAIN + (
+    zoo("mlp_train", batch=16, widths=(64, 128, 128, 10), optimizer="sgd"),
+    zoo("mlp_train", batch=256, widths=(1024, 2048, 512, 256, 100)),
+    zoo("mlp_train", batch=64, widths=(784, 512, 512, 512, 512, 512, 512, 10), optimizer="sgd"),
+    zoo("gpt2_forward", n_layers=2, seq_len=32, d_model=64, n_heads=2, vocab=512),
+    zoo("gpt2_forward", n_layers=6, seq_len=128, d_model=256, n_heads=4, vocab=2048),
+    zoo("gpt2_forward", n_layers=2, seq_len=1024, d_model=128, n_heads=2, vocab=16384),
+    zoo("attention_long", seq_len=256, d_model=256, n_heads=4),
+    zoo("attention_long", seq_len=8192, d_model=256, n_heads=4),
+    zoo("attention_long", seq_len=2048, d_model=768, n_heads=12, batch=2),
+    *(generated(seed, n) for seed, n in ((4, 40), (5, 80), (6, 150), (7, 250), (8, 300), (9, 100))),
+    *(layered(seed, n) for seed, n in ((1, 6), (2, 10), (3, 16), (4, 24), (5, 32), (6, 40), (7, 48),
+                                       (8, 12), (9, 20), (10, 44))),
+)
+
+VALIDATION: tuple[WorkloadSpec, ...] = (
+    zoo("conv_train"),
+    zoo("conv_train", batch=16, channels=(16, 32, 64, 128), optimizer="adam"),
+    zoo("embed_train"),
+    zoo("embed_train", vocab=20000, dim=32, hidden=(512, 256, 128)),
+    trace("iree_mobilebert.csv"),
+    generated(1001, 90),
+    generated(1002, 220),
+    layered(1001, 14),
+    layered(1002, 30),
+    layered(1003, 44),
+)
+
+SPLITS: dict[str, tuple[WorkloadSpec, ...]] = {
+    "train": TRAIN, "train-wide": TRAIN_WIDE, "validation": VALIDATION, "heldout": HELDOUT,
+}
 
 
-def check_disjoint(train: Iterable[WorkloadSpec] = TRAIN, heldout: Iterable[WorkloadSpec] = HELDOUT) -> None:
-    """Raises ``ValueError`` when a program of the held-out split is in the train split."""
-    held = {s.program for s in heldout if s.kind != "random"}
-    clash = sorted({s.program for s in train if s.kind != "random"} & held)
-    if clash:
-        raise ValueError(f"held-out program(s) in the train split: {clash}")
+def check_disjoint(
+    train: Iterable[WorkloadSpec] = TRAIN_WIDE,
+    heldout: Iterable[WorkloadSpec] = HELDOUT,
+    validation: Iterable[WorkloadSpec] = VALIDATION,
+) -> None:
+    """Raises ``ValueError`` when a program (zoo entry or trace file; for a generated workload,
+    its generator and seed) is in two of the groups train / validation / held-out. ``train``
+    defaults to ``train-wide``, which contains ``train``."""
+    groups = {"train": train, "validation": validation, "held-out": heldout}
+    programs = {g: {s.program for s in specs} for g, specs in groups.items()}
+    names = list(groups)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            clash = sorted(programs[a] & programs[b])
+            if clash:
+                raise ValueError(f"{b} program(s) in the {a} split: {clash}")
 
 
 check_disjoint()
@@ -222,6 +349,10 @@ def get_split(name: str) -> tuple[WorkloadSpec, ...]:
 
 def is_heldout_program(program: str) -> bool:
     return program in {s.program for s in HELDOUT}
+
+
+def is_validation_program(program: str) -> bool:
+    return program in {s.program for s in VALIDATION}
 
 
 def load_split(
