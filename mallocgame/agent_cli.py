@@ -81,7 +81,9 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--out", default="runs/agent", help="run folder (default runs/agent)")
     p.add_argument(
-        "--split", default="train", help="workload split (train | heldout); default train"
+        "--split",
+        default="train",
+        help="workload split (train | train-wide | validation | heldout); default train",
     )
     p.add_argument(
         "--capacities",
@@ -123,7 +125,23 @@ def add_parsers(sub: Any) -> None:
         "--eval-every",
         type=int,
         default=500,
-        help="held-out greedy evaluation every N updates (0 = off)",
+        help="held-out greedy evaluation every N updates (0 = off; monitoring only)",
+    )
+    p.add_argument(
+        "--val-every",
+        type=int,
+        default=0,
+        help="validation every N updates (0 = off): OUT/policy.npz is then the policy that scores best "
+        "on the validation split (OUT/best.json says which update), OUT/last-policy.npz the last",
+    )
+    p.add_argument(
+        "--val-split", default="validation", help="the split that selects the policy (default validation)"
+    )
+    p.add_argument(
+        "--val-copies",
+        type=int,
+        default=1,
+        help="games per validation problem, 1 greedy + sampled; the best counts (default 1)",
     )
     p.add_argument(
         "--no-demos",
@@ -140,6 +158,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mallocgame.train import TrainOptions, train_run
 
     splits.get_split(args.split)
+    if args.val_every:
+        splits.get_split(args.val_split)
+        if args.val_split == args.split:
+            raise InputError("the validation split must differ from the training split", field="val-split")
     caps = tuple(c.strip() for c in args.capacities.split(",") if c.strip())
     if not caps:
         raise InputError("no capacity given", field="capacities")
@@ -150,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ("hidden", args.hidden),
         ("latent", args.latent),
         ("max-buffers", args.max_buffers),
+        ("val-copies", args.val_copies),
     ):
         if v <= 0:
             raise InputError(f"must be positive, got {v}", field=name)
@@ -170,6 +193,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         latent=args.latent,
         checkpoint_every=args.checkpoint_every,
         eval_every=args.eval_every,
+        val_every=max(args.val_every, 0),
+        val_split=args.val_split,
+        val_copies=args.val_copies,
         demos=not args.no_demos,
         quiet=args.json,
     )
@@ -189,7 +215,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"last record: return {last.get('return', float('nan')):.3f} vs msa {last.get('baseline', float('nan')):.3f} "
                 f"(scaled), not worse than msa in {100 * last.get('not_worse_rate', float('nan')):.0f}% of recent games"
             )
-        for k in ("checkpoint", "policy", "curves_csv", "curves_png"):
+        sel = summary.get("selected")
+        if sel:
+            print(
+                f"picked on validation ({sel['split']}, {sel['problems']} problems): update {sel['step']}, "
+                f"speed-up over msa {sel['val_score']:.4f}x (geometric mean), wins {100 * sel['val_win_rate']:.0f}%, "
+                f"losses {100 * sel['val_loss_rate']:.0f}%"
+            )
+        for k in ("checkpoint", "policy", "last_policy", "curves_csv", "curves_png"):
             print(f"wrote     {k}: {summary[k]}")
     return 0
 

@@ -10,7 +10,12 @@
 - a progress display (rich, on a terminal; one line per record otherwise);
 - training curves: ``RUN/curves.csv`` and the picture ``RUN/curves.png``;
 - an optional periodic greedy evaluation on held-out problems (monitoring only: the run never
-  selects a checkpoint by it), recorded in the curves as ``eval_*``.
+  selects a checkpoint by it), recorded in the curves as ``eval_*``;
+- an optional periodic greedy evaluation on the ``validation`` split (``val_every``; programs
+  in neither the training nor the held-out split, :mod:`mallocgame.splits`), recorded as
+  ``val_*``: the run keeps the parameters that score best on it (checkpoint selection / early
+  stopping by validation). With validation on, ``RUN/policy.npz`` is that best policy,
+  ``RUN/last-policy.npz`` the latest one, and ``RUN/best.json`` says which update was picked.
 
 The run folder also holds ``run.json``: the options, the seed, the machine and the wall time.
 """
@@ -84,6 +89,11 @@ class TrainOptions:
     demo_every: int = 500  # updates between re-injections of the demonstrations (0 = once)
     eval_every: int = 0  # updates between held-out evaluations (0 = off)
     eval_max_buffers: int = 100
+    val_every: int = 0  # updates between validation evaluations, which select the policy (0 = off)
+    val_split: str = "validation"
+    val_max_buffers: int = 320
+    val_copies: int = 1  # games per validation problem: 1 greedy (+ sampled ones); score = the best
+    val_problems: list | None = None  # override the validation split (tests)
     tiny: bool = False  # a tiny network and problems, for tests
     problems: list | None = None  # override the split (tests): Problems or PreparedProblems
     eval_problems: list | None = None
@@ -159,6 +169,104 @@ def build_eval_pool(o: TrainOptions) -> list[PreparedProblem]:
         return [p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.eval_problems]
     loaded = splits.load_split("heldout", max_buffers=o.eval_max_buffers)
     return [PreparedProblem(p) for _, _, p in splits.make_problems([wl for _, wl in loaded], o.capacities, o.target)]
+
+
+def build_val_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[str]]:
+    """The validation problems (``o.val_split``, workloads of at most ``o.val_max_buffers``
+    buffers, every capacity) and their names."""
+    from mallocgame import splits
+
+    if o.val_problems is not None:
+        pool = [p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.val_problems]
+        return pool, [f"{p.problem.workload.name}@{p.problem.capacity}" for p in pool]
+    loaded = splits.load_split(o.val_split, max_buffers=o.val_max_buffers)
+    pool, names = [], []
+    for spec, wl in loaded:
+        for _, cap, p in splits.make_problems([wl], o.capacities, o.target):
+            pool.append(PreparedProblem(p))
+            names.append(f"{spec.title}@{cap}")
+    log(f"{len(pool)} validation problems from {len(loaded)} workloads of split {o.val_split!r}")
+    return pool, names
+
+
+def play_pool(agent, pool: list[PreparedProblem], copies: int = 1, seed: int = 0) -> np.ndarray:
+    """Plays every problem of ``pool`` ``copies`` times, all games in one native batch and one
+    batched search per move (copy 0 of each problem greedy: no exploration noise; the others
+    sampled). Returns float64[len(pool), copies]: each game's return (fraction of the
+    problem's all-slow time saved)."""
+    from mallocgame import _native
+
+    copies = max(int(copies), 1)
+    games = [pp.new_game() for pp in pool for _ in range(copies)]
+    n = len(games)
+    if n == 0:
+        return np.zeros((0, copies))
+    o, a = pool[0].instance.observation_size, pool[0].instance.num_actions
+    batch = _native.BatchedGames(games)
+    obs = np.zeros((n, o), np.float32)
+    legal = np.zeros((n, a), np.bool_)
+    reward = np.zeros(n, np.float32)
+    done = np.zeros(n, np.bool_)
+    batch.observe(obs, legal, done)
+    greedy = np.zeros(n, np.bool_)
+    greedy[::copies] = True
+    buffers = np.repeat([pp.instance.num_buffers for pp in pool], copies)
+    for t in range(int(buffers.max())):
+        if done.all():
+            break
+        search_legal = legal.copy()
+        search_legal[done, 0] = True  # finished games still need a legal row (their action is ignored)
+        moves_left = np.maximum(buffers - t, 1).astype(np.int32)
+        out = agent.search(obs, search_legal, moves_left, greedy=greedy, seed=(seed * 1_000_003 + t) & 0x7FFFFFFF)
+        act = np.asarray(out.action, np.int32).copy()
+        bad = ~search_legal[np.arange(n), act]
+        if bad.any():
+            act[bad] = np.argmax(search_legal[bad], axis=1)
+        batch.step(act, obs, legal, reward, done)
+    return np.array([g.return_so_far for g in games], dtype=np.float64).reshape(len(pool), copies)
+
+
+def validation_metrics(returns: np.ndarray, pool: list[PreparedProblem], prefix: str = "val_") -> dict[str, float]:
+    """Scores of games on ``pool`` against ``msa``: ``returns`` is float[P, copies] (copy 0
+    greedy). ``score``: the geometric mean over problems of the speed-up over ``msa`` under
+    the cost model, ``(1 - msa return) / (1 - best return)`` (> 1: faster than msa), with
+    the best of the copies (the agent alone, as ``agent_raw``); also the greedy game's."""
+    r = np.asarray(returns, dtype=np.float64)
+    if r.ndim == 1:
+        r = r[:, None]
+    base = np.array([pp.msa_return for pp in pool], dtype=np.float64)
+    best = r.max(axis=1)
+    greedy = r[:, 0]
+
+    def speedup(x):
+        return (1.0 - base) / np.maximum(1.0 - x, 1e-12)
+
+    return {
+        f"{prefix}score": float(np.exp(np.mean(np.log(speedup(best))))),
+        f"{prefix}greedy_score": float(np.exp(np.mean(np.log(speedup(greedy))))),
+        f"{prefix}worst": float(speedup(best).min()),
+        f"{prefix}gap_vs_msa": float((best - base).mean()),
+        f"{prefix}win_rate": float((best > base + 1e-9).mean()),
+        f"{prefix}loss_rate": float((best < base - 1e-9).mean()),
+    }
+
+
+class _LiveAgent:
+    """One :class:`mallocgame.agent_solver.Agent` over a trainer, compiled once: each call
+    returns it with the trainer's current parameters (a new Agent per evaluation would
+    compile its search again)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.agent = None
+
+    def __call__(self):
+        from mallocgame.agent_solver import Agent
+
+        if self.agent is None:
+            self.agent = Agent.from_trainer(self.trainer)
+        self.agent.policy.params = self.trainer.state.params
+        return self.agent
 
 
 def evaluate_greedy(agent, pool: list[PreparedProblem]) -> dict[str, float]:
@@ -281,6 +389,12 @@ def plot_curves(curves: list[dict[str, Any]], path: str | os.PathLike[str], titl
     if any("eval_gap_vs_msa" in c for c in curves):
         m = ~np.isnan(col("eval_gap_vs_msa"))
         a.plot(step[m], 100 * col("eval_gap_vs_msa")[m], "o-", label="held-out greedy - msa")
+    if any("val_gap_vs_msa" in c for c in curves):
+        m = ~np.isnan(col("val_gap_vs_msa"))
+        a.plot(step[m], 100 * col("val_gap_vs_msa")[m], "^-", label="validation - msa")
+        picked = [c["val_best_step"] for c in curves if "val_best_step" in c]
+        if picked:
+            a.axvline(picked[-1], color="green", ls=":", lw=1, label=f"picked on validation: {picked[-1]}")
     a.plot(step, 100 * (col("return") - col("baseline")) / scale, label="self-play (exploring) - msa")
     a.axhline(0, color="grey", lw=0.5)
     a.set_title("agent return - msa return (% of all-slow time)")
@@ -368,7 +482,6 @@ def _has_gpu() -> bool:
 def train_run(o: TrainOptions) -> dict[str, Any]:
     """Trains (or resumes) the run in ``o.out``; returns a summary dict."""
     from agent.trainer import Trainer
-    from mallocgame.agent_solver import Agent
 
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -390,7 +503,14 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
     else:
         trainer = Trainer(env_factory, make_config(o), seed=o.seed)
     eval_pool = build_eval_pool(o) if o.eval_every else []
+    val_pool, val_names = build_val_pool(o, log) if o.val_every else ([], [])
     demos = make_demos(pool, o, log) if o.demos else []
+    live = _LiveAgent(trainer)
+    best_path = out / "best.json"
+    best: dict[str, Any] | None = None
+    if resumed and best_path.exists():
+        best = json.loads(best_path.read_text())
+    last_policy = out / ("last-policy.npz" if val_pool else "policy.npz")
 
     def inject() -> None:
         for ep in demos:
@@ -404,6 +524,7 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         "seed": trainer.seed,
         "config": trainer.config.to_dict(),
         "problems": names,
+        "validation_problems": val_names,
         "machine": _machine(),
         "python": platform.python_version(),
         "command": " ".join(sys.argv),
@@ -416,11 +537,30 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
     start = time.perf_counter()
     deadline = start + 60 * o.minutes if o.minutes else None
     last_eval = [trainer.updates]
+    last_val = [trainer.updates]
+
+    def validate(record: dict[str, Any]) -> None:
+        nonlocal best
+        t = time.perf_counter()
+        returns = play_pool(live(), val_pool, o.val_copies, seed=o.seed)
+        m = validation_metrics(returns, val_pool)
+        m["val_s"] = time.perf_counter() - t
+        record.update(m)
+        if best is None or m["val_score"] > best["val_score"] + 1e-9:
+            best = {"step": record["step"], "wall_time": record.get("wall_time"), **m,
+                    "problems": len(val_pool), "copies": o.val_copies, "split": o.val_split}
+            trainer.save_policy(out / "policy.npz")
+            atomic_write_text(best_path, json.dumps(best, indent=2) + "\n")
+        record["val_best_step"] = best["step"]
+        record["val_best_score"] = best["val_score"]
 
     def callback(record: dict[str, Any]) -> bool:
         if o.eval_every and eval_pool and record["step"] - last_eval[0] >= o.eval_every:
             last_eval[0] = record["step"]
-            record.update(evaluate_greedy(Agent.from_trainer(trainer), eval_pool))
+            record.update(evaluate_greedy(live(), eval_pool))
+        if val_pool and record["step"] - last_val[0] >= o.val_every:
+            last_val[0] = record["step"]
+            validate(record)
         if demos and o.demo_every and record["step"] - last_demo[0] >= o.demo_every:
             last_demo[0] = record["step"]
             inject()
@@ -428,7 +568,7 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         at_checkpoint = o.checkpoint_every and record["step"] % o.checkpoint_every < o.log_every
         write_curves(trainer.curves, out, title, scale, picture=bool(at_checkpoint))
         if at_checkpoint:
-            trainer.save_policy(out / "policy.npz")
+            trainer.save_policy(last_policy)
         return deadline is not None and time.perf_counter() > deadline
 
     remaining = max(o.steps - trainer.updates, 0)
@@ -438,7 +578,15 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
     finally:
         progress.close()
     trainer.save(ckpt)
-    trainer.save_policy(out / "policy.npz")
+    trainer.save_policy(last_policy)
+    if val_pool and (best is None or last_val[0] != trainer.updates):
+        # the final parameters are validated too, so that they can be picked
+        record = dict(trainer.curves[-1]) if trainer.curves else {"step": trainer.updates}
+        record["step"] = trainer.updates
+        last_val[0] = trainer.updates
+        validate(record)
+        if trainer.curves and trainer.curves[-1]["step"] == trainer.updates:
+            trainer.curves[-1].update({k: v for k, v in record.items() if k.startswith("val_")})
     write_curves(trainer.curves, out, title, scale)
     last = trainer.curves[-1] if trainer.curves else {}
     summary = {
@@ -456,7 +604,9 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         "resumes": trainer.resumes,
         "last_record": last,
         "policy_bytes": (out / "policy.npz").stat().st_size,
+        "last_policy": str(last_policy),
+        "selected": best,  # the update picked on validation (None: no validation)
     }
-    run_info.update({k: summary[k] for k in ("updates", "env_moves", "games", "wall_time_s", "resumes")})
+    run_info.update({k: summary[k] for k in ("updates", "env_moves", "games", "wall_time_s", "resumes", "selected")})
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
     return summary
