@@ -447,6 +447,9 @@ class _Progress:
                 f"loss {record.get('loss', float('nan')):.3f} {record.get('moves_per_s', 0):.0f} moves/s")
         if "eval_gap_vs_msa" in record:
             info += f" heldout gap {100 * record['eval_gap_vs_msa']:+.2f}%"
+        if "val_score" in record:
+            info += (f" validation {record['val_score']:.4f}x (best {record['val_best_score']:.4f}x "
+                     f"at {record['val_best_step']})")
         if self.rich is not None:
             self.rich.update(self.task, completed=record["step"], info=info)
         elif not self.quiet:
