@@ -3,6 +3,7 @@
     python benchmarks/bench_rank_fidelity.py                                  # both models
     python benchmarks/bench_rank_fidelity.py --models minilm --budgets 0.5,0.3 --json-out r.json
     python benchmarks/bench_rank_fidelity.py --models smollm2 --eval-windows 8 --max-evals 60
+    python benchmarks/bench_rank_fidelity.py --models smollm2 --cal-loss 4 --max-evals 600
 
 For each model: the rank tables (measured on the calibration half of ``lee_background.cor``,
 cached under ``$MALLOCGAME_CACHE/rank``), then each solver at each budget, then fidelity on
@@ -15,7 +16,9 @@ held-out text that no solver saw:
 
 ``vs uniform`` = the solver's held-out loss divided by the ``uniform`` solver's at the same
 budget (the goal: below 0.5). Rows are written to ``--json-out`` after each one (atomically);
-``--resume`` skips rows already there. The same measurement with seeds, statistics, pictures
+``--resume`` skips rows already there. ``--cal-bases`` / ``--cal-loss`` choose the calibration
+text (as in ``mallocgame rank``): more loss windows make the tables and greedy's measurements
+less specific to one window of text (and cost proportionally more). The same measurement with seeds, statistics, pictures
 and a README section: ``mallocgame bench rank minilm smollm2 --budgets 0.5,0.3``.
 """
 
@@ -30,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mallocgame.argtypes import positive_int
 from mallocgame.bench.rank import HeldOut, solve_and_judge
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
@@ -100,6 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-calib-loss", action="store_true", help="skip each answer's calibration loss"
     )
+    ap.add_argument(
+        "--cal-bases",
+        type=positive_int,
+        default=None,
+        help="calibration windows (SmolLM2) / documents (MiniLM) fitting the bases (default 8 / 120)",
+    )
+    ap.add_argument(
+        "--cal-loss",
+        type=positive_int,
+        default=None,
+        help="further calibration windows / documents measuring the loss (default 1 / 8)",
+    )
     ap.add_argument("--json-out", default="rank_fidelity.json")
     ap.add_argument("--md-out", default=None, help="markdown table (default: JSON path with .md)")
     ap.add_argument("--resume", action="store_true", help="keep rows already in --json-out")
@@ -135,8 +151,11 @@ def main(argv: list[str] | None = None) -> int:
 
     for model_name in a.models.split(","):
         t0 = time.perf_counter()
-        tables = sv.build_tables(model_name)
-        spec = sv.CalibSpec.from_dict(tables.meta["calibration"])
+        d = sv.CalibSpec.default(model_name)
+        spec = sv.CalibSpec(
+            model_name, a.cal_bases or d.bases, a.cal_loss or d.loss, d.window, d.method
+        )
+        tables = sv.build_tables(model_name, spec=spec)
         setup = sv.load_setup(spec)
         ev = sv.Evaluator(setup, tables.choices)
         held = HeldOut(setup.model, model_name, a.eval_windows, spec.window)

@@ -3,6 +3,14 @@
     python benchmarks/bench_rank_latency.py --model smollm2 --seq-lens 512,2048 --ranks 32
     python benchmarks/bench_rank_latency.py --model smollm2 --seq-lens 4096,8192 --layers 4
     python benchmarks/bench_rank_latency.py --model minilm --seq-lens 128,512 --ranks 16 --json
+    python benchmarks/bench_rank_latency.py --seq-lens 512,2048,4096,8192 --ranks 32 \
+        --fidelity-json runs/rank_fidelity.json --config ranks.json
+
+``--config`` (repeatable) times a rank config file (from ``mallocgame rank``);
+``--fidelity-json`` times every config chosen in a ``benchmarks/bench_rank_fidelity.py`` run
+for this model (named ``solver@budget``). Beside each measured ratio the FLOPs' *ideal* is
+reported: the attention-FLOP fraction, the time ratio the config would reach if time fell
+with FLOPs (softmax and masking do not shrink with rank, so the measured ratio stays above it).
 
 Scope ``attention`` (default) jits the attention blocks of the first ``--layers`` layers as one
 function (``x <- x + attention(norm(x))`` per layer, batch 1) and times it; scope ``forward``
@@ -20,6 +28,7 @@ import argparse
 import json
 import platform
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +41,7 @@ from mallocgame.rank.latency import time_call as _time
 from mallocgame.rank.lowrank import attention_flops, calibrate, lowrank_params
 from mallocgame.rank.models import minilm as mm
 from mallocgame.rank.models import smollm2 as sm
+from mallocgame.workload import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,7 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cal-windows", type=int, default=1, help="SmolLM2 calibration windows of 512")
+    ap.add_argument("--config", action="append", default=[], help="a rank config JSON to time")
+    ap.add_argument(
+        "--fidelity-json",
+        default=None,
+        help="time the configs of a bench_rank_fidelity.py run (rows of this model)",
+    )
+    ap.add_argument(
+        "--fidelity-solvers", default=None, help="only these solvers of --fidelity-json (comma list)"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--json-out", default=None, help="also write the JSON object to this file")
     a = ap.parse_args(argv)
 
     seq_lens = [int(s) for s in a.seq_lens.split(",")]
@@ -70,6 +90,17 @@ def main(argv: list[str] | None = None) -> int:
         (f"r{r}", RankConfig.uniform(a.model, model.model_hash, r, r, method=a.method))
         for r in ranks
     ]
+    for path in a.config:
+        c = RankConfig.from_dict(json.loads(Path(path).read_text()), where=path)
+        c.check_model(a.model, model.model_hash, where=path)
+        configs.append((Path(path).stem, c))
+    if a.fidelity_json:
+        keep = set(a.fidelity_solvers.split(",")) if a.fidelity_solvers else None
+        for r in json.loads(Path(a.fidelity_json).read_text())["rows"]:
+            if r["model"] != a.model or (keep is not None and r["solver"] not in keep):
+                continue
+            c = RankConfig(a.model, model.model_hash, r["r_qk"], r["r_v"], 512, method=a.method)
+            configs.append((f"{r['solver']}@{r['budget']:g}", c))
     params = {name: lowrank_params(model, calib, c) for name, c in configs}
     stack = _attention_stack(model, n_layers)
     rng = np.random.default_rng(0)
@@ -111,13 +142,16 @@ def main(argv: list[str] | None = None) -> int:
                     "first_call_seconds": first,
                     "ratio_vs_full": sec / base,
                     "attention_flops_fraction": fl["fraction"],
+                    "speedup": base / sec,
+                    "ideal_speedup": 1.0 / fl["fraction"],
                 }
             )
             if not a.json:
                 r = rows[-1]
                 print(
-                    f"L={L:5d} {name:5s} {sec * 1e3:9.1f} ms  ratio {r['ratio_vs_full']:.3f}  "
-                    f"flops {fl['fraction']:.3f}  (first call {first:.1f} s)",
+                    f"L={L:5d} {name:12s} {sec * 1e3:9.2f} ms  ratio {r['ratio_vs_full']:.3f}  "
+                    f"flops (ideal ratio) {fl['fraction']:.3f}  speed-up {r['speedup']:.2f}x of "
+                    f"ideal {r['ideal_speedup']:.2f}x  (first call {first:.1f} s)",
                     flush=True,
                 )
     out = {
@@ -131,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.processor() or platform.machine(),
         "python": sys.version.split()[0],
         "jax": jax.__version__,
+        "matmul_precision": str(jax.config.jax_default_matmul_precision),
         "rows": rows,
     }
+    if a.json_out:
+        atomic_write_text(Path(a.json_out), json.dumps(out, indent=1) + "\n")
     if a.json:
         print(json.dumps(out))
     return 0
