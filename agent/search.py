@@ -129,7 +129,12 @@ def run_search(
 
 
 def greedy_mask(greedy: Any, batch: int) -> jax.Array:
-    """``greedy`` (a bool, or bool[batch]) as bool[batch]; ``ValueError`` for other shapes."""
+    """``greedy`` (a bool, or bool[batch]) as bool[batch]; ``ValueError`` for other shapes.
+
+    A Python or NumPy bool becomes a host array (no device op on the hot path: the jitted
+    search takes it with its other inputs)."""
+    if isinstance(greedy, (bool, np.bool_)):
+        return np.full((batch,), bool(greedy))
     g = jnp.asarray(greedy)
     if g.dtype != jnp.bool_:
         raise ValueError(f"greedy must be a bool or a bool array, got dtype {g.dtype}")

@@ -103,6 +103,7 @@ class Actor:
         self.moves = 0  # moves played in total
         self.games = 0  # games finished in total
         self.finished: deque[dict[str, float]] = deque(maxlen=1024)  # recent games' stats
+        self._pending: tuple[np.ndarray, np.ndarray] | None = None  # finished, not yet booked
 
     def _grow(self) -> None:
         for key, arr in self._buf.items():
@@ -110,20 +111,28 @@ class Actor:
             self._buf[key] = np.concatenate([arr, pad], axis=1)
 
     def step(self, params: Params, rng: jax.Array) -> int:
-        """Plays one move in every game; returns the number of games that finished."""
+        """Plays one move in every game; returns the number of games that finished.
+
+        The search is dispatched first and runs (asynchronously, on the accelerator) while the
+        host books the games that finished at the previous move into the replay buffer
+        (:meth:`flush`) and records this move's observations; the host waits only for the
+        actions. So a finished game reaches the replay buffer (and ``games``/``finished``) at
+        the next ``step`` or ``flush``; until then it counts as in flight.
+        """
         moves_left = np.asarray(self.env.moves_left(), np.int32)
         out = self.search_fn(params, rng, self._obs, self._legal, moves_left)
-        action, policy, root_value = jax.device_get(out)
+        self.flush()
         if int(self._t.max()) >= self._buf["action"].shape[1]:
             self._grow()
         at = (self._rows, self._t)
         b = self._buf
         b["obs"][at] = self._obs
         b["legal"][at] = self._legal
+        b["moves_left"][at] = moves_left
+        action, policy, root_value = jax.device_get(out)
         b["action"][at] = action
         b["policy"][at] = policy
         b["root_value"][at] = root_value
-        b["moves_left"][at] = moves_left
         self._obs, self._legal, reward, done = self.env.step(np.asarray(action, np.int32))
         b["reward"][at] = reward
         self._t += 1
@@ -131,16 +140,22 @@ class Actor:
         if not done.any():
             return 0
         ids = np.flatnonzero(done)
-        self._finish(ids)
+        self._pending = (ids, self._baseline[ids].copy())
         new_baseline = np.asarray(self.env.baseline_return(), np.float32)
         self._baseline[ids] = new_baseline[ids]
         return len(ids)
 
-    def _finish(self, ids: np.ndarray) -> None:
+    def flush(self) -> None:
+        """Books the games that finished at the last move (replay, stats, ``games``)."""
+        if self._pending is not None:
+            ids, baselines = self._pending
+            self._pending = None
+            self._finish(ids, baselines)
+
+    def _finish(self, ids: np.ndarray, baselines: np.ndarray) -> None:
         b = self._buf
         lengths = self._t[ids]
         returns = np.array([b["reward"][i, : lengths[j]].sum() for j, i in enumerate(ids)])
-        baselines = self._baseline[ids]
         ranked = self.ranked(returns, baselines) if self.ranked is not None else None
         for j, i in enumerate(ids):
             t = int(lengths[j])
@@ -169,6 +184,7 @@ class Actor:
 
     def recent_stats(self, count: int = 256) -> dict[str, float]:
         """Means over the last ``count`` finished games (NaN when none)."""
+        self.flush()
         games = list(self.finished)[-count:]
         if not games:
             return {"return": float("nan"), "baseline": float("nan"), "win_rate": float("nan")}
