@@ -62,3 +62,36 @@ def test_bad_files(tiny, tmp_path):
     g.write_bytes(gzip.compress(json.dumps(tiny.to_dict()).encode())[:40])
     with pytest.raises(InputError, match="trunc.json.gz"):
         Workload.load(g)
+
+
+def test_atomic_write_concurrent_writers_never_mix(tmp_path):
+    """Threads writing the same path each use their own temporary file: the result is one
+    writer's bytes whole, and no temporary file is left behind."""
+    import os
+    import stat
+    import threading
+
+    from mallocgame.workload import atomic_write_bytes
+
+    target = tmp_path / "out.bin"
+    payloads = [bytes([i]) * 200_000 for i in range(8)]
+    errors = []
+
+    def write(data):
+        try:
+            for _ in range(5):
+                atomic_write_bytes(target, data)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(p,)) for p in payloads]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert target.read_bytes() in payloads
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
