@@ -19,8 +19,9 @@ How one problem is solved (:func:`agent_solve`):
    native core (``clone`` + ``play_best_fit``), and adopted when it beats the best return. When
    a pass finds nothing, the search restarts from another agent line, then from random kicks of
    the best line. It stops at the deadline, and runs for at least ``(1 - agent_share)`` of
-   the budget even when the greedy game ran past its share (large workloads: the solve then
-   takes longer than the budget rather than skip the search).
+   the budget even when the greedy game ran past its share. The greedy game keeps to its share
+   on large workloads by dropping the sampled copies and then, if still too slow, playing its
+   remaining moves with the policy network alone (no search).
 3. The result is the best valid mapping among all of these (``best``). Because ``msa``'s line
    is one of the candidates, ``best`` is never worse than ``msa``; ``agent_raw`` can be.
 
@@ -28,8 +29,9 @@ The summary keys (``Solution.extra``): ``agent_greedy``, ``agent_raw``, ``msa_re
 ``best_return``, ``best_source`` (``agent`` | ``msa`` | ``improved``), ``agent_games``,
 ``improve_evaluations``, ``agent_wall_s``, ``improve_wall_s``, ``setup_s`` and ``split`` (the
 measured split of the budget: ``agent_s``, ``improve_s``, ``improve_ran``, ``agent_cap_s``,
-``total_s``, ``over_budget_s``, the first round's probe and whether its sampled copies were
-dropped).
+``total_s``, ``over_budget_s``, the first round's probe, whether its sampled copies were
+dropped and from which move, if any, the greedy game went on without search:
+``prior_from_move``, when even alone its searched moves would overrun the agent's share).
 
 The policy comes from ``$MALLOCGAME_POLICY`` if set, else the agent shipped in
 ``mallocgame/pretrained/policy.npz``.
@@ -231,9 +233,13 @@ def play_agent(
     ``probe_moves`` moves after that), the measured time per move says the games will not end
     by ``cap`` and the agent has a search for one game compiled (:meth:`Agent.warmup`), the
     sampled copies are abandoned and the greedy game goes on alone in a batch of one (faster
-    per move), so that a long game leaves time to the local search. The greedy game always
-    finishes. ``stats`` (a dict) receives ``moves``, ``probe_s_per_move``, ``projected_s``
-    and ``dropped_sampled`` (the move at which the sampled copies were abandoned, or None)."""
+    per move), so that a long game leaves time to the local search. If the greedy game alone
+    still would not end by ``cap`` (measured the same way), its remaining moves are the policy
+    network's most likely legal move, without search (about a network call per move). The
+    greedy game always finishes. ``stats`` (a dict) receives ``moves``, ``probe_s_per_move``,
+    ``projected_s``, ``dropped_sampled`` (the move at which the sampled copies were abandoned,
+    or None) and ``prior_from`` (the move from which the policy network played alone, or
+    None)."""
     from mallocgame import _native
 
     n = int(copies)
@@ -256,36 +262,52 @@ def play_agent(
         "probe_s_per_move": None,
         "projected_s": None,
         "dropped_sampled": None,
+        "prior_from": None,
     }
+    use_prior = False
+    mark = (start, 0)  # (time, move) from which the current way of playing is timed
     for t in range(b):
         if done.all():
             break
-        if cap is not None and greedy_first and n > 1 and t > 0 and t % probe == 0:
+        if cap is not None and greedy_first and t > mark[1] and (t - mark[1]) % probe == 0:
             now = time.perf_counter()
-            per_move = (now - start) / t
+            per_move = (now - mark[0]) / (t - mark[1])
             if info["probe_s_per_move"] is None:
                 info["probe_s_per_move"] = per_move
                 info["projected_s"] = per_move * b
-            if now + per_move * (b - t) > cap and 1 in agent._warm:
-                # the round would overrun the agent's share: the greedy game goes on alone, in
-                # a batch of one (compiled in setup; without it nothing would be saved)
-                info["dropped_sampled"] = t
-                games, actions = games[:1], actions[:1]
-                n = 1
-                obs, legal, reward, done, greedy = (
-                    x[:1].copy() for x in (obs, legal, reward, done, greedy)
-                )
-                batch = _native.BatchedGames(games)
-                cap = None
+            if now + per_move * (b - t) > cap:
+                if n > 1:
+                    # the round would overrun the agent's share: the greedy game goes on alone
+                    info["dropped_sampled"] = t
+                    games, actions = games[:1], actions[:1]
+                    n = 1
+                    obs, legal, reward, done, greedy = (
+                        x[:1].copy() for x in (obs, legal, reward, done, greedy)
+                    )
+                    batch = _native.BatchedGames(games)
+                    mark = (time.perf_counter(), t)
+                if mark[1] != t or 1 not in agent._warm:
+                    # even alone the searched game would overrun (or no search for one game is
+                    # compiled, so nothing would be saved): the policy network plays on alone
+                    info["prior_from"] = t
+                    use_prior = True
+                    cap = None
         search_legal = legal.copy()
         search_legal[done, 0] = (
             True  # finished games (fit-all dead ends): any row needs a legal move
         )
-        moves_left = np.full(n, max(b - t, 1), np.int32)
-        out = agent.search(
-            obs, search_legal, moves_left, greedy=greedy, seed=(seed * 1_000_003 + t) & 0x7FFFFFFF
-        )
-        act = np.asarray(out.action, np.int32).copy()
+        if use_prior:
+            act = np.argmax(np.where(search_legal, agent.prior(obs), -1.0), axis=1).astype(np.int32)
+        else:
+            moves_left = np.full(n, max(b - t, 1), np.int32)
+            out = agent.search(
+                obs,
+                search_legal,
+                moves_left,
+                greedy=greedy,
+                seed=(seed * 1_000_003 + t) & 0x7FFFFFFF,
+            )
+            act = np.asarray(out.action, np.int32).copy()
         bad = ~search_legal[np.arange(n), act]
         if bad.any():  # never expected: fall back to the first legal move
             act[bad] = np.argmax(search_legal[bad], axis=1)
@@ -699,6 +721,7 @@ def agent_solve(
         "probe_s_per_move": round_stats.get("probe_s_per_move"),
         "projected_round_s": round_stats.get("projected_s"),
         "sampled_dropped_at_move": round_stats.get("dropped_sampled"),
+        "prior_from_move": round_stats.get("prior_from"),
         "estimated_round_s": est_round_s,
     }
     extra: dict[str, Any] = {

@@ -142,6 +142,11 @@ def test_large_workload_leaves_time_to_the_local_search(agent):
     assert extra["agent_games"] >= 1 and sp["probe_s_per_move"] > 0
     if sp["projected_round_s"] > sp["agent_cap_s"]:  # this machine: ~3 s for a round of 4
         assert sp["sampled_dropped_at_move"] is not None and extra["agent_games"] == 1
+    if sp["probe_s_per_move"] * wl.num_buffers > 4 * sp["agent_cap_s"]:
+        # even alone, 1881 searched moves would overrun the share: the policy network plays on
+        # without search (about a network call per move: far faster than searched moves)
+        assert sp["prior_from_move"] is not None and 0 < sp["prior_from_move"] < wl.num_buffers
+        assert sp["agent_s"] < 0.5 * sp["probe_s_per_move"] * wl.num_buffers
     assert sp["total_s"] == pytest.approx(sp["agent_s"] + sp["improve_s"], abs=0.5)
     assert extra["improve_wall_s"] == sp["improve_s"]
     from mallocgame.problem import Solution
