@@ -1,11 +1,16 @@
 """Self-play throughput of the agent vs. bare mctx search, same network and batch.
 
     .venv/bin/python benchmarks/bench_agent_selfplay.py [--num-envs 128] [--simulations 16]
+    .venv/bin/python benchmarks/bench_agent_selfplay.py --env malloc --workload zoo:mlp_train \
+        --capacity 25% --hidden 128 --latent 64
 
 "bare" runs the jitted search (representation + mctx + dynamics/prediction) back to back on
 device-resident inputs and blocks on the result: the ceiling for one search per move.
-"self-play" runs :class:`agent.selfplay.Actor` on the reference :class:`agent.KnapsackEnv`:
-search, host transfer, env step, trajectory recording, replay insertion of finished games.
+"self-play" runs :class:`agent.selfplay.Actor` on the reference :class:`agent.KnapsackEnv`
+(``--env knapsack``, tiny games: many finish every move) or on the mallocGame itself
+(``--env malloc``: :class:`mallocgame.rl.MallocEnv`, native games of one workload at one
+capacity, the shipped agent's network shape with ``--hidden 128 --latent 64``): search, host
+transfer, env step, trajectory recording, replay insertion of finished games.
 The ratio self-play / bare is the fraction of search throughput the actor keeps (goal >= 0.5).
 Both are measured in the same process, alternating, after a warm-up compile.
 """
@@ -30,7 +35,10 @@ from agent.selfplay import Actor
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-envs", type=int, default=128)
-    ap.add_argument("--num-items", type=int, default=8)
+    ap.add_argument("--env", choices=["knapsack", "malloc"], default="knapsack")
+    ap.add_argument("--num-items", type=int, default=8, help="knapsack: items per game")
+    ap.add_argument("--workload", default="zoo:mlp_train", help="malloc: the workload")
+    ap.add_argument("--capacity", default="25%", help="malloc: fast-memory capacity")
     ap.add_argument("--simulations", type=int, default=16)
     ap.add_argument("--policy", choices=["gumbel", "muzero"], default="gumbel")
     ap.add_argument("--hidden", type=int, default=256)
@@ -40,7 +48,14 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args()
 
-    env = KnapsackEnv(args.num_envs, num_items=args.num_items, seed=0)
+    if args.env == "malloc":
+        from mallocgame import api
+        from mallocgame.rl import MallocEnv
+
+        problem = api.make_problem(api.load_workload(args.workload), args.capacity)
+        env = MallocEnv([problem], args.num_envs, seed=0)
+    else:
+        env = KnapsackEnv(args.num_envs, num_items=args.num_items, seed=0)
     net_cfg = NetworkConfig(hidden_size=args.hidden, latent_size=args.latent)
     networks = make_networks(env.observation_size, env.num_actions, net_cfg)
     params = init_params(networks, jax.random.PRNGKey(0))
@@ -82,6 +97,7 @@ def main() -> None:
     b, p = float(np.median(bare_rates)), float(np.median(play_rates))
     result = {
         "device": str(jax.devices()[0]),
+        "env": args.env if args.env == "knapsack" else f"malloc {args.workload} {args.capacity}",
         "num_envs": args.num_envs,
         "simulations": args.simulations,
         "policy": args.policy,
