@@ -220,6 +220,7 @@ def train_and_play(
     while training():
         if surrogate_env is not None and time.perf_counter() >= surrogate_end:
             # from here on, the games are measured by the evaluator
+            trainer.actor.flush()  # the surrogate games that ended at the last move
             surrogate_games = surrogate_env.games
             trainer.env = env
             trainer.actor = Actor(env, trainer.search_fn, trainer.replay, config.train)
