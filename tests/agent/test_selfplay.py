@@ -50,6 +50,32 @@ def test_actor_records_whole_games():
     assert 0.0 < stats["return"] < 1.0 and 0.0 <= stats["win_rate"] <= 1.0
 
 
+def test_actor_books_finished_games_while_the_next_search_runs():
+    """The search is dispatched before the previous move's finished games are booked: at each
+    search call the replay holds the games that ended up to two moves ago; step() reports the
+    games that ended at once, and flush() books them."""
+    env = make_env()
+    rb = ReplayBuffer(env.observation_size, env.num_actions, TINY.replay)
+    inner = fake_search()
+    seen = []
+
+    def search(params, key, obs, legal, moves_left, greedy=False):
+        seen.append(rb.num_episodes_added)
+        return inner(params, key, obs, legal, moves_left, greedy)
+
+    actor = Actor(env, search, rb, TINY.train)
+    ended = [actor.step(None, None) for _ in range(30)]
+    assert sum(ended) > 0
+    # at the search of move m, the games that ended at moves < m - 1 are booked, not those of m - 1
+    for m in range(2, 30):
+        assert seen[m] == sum(ended[: m - 1])
+    assert actor.games == rb.num_episodes_added == sum(ended[:-1])
+    actor.flush()
+    assert actor.games == rb.num_episodes_added == sum(ended)
+    actor.flush()  # nothing pending: no-op
+    assert actor.games == sum(ended)
+
+
 def test_ranked_reward_references():
     cfg = TrainConfig(ranked_quantile=0.5, ranked_window=4)
     rr = RankedReward(cfg)
