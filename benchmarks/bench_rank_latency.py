@@ -99,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in json.loads(Path(a.fidelity_json).read_text())["rows"]:
             if r["model"] != a.model or (keep is not None and r["solver"] not in keep):
                 continue
-            c = RankConfig(a.model, model.model_hash, r["r_qk"], r["r_v"], 512, method=a.method)
+            c = RankConfig(a.model, r["model_hash"], r["r_qk"], r["r_v"], 512, method=a.method)
+            c.check_model(a.model, model.model_hash, where=a.fidelity_json)
             configs.append((f"{r['solver']}@{r['budget']:g}", c))
     params = {name: lowrank_params(model, calib, c) for name, c in configs}
     stack = _attention_stack(model, n_layers)
@@ -131,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
 
             sec, first = _time(fn, a.repeats)
             base = sec if name == "full" else base
-            fl = attention_flops(c, seq_len=L)
+            fl = attention_flops(
+                c, seq_len=L, n_layers=n_layers if a.scope == "attention" else None
+            )
             rows.append(
                 {
                     "seq_len": L,

@@ -310,7 +310,7 @@ def model_bases(model: Model, calib: Calibration, method: str = "whitened") -> l
 
 
 def attention_flops(
-    config: RankConfig, seq_len: int | None = None, batch: int = 1
+    config: RankConfig, seq_len: int | None = None, batch: int = 1, n_layers: int | None = None
 ) -> dict[str, float]:
     """Attention FLOPs (multiply-add = 2) of one forward pass under ``config``.
 
@@ -319,19 +319,23 @@ def attention_flops(
     basis: SmolLM2 post-RoPE, 0 for MiniLM where they fold into the weights), ``total`` (the
     three), ``full`` (``qk + pv`` of the original model), ``fraction`` (total / full), and
     ``vo_proj`` (value and output projections, which shrink with ``r_v``; not in ``total``).
-    ``seq_len`` defaults to the config's.
+    ``seq_len`` defaults to the config's; ``n_layers``: only the first ``n_layers`` layers
+    (as when timing the first layers' attention), default all.
     """
     s = MODEL_SHAPES[config.model]
+    n = s.n_layers if n_layers is None else int(n_layers)
+    if not 1 <= n <= s.n_layers:
+        raise ValueError(f"n_layers must be in 1..{s.n_layers}, got {n_layers}")
     L = config.seq_len if seq_len is None else seq_len
     H, G, hd, D = s.n_heads, s.n_kv_heads, s.head_dim, s.d_model
     qk = pv = basis = vo = 0.0
-    for rq, rv in zip(config.r_qk, config.r_v, strict=True):
+    for rq, rv in zip(config.r_qk[:n], config.r_v[:n], strict=True):
         qk += 2.0 * H * L * L * rq
         pv += 2.0 * H * L * L * rv
         if s.rope and rq < hd:
             basis += 2.0 * L * hd * rq * (H + G)
         vo += 2.0 * L * D * rv * (G + H)
-    full = 4.0 * H * L * L * hd * s.n_layers
+    full = 4.0 * H * L * L * hd * n
     total = qk + pv + basis
     return {
         k: v * batch

@@ -138,3 +138,17 @@ def test_attention_flops_fall_with_rank(model):
         attention_flops(RankConfig.uniform(model, HASH), seq_len=8, batch=3)["total"]
         == 3 * 4.0 * s.n_heads * 64 * s.head_dim * s.n_layers
     )
+
+
+def test_attention_flops_of_the_first_layers():
+    s = MODEL_SHAPES["minilm"]
+    r_qk = (32, 8) + (32,) * (s.n_layers - 2)
+    c = RankConfig("minilm", HASH, r_qk, r_qk, 256)
+    one = attention_flops(c, n_layers=1)
+    assert one["fraction"] == 1.0 and one["full"] == 4.0 * s.n_heads * 256**2 * s.head_dim
+    two = attention_flops(c, n_layers=2)
+    assert two["fraction"] == pytest.approx((32 + 8) / 64)
+    whole = (32 * (s.n_layers - 1) + 8) / (32 * s.n_layers)
+    assert attention_flops(c)["fraction"] == pytest.approx(whole)
+    with pytest.raises(ValueError, match="n_layers"):
+        attention_flops(c, n_layers=s.n_layers + 1)
