@@ -349,7 +349,7 @@ def conv_train(
         for c in channels:
             for _ in range(2):
                 x = jax.nn.relu(hk.Conv2D(c, 3)(x))
-            x = hk.max_pool(x, window_shape=2, strides=2, padding="VALID")
+            x = hk.max_pool(x, window_shape=(1, 2, 2, 1), strides=(1, 2, 2, 1), padding="VALID")
         x = hk.Flatten()(x)
         x = jax.nn.relu(hk.Linear(4 * channels[-1])(x))
         return hk.Linear(num_classes)(x)
