@@ -241,16 +241,13 @@ def play_agent(
     or None) and ``prior_from`` (the move from which the policy network played alone, or
     None)."""
     from mallocgame import _native
+    from mallocgame.rl import new_batch
 
     n = int(copies)
     games = [_native.Game(instance) for _ in range(n)]
-    batch = _native.BatchedGames(games)
-    o, a = instance.observation_size, instance.num_actions
-    obs = np.zeros((n, o), np.float32)
-    legal = np.zeros((n, a), np.bool_)
-    reward = np.zeros(n, np.float32)
-    done = np.zeros(n, np.bool_)
-    batch.observe(obs, legal, done)
+    batch, obs, legal, reward, done = new_batch(
+        games, instance.observation_size, instance.num_actions
+    )
     greedy = np.zeros(n, np.bool_)
     greedy[0] = bool(greedy_first)
     actions: list[list[int]] = [[] for _ in range(n)]

@@ -34,6 +34,21 @@ class PreparedProblem:
         return _native.Game(self.instance)
 
 
+def new_batch(games: list, observation_size: int, num_actions: int) -> tuple:
+    """One native batch of ``games`` and its arrays, observed: ``(batch, obs float32[N, O],
+    legal bool[N, A], reward float32[N], done bool[N])``."""
+    from mallocgame import _native
+
+    n = len(games)
+    batch = _native.BatchedGames(games)
+    obs = np.zeros((n, observation_size), np.float32)
+    legal = np.zeros((n, num_actions), np.bool_)
+    reward = np.zeros(n, np.float32)
+    done = np.zeros(n, np.bool_)
+    batch.observe(obs, legal, done)
+    return batch, obs, legal, reward, done
+
+
 class MallocEnv:
     """``num_envs`` mallocGames over a pool of problems (see module doc).
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame.rl import MallocEnv, PreparedProblem
+from mallocgame.rl import MallocEnv, PreparedProblem, new_batch
 from mallocgame.workload import atomic_write_text
 
 
@@ -141,18 +141,12 @@ def tiny_options(**kw: Any) -> TrainOptions:
 # --------------------------------------------------------------------------- problems
 def build_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[str]]:
     """The training problems and their names (``workload@capacity``)."""
-    from mallocgame import splits
 
     if o.problems is not None:
         pool = [p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.problems]
         return pool, [f"{p.problem.workload.name}@{p.problem.capacity}" for p in pool]
     t0 = time.perf_counter()
-    loaded = splits.load_split(o.split, max_buffers=o.max_buffers)
-    pool, names = [], []
-    for spec, wl in loaded:
-        for _, cap, p in splits.make_problems([wl], o.capacities, o.target):
-            pool.append(PreparedProblem(p))
-            names.append(f"{spec.title}@{cap}")
+    loaded, pool, names = _split_pool(o.split, o.max_buffers, o)
     log(f"{len(pool)} training problems from {len(loaded)} workloads of split {o.split!r} "
         f"(<= {o.max_buffers} buffers) in {time.perf_counter() - t0:.1f} s")
     if not pool:
@@ -160,6 +154,19 @@ def build_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[
 
         raise InputError(f"split {o.split!r} has no problem with at most {o.max_buffers} buffers", field="max-buffers")
     return pool, names
+
+
+def _split_pool(split: str, max_buffers: int, o: TrainOptions) -> tuple[list, list, list[str]]:
+    """(loaded workloads, prepared problems, names) of ``split`` at every capacity of ``o``."""
+    from mallocgame import splits
+
+    loaded = splits.load_split(split, max_buffers=max_buffers)
+    pool, names = [], []
+    for spec, wl in loaded:
+        for _, cap, p in splits.make_problems([wl], o.capacities, o.target):
+            pool.append(PreparedProblem(p))
+            names.append(f"{spec.title}@{cap}")
+    return loaded, pool, names
 
 
 def build_eval_pool(o: TrainOptions) -> list[PreparedProblem]:
@@ -174,17 +181,11 @@ def build_eval_pool(o: TrainOptions) -> list[PreparedProblem]:
 def build_val_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[str]]:
     """The validation problems (``o.val_split``, workloads of at most ``o.val_max_buffers``
     buffers, every capacity) and their names."""
-    from mallocgame import splits
 
     if o.val_problems is not None:
         pool = [p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.val_problems]
         return pool, [f"{p.problem.workload.name}@{p.problem.capacity}" for p in pool]
-    loaded = splits.load_split(o.val_split, max_buffers=o.val_max_buffers)
-    pool, names = [], []
-    for spec, wl in loaded:
-        for _, cap, p in splits.make_problems([wl], o.capacities, o.target):
-            pool.append(PreparedProblem(p))
-            names.append(f"{spec.title}@{cap}")
+    loaded, pool, names = _split_pool(o.val_split, o.val_max_buffers, o)
     log(f"{len(pool)} validation problems from {len(loaded)} workloads of split {o.val_split!r}")
     return pool, names
 
@@ -194,20 +195,14 @@ def play_pool(agent, pool: list[PreparedProblem], copies: int = 1, seed: int = 0
     batched search per move (copy 0 of each problem greedy: no exploration noise; the others
     sampled). Returns float64[len(pool), copies]: each game's return (fraction of the
     problem's all-slow time saved)."""
-    from mallocgame import _native
 
     copies = max(int(copies), 1)
     games = [pp.new_game() for pp in pool for _ in range(copies)]
     n = len(games)
     if n == 0:
         return np.zeros((0, copies))
-    o, a = pool[0].instance.observation_size, pool[0].instance.num_actions
-    batch = _native.BatchedGames(games)
-    obs = np.zeros((n, o), np.float32)
-    legal = np.zeros((n, a), np.bool_)
-    reward = np.zeros(n, np.float32)
-    done = np.zeros(n, np.bool_)
-    batch.observe(obs, legal, done)
+    inst = pool[0].instance
+    batch, obs, legal, reward, done = new_batch(games, inst.observation_size, inst.num_actions)
     greedy = np.zeros(n, np.bool_)
     greedy[::copies] = True
     buffers = np.repeat([pp.instance.num_buffers for pp in pool], copies)
