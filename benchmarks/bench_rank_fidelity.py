@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mallocgame.argtypes import positive_int
 from mallocgame.bench.rank import HeldOut, solve_and_judge
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
+from mallocgame.rank.cli import add_calibration_args
 from mallocgame.workload import atomic_write_text
 
 
@@ -104,18 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-calib-loss", action="store_true", help="skip each answer's calibration loss"
     )
-    ap.add_argument(
-        "--cal-bases",
-        type=positive_int,
-        default=None,
-        help="calibration windows (SmolLM2) / documents (MiniLM) fitting the bases (default 8 / 120)",
-    )
-    ap.add_argument(
-        "--cal-loss",
-        type=positive_int,
-        default=None,
-        help="further calibration windows / documents measuring the loss (default 1 / 8)",
-    )
+    add_calibration_args(ap)
     ap.add_argument("--json-out", default="rank_fidelity.json")
     ap.add_argument("--md-out", default=None, help="markdown table (default: JSON path with .md)")
     ap.add_argument("--resume", action="store_true", help="keep rows already in --json-out")

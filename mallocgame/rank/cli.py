@@ -29,6 +29,23 @@ from mallocgame.errors import InputError
 _RANK_FIELDS = ("r_qk", "r_v")
 
 
+
+def add_calibration_args(p: Any) -> None:
+    """``--cal-bases`` / ``--cal-loss``: the calibration text of the rank tables (shared by
+    ``mallocgame rank`` and ``benchmarks/bench_rank_fidelity.py``)."""
+    p.add_argument(
+        "--cal-bases",
+        type=positive_int,
+        default=None,
+        help="calibration windows (SmolLM2) / documents (MiniLM) that fit the bases (default 8 / 120)",
+    )
+    p.add_argument(
+        "--cal-loss",
+        type=positive_int,
+        default=None,
+        help="further calibration windows / documents that measure the loss (default 1 / 8)",
+    )
+
 def add_parsers(sub: Any) -> None:
     from mallocgame.rank.solvers import SOLVERS
 
@@ -67,18 +84,7 @@ def add_parsers(sub: Any) -> None:
         choices=["whitened", "pca"],
         help="how the runtime's bases are learned",
     )
-    p.add_argument(
-        "--cal-bases",
-        type=positive_int,
-        default=None,
-        help="calibration windows (SmolLM2) / documents (MiniLM) that fit the bases (default 8 / 120)",
-    )
-    p.add_argument(
-        "--cal-loss",
-        type=positive_int,
-        default=None,
-        help="further calibration windows / documents that measure the loss (default 1 / 8)",
-    )
+    add_calibration_args(p)
     p.add_argument(
         "--max-evals",
         type=int,
