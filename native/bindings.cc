@@ -712,82 +712,13 @@ arrays. The games are shared, not copied; they must agree on C, F and K (not on 
 
 namespace {
 
-py::array packing_1d(py::handle obj, const char* name) {
-  py::array arr;
-  try {
-    arr = py::module_::import("numpy").attr("asarray")(obj);
-  } catch (py::error_already_set& e) {
-    throw py::value_error(std::string(name) + ": not an array: " + e.what());
-  }
-  if (arr.ndim() != 1) {
-    throw py::value_error(std::string(name) + " must be a 1-D array, got " + std::to_string(arr.ndim()) +
-                          " dimensions");
-  }
-  return arr;
-}
-
-std::string packing_dtype(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
-
-// Integers (any integer dtype, or floats holding whole numbers) as int64.
-std::vector<int64_t> packing_ints(py::handle obj, const char* name) {
-  py::array arr = packing_1d(obj, name);
-  py::module_ np = py::module_::import("numpy");
-  const char kind = arr.dtype().kind();
-  if (kind == 'u' && arr.size() > 0 &&
-      np.attr("any")(arr.attr("__gt__")(py::int_(std::numeric_limits<int64_t>::max()))).cast<bool>()) {
-    throw py::value_error(std::string(name) + " has values beyond the int64 range");
-  }
-  if (kind == 'f') {
-    if (arr.size() > 0) {
-      const bool finite = np.attr("all")(np.attr("isfinite")(arr)).cast<bool>();
-      const bool whole = finite && np.attr("all")(arr.attr("__eq__")(np.attr("trunc")(arr))).cast<bool>();
-      const bool small =
-          finite && np.attr("all")(np.attr("abs")(arr).attr("__le__")(py::float_(4.0e18))).cast<bool>();
-      if (!finite || !whole || !small) {
-        throw py::value_error(std::string(name) + " must hold whole numbers, got dtype " + packing_dtype(arr) +
-                              " with fractional, huge or non-finite values");
-      }
-    }
-  } else if (kind != 'i' && kind != 'u') {
-    throw py::value_error(std::string(name) + " must be an integer array, got dtype " + packing_dtype(arr));
-  }
-  auto cast = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(arr);
-  if (!cast) throw py::error_already_set();
-  return std::vector<int64_t>(cast.data(), cast.data() + cast.size());
-}
-
-std::vector<double> packing_floats(py::handle obj, const char* name) {
-  py::array arr = packing_1d(obj, name);
-  const char kind = arr.dtype().kind();
-  if (kind != 'f' && kind != 'i' && kind != 'u') {
-    throw py::value_error(std::string(name) + " must be a numeric array, got dtype " + packing_dtype(arr));
-  }
-  auto cast = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(arr);
-  if (!cast) throw py::error_already_set();
-  return std::vector<double>(cast.data(), cast.data() + cast.size());
-}
-
+// Array and scalar fields convert as the games' do (int_vector, float_vector, int_scalar);
+// a bool where an integer belongs is refused here.
 int64_t packing_int(py::handle obj, const char* name) {
   if (py::isinstance<py::bool_>(obj)) {
     throw py::value_error(std::string(name) + " must be an integer, got a bool");
   }
-  if (py::isinstance<py::float_>(obj)) {
-    const double v = obj.cast<double>();
-    if (!std::isfinite(v) || std::trunc(v) != v || std::fabs(v) >= 9.0e18) {
-      throw py::value_error(std::string(name) + " must be a whole number, got " + py::repr(obj).cast<std::string>());
-    }
-    return static_cast<int64_t>(v);
-  }
-  PyObject* index = PyNumber_Index(obj.ptr());
-  if (!index) {
-    PyErr_Clear();
-    throw py::value_error(std::string(name) + " must be an integer, got " + py::repr(obj).cast<std::string>());
-  }
-  int overflow = 0;
-  const long long v = PyLong_AsLongLongAndOverflow(index, &overflow);
-  Py_DECREF(index);
-  if (overflow != 0) throw py::value_error(std::string(name) + " is beyond the int64 range");
-  return static_cast<int64_t>(v);
+  return int_scalar(obj, name);
 }
 
 std::vector<std::string> packing_heuristics(py::handle obj) {
@@ -823,9 +754,9 @@ py::dict run_pack(py::handle sizes, py::handle starts, py::handle ends, py::hand
                   bool check_dominance, bool hatless_pruning, bool dynamic_ordering,
                   bool dynamic_decomposition) {
   mallocgame::PackInput in;
-  in.sizes = packing_ints(sizes, "sizes");
-  in.starts = packing_ints(starts, "starts");
-  in.ends = packing_ints(ends, "ends");
+  in.sizes = int_vector(sizes, "sizes");
+  in.starts = int_vector(starts, "starts");
+  in.ends = int_vector(ends, "ends");
   in.capacity = packing_int(capacity, "capacity");
   in.alignment = packing_int(alignment, "alignment");
   if (!time_limit.is_none()) {
@@ -844,7 +775,7 @@ py::dict run_pack(py::handle sizes, py::handle starts, py::handle ends, py::hand
     in.node_limit = packing_int(node_limit, "node_limit");
     if (in.node_limit < 0) throw py::value_error("node_limit must be >= 0 (or None for no limit)");
   }
-  if (!priority.is_none()) in.priority = packing_floats(priority, "priority");
+  if (!priority.is_none()) in.priority = float_vector(priority, "priority");
   in.heuristics = packing_heuristics(heuristics);
   in.options.canonical_only = canonical_only;
   in.options.section_inference = section_inference;
