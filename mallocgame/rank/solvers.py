@@ -258,6 +258,259 @@ def _trace_path(trace: list | None, tables: RankTables, path: list[np.ndarray]) 
         trace.append(_step(tables, b, p, None))
 
 
+# ----------------------------------------------------------------------------- refine
+
+
+class TableLoss:
+    """The tables' additive estimate as an evaluator: ``sum_p sens[p, idx[p]]`` (what
+    ``refine`` measures with when no calibration evaluator is given)."""
+
+    def __init__(self, tables: RankTables) -> None:
+        self.sens = np.nan_to_num(np.asarray(tables.sens, np.float64), nan=np.inf)
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        idx = np.atleast_2d(np.asarray(idx, np.int64))
+        return self.sens[np.arange(idx.shape[1])[None, :], idx].sum(1)
+
+
+def _measure(evaluator: Callable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean loss float64[N], per-window losses float64[N, W]) of choice rows; an evaluator
+    without ``window_losses`` counts as one window."""
+    rows = np.atleast_2d(np.asarray(rows, np.int64))
+    wl = getattr(evaluator, "window_losses", None)
+    if wl is not None:
+        w = np.asarray(wl(rows), np.float64)
+        return w.mean(1), w
+    m = np.asarray(evaluator(rows), np.float64)
+    return m, m[:, None]
+
+
+def refine(
+    tables: RankTables,
+    budget: float,
+    start: np.ndarray,
+    evaluator: Callable[[np.ndarray], np.ndarray],
+    *,
+    max_evals: int = 200,
+    time_limit: float | None = None,
+    top_k: int = 4,
+    agree: float = 0.0,
+    min_gain: float = 0.0,
+    trace: list | None = None,
+) -> np.ndarray:
+    """Exchange moves from a config that fits: raise one part by one choice and lower others
+    by one choice each so that the budget still holds, accepted only when the *measured*
+    calibration loss decreases.
+
+    1. *Local marginals*: the measured loss change of raising and of lowering each part by one
+       choice from the current config (up to ``2 P`` evaluations, deepest layers first;
+       re-measured for the parts a move changed, the others kept). Until measured (too few
+       evaluations), a part's marginals are the tables' ``sens[p, c +- 1] - sens[p, c]``.
+    2. *Candidates*: for each part ``a`` that can be raised, the cheapest repair by the local
+       marginals: the single part ``b`` whose lowering frees enough FLOPs with the smallest
+       loss increase, or if none frees enough alone, parts in order of loss increase per FLOP
+       saved until the move fits (a raise that fits the leftover budget needs no repair).
+       Predicted change = marginal of the raise + marginals of the lowerings (additive).
+    3. The ``top_k`` candidates predicted to help most (< 0) are measured on the current config;
+       the best is accepted if its loss is lower by more than ``min_gain`` *and* it is lower on
+       at least ``agree`` of the evaluator's loss windows (``window_losses``; 1.0 = on every
+       window, a sign test against fitting one window's noise). Rejected candidates are not
+       tried again.
+
+    Stops when no candidate is predicted to help, or after ``max_evals`` evaluations (memo
+    hits of the evaluator included) or ``time_limit`` seconds. Deterministic without
+    ``time_limit``. ``trace``: one dict per accepted move.
+    """
+    budget = check_budget(tables, budget)
+    P, C = tables.num_parts, len(tables.choices)
+    idx = np.asarray(start, np.int64).copy()
+    if not _fits(tables, idx, budget):
+        raise ValueError(
+            f"refine: the start config exceeds the budget ({tables.fraction(idx):.4f})"
+        )
+    t0 = time.perf_counter()
+    cost, limit = tables.cost, budget * tables.full_cost + 1e-12 * tables.full_cost
+    pin = getattr(evaluator, "pin", None)
+    evals = 0
+
+    def left() -> int:
+        if time_limit is not None and time.perf_counter() - t0 > time_limit:
+            return 0
+        return max_evals - evals
+
+    cur, cur_w = (x[0] for x in _measure(evaluator, idx[None]))
+    evals += 1
+    sens = np.asarray(tables.sens, np.float64)
+    up = np.full(P, np.nan)
+    down = np.full(P, np.nan)
+
+    def prior(ps: list[int]) -> None:  # the tables' estimate until measured
+        for p in ps:
+            c = idx[p]
+            up[p] = sens[p, c + 1] - sens[p, c] if c < C - 1 else np.nan
+            down[p] = sens[p, c - 1] - sens[p, c] if c > 0 else np.nan
+
+    stale = list(range(P))
+    prior(stale)
+    tried: set[tuple[int, tuple[int, ...]]] = set()
+    while left() > 0:
+        if pin is not None:
+            pin(idx)
+        # 1. local marginals of the stale parts (deepest layers first: cheapest), leaving
+        # evaluations for one round of candidates
+        for p in sorted(stale, reverse=True):
+            rows, kinds = [], []
+            if idx[p] < C - 1:
+                r = idx.copy()
+                r[p] += 1
+                rows.append(r)
+                kinds.append(up)
+            if idx[p] > 0:
+                r = idx.copy()
+                r[p] -= 1
+                rows.append(r)
+                kinds.append(down)
+            if len(rows) > left() - top_k:
+                break
+            m, _ = _measure(evaluator, np.stack(rows)) if rows else (np.zeros(0), None)
+            evals += len(rows)
+            up[p] = down[p] = np.nan
+            for arr, v in zip(kinds, m, strict=True):
+                arr[p] = v - cur
+            stale = [q for q in stale if q != p]
+        # 2. candidates
+        used = cost[np.arange(P), idx].sum()
+        can_down = np.nonzero((idx > 0) & np.isfinite(down))[0]
+        saved = cost[can_down, idx[can_down]] - cost[can_down, idx[can_down] - 1]
+        cands: list[tuple[float, int, tuple[int, ...]]] = []
+        for a in np.nonzero((idx < C - 1) & np.isfinite(up))[0]:
+            need = used + cost[a, idx[a] + 1] - cost[a, idx[a]] - limit
+            if need <= 0:
+                cands.append((float(up[a]), int(a), ()))
+                continue
+            ok = can_down != a
+            bs, sv, dv = can_down[ok], saved[ok], down[can_down[ok]]
+            best: tuple[float, tuple[int, ...]] | None = None
+            one = sv >= need
+            if one.any():
+                j = int(np.nonzero(one)[0][np.argmin(dv[one])])
+                best = (float(dv[j]), (int(bs[j]),))
+            order = np.lexsort((bs, dv / sv))
+            acc, chosen, tot = 0.0, [], 0.0
+            for j in order:
+                chosen.append(int(bs[j]))
+                acc += sv[j]
+                tot += dv[j]
+                if acc >= need:
+                    break
+            if acc >= need and (best is None or tot < best[0]):
+                best = (float(tot), tuple(sorted(chosen)))
+            if best is not None:
+                cands.append((float(up[a]) + best[0], int(a), best[1]))
+        cands = sorted(c for c in cands if c[0] < 0 and (c[1], c[2]) not in tried)
+        if not cands:
+            break
+        batch = cands[: min(top_k, left())]
+        rows = []
+        for _, a, bs in batch:
+            r = idx.copy()
+            r[a] += 1
+            r[list(bs)] -= 1
+            assert _fits(tables, r, budget)
+            rows.append(r)
+        m, w = _measure(evaluator, np.stack(rows))
+        evals += len(rows)
+        for _, a, bs in batch:
+            tried.add((a, bs))
+        j = int(np.argmin(m))
+        better = float(np.mean(w[j] < cur_w)) if w.shape[1] == len(cur_w) else 0.0
+        if cur - m[j] > min_gain and better >= agree - 1e-12:
+            _, a, bs = batch[j]
+            idx = rows[j]
+            cur, cur_w = float(m[j]), w[j]
+            stale = sorted(set(stale) | {a, *bs})
+            prior([a, *bs])
+            if trace is not None:
+                trace.append(
+                    {
+                        "raise": a,
+                        "lower": list(bs),
+                        "predicted": batch[j][0],
+                        "measured": cur,
+                        "windows_better": better,
+                        "fraction": tables.fraction(idx),
+                        "evals": evals,
+                    }
+                )
+    if pin is not None:
+        pin(None)
+    return idx
+
+
+def solve_refine(
+    tables: RankTables,
+    budget: float,
+    *,
+    evaluator: Callable[[np.ndarray], np.ndarray] | None = None,
+    seed: int = 0,
+    time_limit: float | None = None,
+    init: np.ndarray | None = None,
+    max_evals: int = 150,
+    top_k: int = 3,
+    refine_evals: int = 200,
+    refine_top_k: int = 4,
+    agree: float = 0.0,
+    min_gain: float = 0.0,
+    trace: list | None = None,
+    **_: Any,
+) -> np.ndarray:
+    """``greedy`` (``max_evals``, ``top_k``), or the config ``init`` if given, then
+    :func:`refine` (``refine_evals``, ``refine_top_k``, ``agree``, ``min_gain``) with the
+    calibration evaluator, or without one with the tables' additive estimate
+    (:class:`TableLoss`). ``time_limit`` covers both; refine gets what greedy leaves."""
+    budget = check_budget(tables, budget)
+    t0 = time.perf_counter()
+    if init is None:
+        start = solve_greedy(
+            tables,
+            budget,
+            evaluator=evaluator,
+            seed=seed,
+            time_limit=time_limit,
+            max_evals=max_evals,
+            top_k=top_k,
+        )
+    else:
+        start = np.asarray(init, np.int64)
+        if (
+            start.shape != (tables.num_parts,)
+            or start.min() < 0
+            or start.max() >= len(tables.choices)
+        ):
+            raise InputError(
+                f"expected {tables.num_parts} choice indices in 0..{len(tables.choices) - 1}",
+                field="init",
+            )
+        if not _fits(tables, start, budget):
+            raise BudgetError(
+                f"the initial config costs {tables.fraction(start):.4f} > budget {budget:g}",
+                field="init",
+            )
+    rest = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0))
+    return refine(
+        tables,
+        budget,
+        start,
+        evaluator if evaluator is not None else TableLoss(tables),
+        max_evals=refine_evals,
+        time_limit=rest,
+        top_k=refine_top_k,
+        agree=agree,
+        min_gain=min_gain,
+        trace=trace,
+    )
+
+
 # ----------------------------------------------------------------------------- registry
 
 
@@ -270,11 +523,12 @@ SOLVERS: dict[str, Solver] = {
     "spectral": solve_spectral,
     "fisher": solve_fisher,
     "greedy": solve_greedy,
+    "refine": solve_refine,
     "agent": _agent,
 }
 
 #: solvers that use the calibration evaluator when one is given
-USES_EVALUATOR = frozenset({"greedy", "agent"})
+USES_EVALUATOR = frozenset({"greedy", "refine", "agent"})
 
 _LAZY = {"agent": ("mallocgame.rank.agent", "solve")}
 

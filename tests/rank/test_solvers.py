@@ -50,16 +50,15 @@ class AdditiveEvaluator:
         return base + pair
 
 
-@pytest.mark.parametrize("name", ["uniform", "spectral", "fisher", "greedy"])
+@pytest.mark.parametrize("name", ["uniform", "spectral", "fisher", "greedy", "refine"])
 @pytest.mark.parametrize("model", ["smollm2", "minilm"])
 def test_solvers_fit_the_budget_and_are_deterministic(name: str, model: str) -> None:
     t = synthetic(model)
+    measured = name in ("greedy", "refine")
     for b in BUDGETS:
         ev = AdditiveEvaluator(t)
-        a = solvers.solve(t, b, name, evaluator=ev if name == "greedy" else None)
-        again = solvers.solve(
-            t, b, name, evaluator=AdditiveEvaluator(t) if name == "greedy" else None
-        )
+        a = solvers.solve(t, b, name, evaluator=ev if measured else None)
+        again = solvers.solve(t, b, name, evaluator=AdditiveEvaluator(t) if measured else None)
         assert a.dtype == np.int64 and a.shape == (t.num_parts,)
         assert t.fraction(a) <= b + 1e-12
         np.testing.assert_array_equal(a, again)
@@ -147,3 +146,71 @@ def test_unknown_solver_and_unavailable_agent(monkeypatch) -> None:
     assert not solvers.available("agent")
     with pytest.raises(solvers.SolverUnavailableError, match="agent unavailable"):
         solvers.solve(synthetic(), 0.5, "agent")
+
+
+class WindowEvaluator(AdditiveEvaluator):
+    """The synthetic loss on two "windows": each choice part 0 is below full rank costs
+    ``penalty`` on window 0 and gains ``penalty / 2`` on window 1 (raising part 0 helps on
+    average but not on every window)."""
+
+    def __init__(self, t: RankTables, penalty: float) -> None:
+        super().__init__(t)
+        self.penalty = penalty
+
+    def window_losses(self, idx: np.ndarray) -> np.ndarray:
+        idx = np.atleast_2d(np.asarray(idx, np.int64))
+        base = AdditiveEvaluator.__call__(self, idx)
+        pen = self.penalty * (len(self.t.choices) - 1 - idx[:, 0])
+        return np.stack([base + pen, base - pen / 2], axis=1)
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        return self.window_losses(idx).mean(1)
+
+
+def test_refine_improves_greedy_by_exchanges_within_the_budget() -> None:
+    t = synthetic()
+    for b in (0.5, 0.3):
+        ev = AdditiveEvaluator(t)
+        g = solvers.solve(t, b, "greedy", evaluator=ev, max_evals=30)
+        trace: list = []
+        r = solvers.solve(t, b, "refine", evaluator=ev, max_evals=30, refine_evals=300, trace=trace)
+        assert t.fraction(r) <= b + 1e-12
+        assert ev(r)[0] <= ev(g)[0]  # moves are accepted only when the measured loss drops
+        losses = [s["measured"] for s in trace]
+        assert losses == sorted(losses, reverse=True)
+        for s in trace:  # one raise, lowerings elsewhere, each by one choice
+            assert s["raise"] not in s["lower"]
+    ev = AdditiveEvaluator(t)
+    g = solvers.solve(t, 0.5, "greedy", evaluator=ev, max_evals=30)
+    assert ev(solvers.solve(t, 0.5, "refine", evaluator=ev, max_evals=30))[0] < ev(g)[0]
+
+
+def test_refine_from_an_init_and_its_evaluation_cap() -> None:
+    t = synthetic(seed=2)
+    u = solvers.solve(t, 0.5, "uniform")  # leaves budget unused: raises alone fit
+    ev = AdditiveEvaluator(t)
+    r = solvers.solve(t, 0.5, "refine", evaluator=ev, init=u, refine_evals=40)
+    assert ev.calls <= 40 and t.fraction(r) <= 0.5 + 1e-12
+    assert ev(r)[0] < ev(u)[0]
+    # without an evaluator the tables' additive estimate decides
+    est = solvers.solve(t, 0.5, "refine", init=u)
+    assert solvers.TableLoss(t)(est)[0] < solvers.TableLoss(t)(u)[0]
+    with pytest.raises(solvers.BudgetError, match="field 'init'"):
+        solvers.solve(t, 0.3, "refine", init=u)
+    with pytest.raises(InputError, match="field 'init'"):
+        solvers.solve(t, 0.5, "refine", init=u[:-1])
+
+
+def test_refine_agree_rejects_moves_that_help_on_one_window_only() -> None:
+    t = synthetic()
+    start = solvers.solve(t, 0.5, "greedy", evaluator=AdditiveEvaluator(t), max_evals=30)
+    assert start[0] < len(t.choices) - 1  # part 0 lowered: raising it is a candidate
+    # part 0 at full rank is worth a lot on window 0 (mean too) but costs on window 1
+    ev = WindowEvaluator(t, penalty=5.0)
+    plain = solvers.solve(t, 0.5, "refine", evaluator=ev, init=start, refine_evals=200)
+    strict = solvers.solve(t, 0.5, "refine", evaluator=ev, init=start, refine_evals=200, agree=1)
+    assert plain[0] > start[0]  # the mean improved: accepted
+    w = ev.window_losses(np.stack([start, strict]))
+    assert strict[0] <= start[0]  # raising part 0 always costs on window 1: never accepted
+    assert np.all(w[1] <= w[0])  # strict: never worse on any window
+    assert ev(strict)[0] <= ev(start)[0]
