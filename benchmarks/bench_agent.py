@@ -8,7 +8,10 @@ Held-out measurement: every held-out workload (``mallocgame.splits.HELDOUT``) at
   once per process and not counted);
 - ``restarts``: the equal-time search baseline, given the agent's actual wall-clock (at least
   the budget);
-- ``msa``: XLA's heuristic (deterministic).
+- ``msa``: XLA's heuristic (deterministic);
+- ``local-search`` (with ``--ablation``): the agent's local search alone from ``msa``'s line,
+  no agent games and no policy ordering its moves, given the agent's wall-clock as well --
+  what the agent itself adds to ``agent``.
 
 Scores per (workload, capacity) task and seed: the speed-up of the agent under the cost model
 over ``msa`` (``msa time / agent time``) and over ``restarts``, and the same for ``agent_raw``
@@ -76,6 +79,11 @@ def heldout(args, agent, log) -> dict:
 
                 sol = Solution(p, "agent", off, wall, extra)
                 rs = solvers.solve(p, "restarts", seed=seed, time_limit=max(args.budget, wall))
+                ls = (
+                    solvers.solve(p, "local-search", seed=seed, time_limit=max(args.budget, wall))
+                    if args.ablation
+                    else None
+                )
                 raw_t = p.all_slow_time * (1 - extra["agent_raw"])
                 row = {
                     "workload": spec.title, "buffers": wl.num_buffers, "capacity": cap, "seed": seed,
@@ -89,9 +97,12 @@ def heldout(args, agent, log) -> dict:
                     "improve_s": extra.get("split", {}).get("improve_s"),
                     "agent_games": extra.get("agent_games"),
                 }
+                if ls is not None:
+                    row["local_time"] = ls.time_s
                 rows.append(row)
+                vs_ls = "" if ls is None else f"vs local-search {ls.time_s / sol.time_s:.4f}x "
                 log(f"{spec.title:38s} {cap:>4} s{seed} vs msa {msa.time_s / sol.time_s:.4f}x "
-                    f"vs restarts {rs.time_s / sol.time_s:.4f}x raw/msa {msa.time_s / raw_t:.4f}x "
+                    f"vs restarts {rs.time_s / sol.time_s:.4f}x {vs_ls}raw/msa {msa.time_s / raw_t:.4f}x "
                     f"({extra['best_source']}, agent {wall:.1f}s restarts {rs.wall_s:.1f}s)")
     return summarise(rows, caps)
 
@@ -108,8 +119,9 @@ def summarise(rows: list[dict], caps: list[str]) -> dict:
         for name, num, den in (("agent_vs_msa", "msa_time", "agent_time"),
                                ("agent_vs_restarts", "restarts_time", "agent_time"),
                                ("agent_raw_vs_msa", "msa_time", "agent_raw_time"),
-                               ("restarts_vs_msa", "msa_time", "restarts_time")):
-            t = [np.array([x[num] / x[den] for x in v]) for v in tasks.values()]
+                               ("restarts_vs_msa", "msa_time", "restarts_time"),
+                               ("agent_vs_local_search", "local_time", "agent_time")):
+            t = [np.array([x[num] / x[den] for x in v]) for v in tasks.values() if num in v[0]]
             if t:
                 v, lo, hi = iqm_ci(t)
                 wins = float(np.mean(np.concatenate(t) > 1 + 1e-9))
@@ -161,13 +173,13 @@ def fit_all(args, agent, log) -> dict:
 def markdown(res: dict, args) -> str:
     lines = []
     if "heldout" in res:
-        lines += ["| capacity | agent vs msa (IQM [95% CI]) | agent vs restarts | agent_raw vs msa | restarts vs msa | runs |",
-                  "|---|---|---|---|---|---|"]
+        lines += ["| capacity | agent vs msa (IQM [95% CI]) | agent vs restarts | agent_raw vs msa | restarts vs msa | agent vs local-search | runs |",
+                  "|---|---|---|---|---|---|---|"]
         for g, r in res["heldout"]["summary"].items():
             def f(k, r=r):
                 e = r.get(k)
                 return "-" if e is None else f"{e['iqm']:.4f}x [{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}] (wins {100 * e['win_rate']:.0f}%, losses {100 * e['loss_rate']:.0f}%)"
-            lines.append(f"| {g} | {f('agent_vs_msa')} | {f('agent_vs_restarts')} | {f('agent_raw_vs_msa')} | {f('restarts_vs_msa')} | {r['runs']} |")
+            lines.append(f"| {g} | {f('agent_vs_msa')} | {f('agent_vs_restarts')} | {f('agent_raw_vs_msa')} | {f('restarts_vs_msa')} | {f('agent_vs_local_search')} | {r['runs']} |")
     if "fit_all" in res:
         fa = res["fit_all"]
         lines += ["", f"fit-all on minimalloc-challenging: {fa['solved']} of {fa['files']} solved (budget {fa['budget_s']} s each)", "",
@@ -192,6 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workloads", default=None, help="comma-separated held-out workload titles or programs")
     ap.add_argument("--fit-all-budget", type=float, default=30.0)
     ap.add_argument("--no-fit-all", action="store_true")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also run the local search without the agent (solver local-search) at equal wall-clock")
     ap.add_argument("--fit-all-only", action="store_true")
     ap.add_argument("--out", default="runs/bench-agent")
     args = ap.parse_args(argv)

@@ -13,15 +13,18 @@ How one problem is solved (:func:`agent_solve`):
    sampled copies are dropped and the greedy game finishes alone (the greedy game always
    completes).
 2. **Improvement within the budget** (``improve=True``): a local search over lines of play
-   seeded with the agent's best lines and ``msa``'s line. Along the current best line, at each
-   turn the alternatives are tried in the order of the agent's prior (its policy network at
-   that state); each alternative is judged exactly, by finishing the game with best fit in the
-   native core (``clone`` + ``play_best_fit``), and adopted when it beats the best return. When
-   a pass finds nothing, the search restarts from another agent line, then from random kicks of
-   the best line. It stops at the deadline, and runs for at least ``(1 - agent_share)`` of
-   the budget even when the greedy game ran past its share. The greedy game keeps to its share
-   on large workloads by dropping the sampled copies and then, if still too slow, playing its
-   remaining moves with the policy network alone (no search).
+   seeded with the agent's best lines and ``msa``'s line (:func:`improve`). Two kinds of step
+   take turns: *descents* -- along a line, at each turn the alternatives are tried in the order
+   of the agent's prior (its policy network at that state), each judged exactly by finishing
+   the game with best fit in the native core (``clone`` + ``play_best_fit``), and adopted when
+   it beats the line; first the agent's lines, then random kicks of the best line -- and
+   *reorderings* of the presentation order played with best fit (a buffer left slow cannot
+   come back later in a line, so the order bounds what a line can reach). The time goes to
+   the kind that has raised the best line more per second, each keeping at least a third. It
+   stops at the deadline, and runs for at least ``(1 - agent_share)`` of the budget even when
+   the greedy game ran past its share. The greedy game keeps to its share on large workloads
+   by dropping the sampled copies and then, if still too slow, playing its remaining moves
+   with the policy network alone (no search).
 3. The result is the best valid mapping among all of these (``best``). Because ``msa``'s line
    is one of the candidates, ``best`` is never worse than ``msa``; ``agent_raw`` can be.
 
@@ -347,12 +350,58 @@ def _beats(a: tuple, b: tuple) -> bool:
 
 
 # --------------------------------------------------------------------------- improvement
-class Improver:
-    """The local search of the module doc, step 2.
+class _Pass:
+    """One first-improvement pass along a line, advanced one turn per :meth:`step`: at the
+    turn, the other legal moves are tried in the order of the agent's prior, each judged by
+    finishing the game with best fit; the first that beats the line is adopted (the rest of
+    the line becomes best fit from there) and the pass goes on at the next turn."""
 
-    - ``climb(line)``: one first-improvement pass along ``line``: at each turn, the other legal
-      moves in the order of the agent's prior, each judged by finishing with best fit.
-    - ``kick(line)``: a few random moves changed at a random turn, finished with best fit.
+    def __init__(self, imp: Improver, line: Line):
+        from mallocgame import _native
+
+        self.imp = imp
+        self.line = line
+        self.game = _native.Game(line.instance)
+        self.acts = list(line.actions)
+        self.key = line.key(imp.objective)
+        self.t = 0
+        self.improved = False
+
+    @property
+    def finished(self) -> bool:
+        return self.t >= len(self.acts) or bool(self.game.done)
+
+    def step(self) -> None:
+        imp, g = self.imp, self.game
+        if self.finished:
+            return
+        t = self.t
+        for a in imp._alternatives(g, self.acts[t]):
+            c = g.clone()
+            c.step(a)
+            ret = c.return_so_far + (c.play_best_fit() if not c.done else 0.0)
+            imp.evaluations += 1
+            key = _key(imp.objective, ret, bool(c.solved))
+            if _beats(key, self.key):
+                c2 = g.clone()
+                c2.step(a)
+                self.acts = self.acts[:t] + [a] + best_fit_actions(c2)
+                self.line = _line_of(c2, self.acts, "improved")
+                self.key = key
+                self.improved = True
+                break
+            if not imp.time_left():
+                return  # the turn is not finished: the pass resumes here if time is given
+        g.step(self.acts[t])
+        self.t = t + 1
+
+
+class Improver:
+    """The local search's moves (the module doc, step 2).
+
+    - :class:`_Pass` (``descend``): first-improvement passes along a line, judged exactly.
+    - ``kick(line)``: a few random moves changed at a random turn, finished with best fit
+      (then descended: iterated local search).
     - ``reorder(line)``: the presentation order perturbed (multiplicative log-normal noise on
       the ranks, as the ``restarts`` baseline does around msa's order, here around the order
       of ``line`` or of msa), finished with best fit. The game's order fixes what one line of
@@ -392,36 +441,6 @@ class Improver:
             p = self.agent.prior(self._obs)[0]
             cand.sort(key=lambda a: -p[a])
         return cand
-
-    def climb(self, line: Line) -> tuple[Line, bool]:
-        """One pass along ``line``; returns (the best line found, whether it improved)."""
-        from mallocgame import _native
-
-        g = _native.Game(line.instance)
-        acts = list(line.actions)
-        cur_key = line.key(self.objective)
-        improved = False
-        t = 0
-        while t < len(acts) and not g.done and self.time_left():
-            for a in self._alternatives(g, acts[t]):
-                c = g.clone()
-                c.step(a)
-                ret = c.return_so_far + (c.play_best_fit() if not c.done else 0.0)
-                self.evaluations += 1
-                key = _key(self.objective, ret, bool(c.solved))
-                if _beats(key, cur_key):
-                    c2 = g.clone()
-                    c2.step(a)
-                    acts = acts[:t] + [a] + best_fit_actions(c2)
-                    line = _line_of(c2, acts, "improved")
-                    cur_key = key
-                    improved = True
-                    break
-                if not self.time_left():
-                    break
-            g.step(acts[t])
-            t += 1
-        return line, improved
 
     def kick(self, line: Line) -> Line | None:
         from mallocgame import _native
@@ -472,6 +491,10 @@ class Improver:
         return _line_of(g, acts, "improved")
 
 
+#: the least share of the local search's time each kind of step gets (see :func:`improve`)
+MIN_SHARE = 1 / 3
+
+
 def improve(
     agent: Agent | None,
     problem: Problem,
@@ -481,56 +504,89 @@ def improve(
     seed: int = 0,
     use_prior: bool = True,
     reorder: bool = True,
+    stats: dict[str, Any] | None = None,
 ) -> tuple[Line, int]:
     """Local search from ``starts`` until ``deadline``; returns (best line, evaluations).
+    ``stats`` (a dict) receives, per kind of step, its seconds, steps and gain in return.
 
-    First every start line is climbed to a local optimum (best start first); then, while time
-    is left, the time is split evenly between kicks of the best line (each climbed) and
-    reorderings (climbed when they beat the best line; ``reorder=False``: kicks only, so that
-    every line stays in the order of the start lines)."""
+    Two kinds of step share the time, interleaved, so that neither waits for the other:
+
+    - **descend**: one turn of a first-improvement pass (:class:`_Pass`) along the working
+      line. The working lines are the start lines (best first), then kicks of the best line
+      (iterated local search); a pass that improved its line is followed by another, a pass
+      that found nothing ends that line (a local optimum). When a reordering finds a better
+      line, the descent moves on to it.
+    - **reorder** (``reorder=False``: never, so every line stays in the start lines' order):
+      one reordering, played with best fit, of msa's order or of the order of the best line
+      the reorderings themselves have found (they climb in the space of orders on their own,
+      as the descents raise the best line).
+
+    Each step is credited with how much it raised the best line's return. The next step goes
+    to the kind with the higher gain per second of its own time so far (the one with less time
+    on a tie), except that a kind below ``MIN_SHARE`` of the time spent goes first. So the
+    split follows the problem: on a workload of a thousand buffers a pass takes seconds and
+    reorderings gain more per second (``resnet50.csv`` at 50% of peak); on small workloads the
+    passes find the gains. Before, each start line was descended to its local optimum before
+    anything else ran, which on large workloads took the whole budget."""
     rng = np.random.default_rng(seed)
     obj = problem.objective
     imp = Improver(agent, problem, base_order, deadline, rng, use_prior)
-    queue = sorted(starts, key=lambda ln: ln.key(obj), reverse=True)
-    best = queue[0]
+    pending = sorted(starts, key=lambda ln: ln.key(obj), reverse=True)
+    best = pending[0]
+    seen: set = set()
+    kinds = ["descend", "reorder"] if reorder else ["descend"]
+    spent = dict.fromkeys(kinds, 0.0)
+    gain = dict.fromkeys(kinds, 0.0)
+    steps = dict.fromkeys(kinds, 0)
+    work: _Pass | None = None
+    around = best  # the reorderings' own best line: they search around its order
 
-    def settle(line: Line) -> Line:
-        improved = True
-        while improved and imp.time_left():
-            line, improved = imp.climb(line)
-        return line
+    def next_work() -> _Pass | None:
+        while pending:
+            line = pending.pop(0)
+            sig = (id(line.instance), tuple(line.actions))
+            if sig not in seen:
+                seen.add(sig)
+                return _Pass(imp, line)
+        kicked = imp.kick(best)
+        return None if kicked is None else _Pass(imp, kicked)
 
-    def done() -> bool:
-        return not imp.time_left() or (obj == "fit-all" and best.solved)
-
-    seen = set()
-    for line in queue:
-        if done():
-            break
-        sig = (id(line.instance), tuple(line.actions))
-        if sig in seen:
-            continue
-        seen.add(sig)
-        line = settle(line)
-        if _beats(line.key(obj), best.key(obj)):
-            best = line
-    spent = {"kick": 0.0, "reorder": 0.0 if reorder else float("inf")}
-    while not done():
-        kind = min(spent, key=spent.get)
-        t = time.perf_counter()
-        if kind == "kick":
-            line = imp.kick(best)
-            if line is None:
-                spent["kick"] = float("inf")
-                continue
-            line = settle(line)
+    while imp.time_left() and not (obj == "fit-all" and best.solved):
+        total = sum(spent.values())
+        starved = [k for k in kinds if spent[k] < MIN_SHARE * total]
+        if starved:
+            kind = min(starved, key=spent.__getitem__)
         else:
-            line = imp.reorder(best)
+            kind = max(kinds, key=lambda k: (gain[k] / max(spent[k], 1e-9), -spent[k]))
+        t = time.perf_counter()
+        before = best.ret
+        if kind == "descend":
+            if work is None:
+                work = next_work()
+                if work is None:  # nothing to descend (a problem without moves)
+                    kinds.remove("descend")
+                    for d in (spent, gain, steps):
+                        d.pop("descend")
+                    if not kinds:
+                        break
+                    continue
+            work.step()
+            if _beats(work.line.key(obj), best.key(obj)):
+                best = work.line
+            if work.finished:
+                work = _Pass(imp, work.line) if work.improved else None
+        else:
+            line = imp.reorder(around)
+            if _beats(line.key(obj), around.key(obj)):
+                around = line
             if _beats(line.key(obj), best.key(obj)):
-                line = settle(line)
+                best = line
+                work = _Pass(imp, line)
         spent[kind] += time.perf_counter() - t
-        if _beats(line.key(obj), best.key(obj)):
-            best = line
+        gain[kind] += max(0.0, best.ret - before)
+        steps[kind] += 1
+    if stats is not None:
+        stats.update({k: {"s": spent[k], "steps": steps[k], "gain": gain[k]} for k in spent})
     return best, imp.evaluations
 
 
@@ -684,6 +740,7 @@ def agent_solve(
     improve_s = 0.0
     improve_ran = False
     packed: dict[str, Any] | None = None
+    improve_steps: dict[str, Any] = {}
     if split_budget:
         t_imp = time.perf_counter()
         improve_deadline = max(deadline, t_imp + (1.0 - agent_share) * budget_s)
@@ -696,7 +753,7 @@ def agent_solve(
                 best = found
         if not (obj == "fit-all" and best.solved) and improve_deadline > time.perf_counter():
             found, evaluations = improve(
-                agent, problem, order, candidates[:3], improve_deadline, seed
+                agent, problem, order, candidates[:3], improve_deadline, seed, stats=improve_steps
             )
             improve_ran = True
             if _beats(_key(obj, found.ret, found.solved), _key(obj, best.ret, best.solved)):
@@ -720,6 +777,7 @@ def agent_solve(
         "sampled_dropped_at_move": round_stats.get("dropped_sampled"),
         "prior_from_move": round_stats.get("prior_from"),
         "estimated_round_s": est_round_s,
+        "improve_steps": improve_steps,
     }
     extra: dict[str, Any] = {
         "return": best.ret,
@@ -758,3 +816,28 @@ def _solver(problem: Problem, rng: np.random.Generator, time_limit: float | None
 
 
 register_solver("agent", _solver)
+
+
+def _local_search(problem: Problem, rng: np.random.Generator, time_limit: float | None):
+    """The ablation of ``agent``: the same local search (:func:`improve`) from ``msa``'s line
+    alone, for the whole time limit, with no agent games and no policy ordering the moves."""
+    from mallocgame import _native
+
+    t0 = time.perf_counter()
+    order = msa_order(problem)
+    game = _native.Game(problem.instance(order))
+    start = _line_of(game, best_fit_actions(game), "msa")
+    seed = int(rng.integers(0, 2**31 - 1))
+    budget = 1.0 if time_limit is None else float(time_limit)
+    steps: dict[str, Any] = {}
+    best, evaluations = improve(
+        None, problem, order, [start], t0 + budget, seed, use_prior=False, stats=steps
+    )
+    return best.offsets, {
+        "return": best.ret,
+        "improve_evaluations": evaluations,
+        "improve_steps": steps,
+    }
+
+
+register_solver("local-search", _local_search)

@@ -149,6 +149,12 @@ def test_large_workload_leaves_time_to_the_local_search(agent):
         assert sp["agent_s"] < 0.5 * sp["probe_s_per_move"] * wl.num_buffers
     assert sp["total_s"] == pytest.approx(sp["agent_s"] + sp["improve_s"], abs=0.5)
     assert extra["improve_wall_s"] == sp["improve_s"]
+    # both kinds of local-search step ran, interleaved: the descent of the agent's 1881-move
+    # line does not hold up the reorderings (each keeps at least a third, up to one step)
+    steps = sp["improve_steps"]
+    assert steps["descend"]["steps"] > 0 and steps["reorder"]["steps"] > 0
+    spent = steps["descend"]["s"] + steps["reorder"]["s"]
+    assert min(steps["descend"]["s"], steps["reorder"]["s"]) >= spent / 3 - 0.1
     from mallocgame.problem import Solution
 
     sol = Solution(p, "agent", offsets, 0.0, extra)
@@ -174,8 +180,50 @@ def test_small_workload_split_and_share(agent):
         agent_solve(p, budget=0.1, copies=COPIES, agent=agent, agent_share=0.0)
 
 
+def test_local_search_kinds_of_step(agent):
+    """``improve`` from msa's line: never worse than its start; with ``reorder=False`` only
+    descents run and every line stays in the start line's order (what the demonstrations of
+    ``mallocgame train`` need); its stats account for the steps of each kind."""
+    import time
+
+    from mallocgame import _native
+    from mallocgame.agent_solver import _line_of, best_fit_actions, improve
+
+    p = problem(4, n=40, capacity="20%")
+    order = solvers.msa_order(p)
+    inst = p.instance(order)
+    g = _native.Game(inst)
+    msa = _line_of(g, best_fit_actions(g), "msa")
+    for reorder in (True, False):
+        stats: dict = {}
+        best, evals = improve(
+            agent, p, order, [msa], time.perf_counter() + 0.5, seed=1, reorder=reorder,
+            stats=stats,
+        )
+        assert best.ret >= msa.ret - 1e-12 and evals > 0
+        assert set(stats) == ({"descend", "reorder"} if reorder else {"descend"})
+        assert all(v["steps"] > 0 and v["s"] > 0 and v["gain"] >= 0 for v in stats.values())
+        assert sum(v["gain"] for v in stats.values()) == pytest.approx(best.ret - msa.ret)
+        if not reorder:
+            assert list(best.instance.order()) == list(order)
+        check = _native.Game(best.instance)
+        check.replay(best.actions)
+        assert check.return_so_far == pytest.approx(best.ret)
+
+
 def test_registered_as_a_solver():
-    assert "agent" in solvers.list_solvers()
+    assert {"agent", "local-search"} <= set(solvers.list_solvers())
+
+
+def test_local_search_solver_is_the_ablation_without_the_agent():
+    """``local-search``: the agent's local search alone from msa's line (no policy needed),
+    for the time limit; valid, never worse than msa."""
+    p = problem(5, n=40, capacity="20%")
+    sol = solvers.solve(p, "local-search", seed=0, time_limit=0.3)
+    assert sol.check().valid
+    assert sol.time_s <= solvers.solve(p, "msa").time_s * (1 + 1e-9)
+    assert sol.extra["improve_evaluations"] > 0 and 0.25 < sol.wall_s < 1.0
+    assert set(sol.extra["improve_steps"]) == {"descend", "reorder"}
 
 
 def test_optimize_cli_writes_mapping_json_and_proto(policy_file, tmp_path, capsys):
