@@ -479,14 +479,16 @@ def _has_gpu() -> bool:
 
 def train_run(o: TrainOptions) -> dict[str, Any]:
     """Trains (or resumes) the run in ``o.out``; returns a summary dict."""
+    from agent.checkpoint import remove_stale_temps
     from agent.trainer import Trainer
 
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     log = (lambda *a, **k: None) if o.quiet else (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k))
     ckpt = out / "checkpoint.npz"
-    for stale in list(out.glob(".checkpoint.npz.*.tmp")) + list(out.glob(".policy.npz.*.tmp")):
-        stale.unlink(missing_ok=True)  # left by a process killed while writing
+    for name in ("checkpoint.npz", "policy.npz", "last-policy.npz"):
+        # temporaries left by a process killed while writing (a live writer's are kept)
+        remove_stale_temps(out / name)
     pool, names = build_pool(o, log)
     scale = o.reward_scale
 

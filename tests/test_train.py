@@ -158,9 +158,11 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     _, meta = read_checkpoint(ckpt)  # never a torn file
     done = int(meta["updates"])
     assert done >= 5
+    live = out / f".checkpoint.npz.{os.getpid()}-live.tmp"  # a running writer's: kept
+    live.write_bytes(b"x")
     s = train_run(tiny_options(out=str(out), steps=done + 5, resume=True, problems=tiny_problems()))
     assert s["resumed"] and s["updates"] == done + 5
-    assert not list(out.glob(".checkpoint.npz.*.tmp"))
+    assert list(out.glob(".checkpoint.npz.*.tmp")) == [live]
 
 
 # --------------------------------------------------------------------------- CLI
