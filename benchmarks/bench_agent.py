@@ -1,7 +1,8 @@
 """The agent on the held-out split and on minimalloc's challenging suite (a script, not a test).
 
-Held-out measurement: every held-out workload (``mallocgame.splits.HELDOUT``) at 10%, 25% and
-50% of its peak live bytes on ``tpuv4i``, for each seed:
+Held-out measurement: every held-out workload (``mallocgame.splits.HELDOUT``; ``--split
+heldout-large``: ``HELDOUT_LARGE``, 800-1900 buffers) at 10%, 25% and 50% of its peak live bytes
+on ``tpuv4i``, for each seed:
 
 - ``agent``: ``mallocgame.agent_solver.agent_solve`` with ``--budget`` seconds (the agent's
   batched-search games, then the exact local search it guides; setup = load + compile is done
@@ -63,7 +64,7 @@ def iqm_ci(tasks: list[np.ndarray], seed: int = 0) -> tuple[float, float, float]
 
 def heldout(args, agent, log) -> dict:
     caps = [c.strip() for c in args.capacities.split(",")]
-    items = splits.load_split("heldout", max_buffers=args.max_buffers)
+    items = splits.load_split(args.split, max_buffers=args.max_buffers)
     if args.workloads:
         keep = set(args.workloads.split(","))
         items = [(s, w) for s, w in items if s.title in keep or s.program in keep]
@@ -201,6 +202,8 @@ def main(argv=None) -> int:
     ap.add_argument("--capacities", default="10%,25%,50%")
     ap.add_argument("--target", default="tpuv4i")
     ap.add_argument("--max-buffers", type=int, default=None)
+    ap.add_argument("--split", default="heldout", choices=["heldout", "heldout-large"],
+                    help="held-out workloads to measure on (heldout-large: 800-1900 buffers)")
     ap.add_argument("--workloads", default=None, help="comma-separated held-out workload titles or programs")
     ap.add_argument("--fit-all-budget", type=float, default=30.0)
     ap.add_argument("--no-fit-all", action="store_true")

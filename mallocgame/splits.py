@@ -1,7 +1,7 @@
 """Named workload sets for training and evaluating the agent, with an on-disk cache.
 
-Four splits; ``train`` / ``train-wide`` are disjoint by program from ``validation`` and
-``heldout``, and those two from each other:
+Five splits; ``train`` / ``train-wide`` are disjoint by program from ``validation`` and
+``heldout`` / ``heldout-large``, and those from each other:
 
 - ``train``: variants of the zoo programs ``mlp_train``, ``gpt2_forward`` and ``attention_long``
   (different widths, depths, sequence lengths, optimizers), plus random trace-like workloads
@@ -13,7 +13,10 @@ Four splits; ``train`` / ``train-wide`` are disjoint by program from ``validatio
   result): the zoo programs ``conv_train`` and ``embed_train``, the external trace
   ``iree_mobilebert.csv`` and generated workloads from seeds no training split uses;
 - ``heldout``: variants of ``resnet_train``, ``rnn_scan`` and ``gpt2_train``, and the external
-  traces ``iree_mobilenet.csv`` and ``resnet50.csv`` (read from the shared datasets folder).
+  traces ``iree_mobilenet.csv`` and ``resnet50.csv`` (read from the shared datasets folder);
+- ``heldout-large``: held-out programs of 800-1900 buffers, twice the largest training
+  workload and more: ``gpt2_train`` at its zoo default and the external traces ``G_1.csv`` and
+  ``tiny_bert.csv`` (a separate split, so that the ``heldout`` figures stay comparable).
 
 No program (zoo entry or trace file) and no generated workload (generator and seed) is in two
 of the groups train / validation / held-out (:func:`check_disjoint`, run at import).
@@ -315,14 +318,21 @@ VALIDATION: tuple[WorkloadSpec, ...] = (
     layered(1003, 44),
 )
 
+HELDOUT_LARGE: tuple[WorkloadSpec, ...] = (
+    zoo("gpt2_train"),
+    trace("G_1.csv"),
+    trace("tiny_bert.csv"),
+)
+
 SPLITS: dict[str, tuple[WorkloadSpec, ...]] = {
     "train": TRAIN, "train-wide": TRAIN_WIDE, "validation": VALIDATION, "heldout": HELDOUT,
+    "heldout-large": HELDOUT_LARGE,
 }
 
 
 def check_disjoint(
     train: Iterable[WorkloadSpec] = TRAIN_WIDE,
-    heldout: Iterable[WorkloadSpec] = HELDOUT,
+    heldout: Iterable[WorkloadSpec] = HELDOUT + HELDOUT_LARGE,
     validation: Iterable[WorkloadSpec] = VALIDATION,
 ) -> None:
     """Raises ``ValueError`` when a program (zoo entry or trace file; for a generated workload,
@@ -348,7 +358,7 @@ def get_split(name: str) -> tuple[WorkloadSpec, ...]:
 
 
 def is_heldout_program(program: str) -> bool:
-    return program in {s.program for s in HELDOUT}
+    return program in {s.program for s in HELDOUT + HELDOUT_LARGE}
 
 
 def is_validation_program(program: str) -> bool:

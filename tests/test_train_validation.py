@@ -19,7 +19,11 @@ from tests.test_train import tiny_problems
 # --------------------------------------------------------------------------- splits
 def test_train_validation_heldout_are_pairwise_disjoint():
     splits.check_disjoint()
-    groups = {"train": splits.TRAIN_WIDE, "validation": splits.VALIDATION, "heldout": splits.HELDOUT}
+    groups = {
+        "train": splits.TRAIN_WIDE,
+        "validation": splits.VALIDATION,
+        "heldout": splits.HELDOUT + splits.HELDOUT_LARGE,
+    }
     progs = {g: {s.program for s in specs} for g, specs in groups.items()}
     assert not progs["train"] & progs["validation"]
     assert not progs["train"] & progs["heldout"]
@@ -36,6 +40,10 @@ def test_train_validation_heldout_are_pairwise_disjoint():
         splits.check_disjoint(validation=splits.VALIDATION + (splits.layered(1, 30),))
     assert splits.generated(5, 80).program != splits.layered(5, 80).program
     assert splits.is_validation_program("conv_train") and not splits.is_validation_program("mlp_train")
+    assert {"G_1.csv", "tiny_bert.csv", "gpt2_train"} <= progs["heldout"]
+    assert splits.is_heldout_program("tiny_bert.csv") and splits.get_split("heldout-large")
+    with pytest.raises(ValueError, match="held-out"):
+        splits.check_disjoint(validation=splits.VALIDATION + (splits.trace("G_1.csv"),))
 
 
 def test_layered_traces_are_deterministic_valid_and_sized():
