@@ -411,6 +411,8 @@ def refine(
         if not cands:
             break
         batch = cands[: min(top_k, left())]
+        if not batch:  # out of time since the loop's check
+            break
         rows = []
         for _, a, bs in batch:
             r = idx.copy()

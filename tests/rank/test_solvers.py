@@ -214,3 +214,21 @@ def test_refine_agree_rejects_moves_that_help_on_one_window_only() -> None:
     assert strict[0] <= start[0]  # raising part 0 always costs on window 1: never accepted
     assert np.all(w[1] <= w[0])  # strict: never worse on any window
     assert ev(strict)[0] <= ev(start)[0]
+
+
+def test_refine_stops_cleanly_when_time_runs_out_mid_round() -> None:
+    """The time limit can expire between a round's check and its candidates (regression: an
+    empty batch of candidates crashed)."""
+    import time
+
+    t = synthetic()
+    inner = AdditiveEvaluator(t)
+
+    def slow(idx: np.ndarray) -> np.ndarray:
+        time.sleep(0.01)
+        return inner(idx)
+
+    start = solvers.solve(t, 0.5, "greedy", evaluator=inner, max_evals=30)
+    for limit in (0.05, 0.3):
+        r = solvers.solve(t, 0.5, "refine", evaluator=slow, init=start, time_limit=limit)
+        assert t.fraction(r) <= 0.5 + 1e-12 and inner(r)[0] <= inner(start)[0]
