@@ -29,7 +29,6 @@ from mallocgame.errors import InputError
 _RANK_FIELDS = ("r_qk", "r_v")
 
 
-
 def add_calibration_args(p: Any) -> None:
     """``--cal-bases`` / ``--cal-loss``: the calibration text of the rank tables (shared by
     ``mallocgame rank`` and ``benchmarks/bench_rank_fidelity.py``)."""
@@ -45,6 +44,7 @@ def add_calibration_args(p: Any) -> None:
         default=None,
         help="further calibration windows / documents that measure the loss (default 1 / 8)",
     )
+
 
 def add_parsers(sub: Any) -> None:
     from mallocgame.rank.solvers import SOLVERS
@@ -90,6 +90,31 @@ def add_parsers(sub: Any) -> None:
         type=int,
         default=150,
         help="greedy: calibration-loss evaluations (default 150)",
+    )
+    p.add_argument(
+        "--refine-evals",
+        type=int,
+        default=200,
+        help="refine: calibration-loss evaluations of the exchange moves (default 200)",
+    )
+    p.add_argument(
+        "--refine-top-k",
+        type=positive_int,
+        default=4,
+        help="refine: candidates measured per round (default 4)",
+    )
+    p.add_argument(
+        "--agree",
+        type=fraction_or_zero,
+        default=0.0,
+        help="refine: accept a move only if it lowers the loss on at least this share of the "
+        "loss windows / documents (default 0: the mean decides; 1: every window)",
+    )
+    p.add_argument(
+        "--init",
+        default=None,
+        help="refine: start from this rank config (same model, weights, method, calibration and "
+        "choices) instead of greedy's answer",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -203,6 +228,48 @@ def _parse_choices(text: str | None) -> tuple[int, ...] | None:
         ) from None
 
 
+def fraction_or_zero(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return v
+
+
+def _init_choices(
+    path: str, model: str, model_hash: str, choices: tuple[int, ...], spec: Any
+) -> np.ndarray:
+    """Choice indices of the rank config at ``path`` (refine's ``--init``), checked against
+    this run's model, weights, method, calibration and choices."""
+    cfg = _load_config(path)
+    if cfg.model != model or cfg.model_hash != model_hash:
+        raise InputError(
+            f"the config is for {cfg.model} ({cfg.model_hash}), this run for {model} "
+            f"({model_hash})",
+            path,
+            field="model_hash",
+        )
+    if cfg.method != spec.method or _spec_of(cfg, path) != spec:
+        raise InputError(
+            f"the config's method / calibration ({cfg.method}, {cfg.meta.get('calibration')}) "
+            f"differ from this run's ({spec.to_dict()})",
+            path,
+            field="meta.calibration",
+        )
+    ch = list(choices)
+    out = []
+    for i, pair in enumerate(zip(cfg.r_qk, cfg.r_v, strict=True)):
+        for kind, r in zip(("r_qk", "r_v"), pair, strict=True):
+            if r not in ch:
+                raise InputError(
+                    f"rank {r} is not one of the choices {ch}", path, field=f"layers[{i}].{kind}"
+                )
+            out.append(ch.index(r))
+    return np.asarray(out, np.int64)
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     from mallocgame.cli import progress
     from mallocgame.rank import sensitivity as sv
@@ -229,6 +296,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
     spec = sv.CalibSpec(
         args.model, args.cal_bases or d.bases, args.cal_loss or d.loss, d.window, args.method
     )
+    init = None
+    if args.init is not None:
+        if args.solver != "refine":
+            raise InputError("--init is for --solver refine", field="init")
+        init = _init_choices(args.init, args.model, sv.model_file_hash(args.model), choices, spec)
     use_cache = not args.no_cache
     evaluator = None
     with progress(f"{args.model}: rank tables (calibration text)", quiet=args.json):
@@ -245,7 +317,17 @@ def cmd_rank(args: argparse.Namespace) -> int:
         )
     t1 = time.perf_counter()
     with progress(f"solving with {args.solver}", quiet=args.json):
-        kw: dict[str, Any] = {"max_evals": args.max_evals} if args.solver == "greedy" else {}
+        kw: dict[str, Any] = {}
+        if args.solver in ("greedy", "refine"):
+            kw["max_evals"] = args.max_evals
+        if args.solver == "refine":
+            kw |= {
+                "refine_evals": args.refine_evals,
+                "refine_top_k": args.refine_top_k,
+                "agree": args.agree,
+            }
+            if init is not None:
+                kw["init"] = init
         idx = solvers.solve(
             tables,
             budget,
@@ -267,6 +349,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         "tables_cached": bool(tables.meta.get("cached")),
         "tables_seconds": t1 - t0,
         "solve_seconds": t2 - t1,
+        "solver_options": {k: v for k, v in kw.items() if k != "init"},
+        "init": args.init,
         "evaluations": None if evaluator is None else evaluator.n_evaluated,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -289,16 +289,21 @@ class Evaluator:
         return _minilm.block(p, self.cfg, x, jnp.asarray(batch[1]), False)[0]
 
     def _head(self, xs: list[jax.Array]) -> Any:
-        """SmolLM2: summed NLL and token count; MiniLM: embeddings [N, D]."""
+        """SmolLM2: mean next-token NLL of each loss window, float64[W]; MiniLM: embeddings
+        [N, D]."""
         if self.name == "smollm2":
-            total, count = 0.0, 0
+            out = []
             for x, b in zip(xs, self._batches, strict=True):
                 ids = b[0]
-                total += float(
-                    _smollm2._token_nll(self.model.params, x, jnp.asarray(ids), self.cfg.rms_eps)
-                )
-                count += ids.shape[0] * (ids.shape[1] - 1)
-            return total / count
+                for j in range(ids.shape[0]):
+                    nll = _smollm2._token_nll(
+                        self.model.params,
+                        x[j : j + 1],
+                        jnp.asarray(ids[j : j + 1]),
+                        self.cfg.rms_eps,
+                    )
+                    out.append(float(nll) / (ids.shape[1] - 1))
+            return np.asarray(out, np.float64)
         return np.concatenate(
             [
                 np.asarray(_minilm.pool(x, jnp.asarray(b[1])), np.float64)
@@ -363,8 +368,10 @@ class Evaluator:
         r = np.asarray(self.choices)[idx]
         return tuple((int(a), int(b)) for a, b in zip(r[0::2], r[1::2], strict=True))
 
-    def loss_of_ranks(self, ranks: tuple[tuple[int, int], ...]) -> float:
-        """Calibration loss of per-layer ``(r_qk, r_v)`` ranks (memoised)."""
+    def window_losses_of_ranks(self, ranks: tuple[tuple[int, int], ...]) -> np.ndarray:
+        """Calibration loss of per-layer ``(r_qk, r_v)`` ranks on each loss window (SmolLM2:
+        ``mean NLL - full mean NLL`` per window) / document (MiniLM: ``1 - cosine``),
+        float64[W] (memoised; their mean is :meth:`loss_of_ranks`)."""
         self.n_calls += 1
         hit = self.memo.get(ranks)
         if hit is not None:
@@ -372,19 +379,54 @@ class Evaluator:
         t0 = time.perf_counter()
         out = self._forward(ranks)
         if self.name == "smollm2":
-            loss = float(out - self._reference)
+            per = np.asarray(out - self._reference, np.float64)
         else:
-            loss = float(1.0 - np.mean(np.sum(out * self._reference, axis=1)))
-        self.memo[ranks] = loss
+            per = 1.0 - np.sum(out * self._reference, axis=1)
+        per.setflags(write=False)
+        self.memo[ranks] = per
         self.n_evaluated += 1
         self.seconds += time.perf_counter() - t0
-        return loss
+        return per
+
+    def loss_of_ranks(self, ranks: tuple[tuple[int, int], ...]) -> float:
+        """Calibration loss of per-layer ``(r_qk, r_v)`` ranks (memoised)."""
+        return float(np.mean(self.window_losses_of_ranks(ranks)))
 
     def __call__(self, choice_idx: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
         idx = np.asarray(choice_idx, np.int64)
         if idx.ndim == 1:
             idx = idx[None]
         return np.asarray([self.loss_of_ranks(self.ranks_of(row)) for row in idx], np.float64)
+
+    def window_losses(self, choice_idx: np.ndarray | Sequence[Sequence[int]]) -> np.ndarray:
+        """Per-window calibration losses of choice vectors, float64[N, W] (rows of
+        :meth:`__call__` are their means)."""
+        idx = np.asarray(choice_idx, np.int64)
+        if idx.ndim == 1:
+            idx = idx[None]
+        return np.stack([self.window_losses_of_ranks(self.ranks_of(row)) for row in idx])
+
+    def pin(self, choice_idx: Sequence[int] | None) -> None:
+        """Keep every layer input of one config (e.g. a local search's current one) cached
+        until the next ``pin``, besides the full model's, so that each config that agrees with
+        it on layers ``0..i-1`` runs layers ``i..`` only. ``None`` unpins."""
+        self._pinned = {k: v for k, v in self._pinned.items() if k == self._full[: len(k)]}
+        if choice_idx is None:
+            return
+        ranks = self.ranks_of(choice_idx)
+        xs = None
+        for i in range(1, self.n_layers + 1):
+            key = ranks[:i]
+            hit = self._pinned.get(key)
+            if hit is None:
+                hit = self._prefix.get(key)
+            if hit is None:  # recompute from here on, all pinned
+                if xs is None:
+                    xs = [self._embed(b) for b in self._batches]
+                p = self.layer(i - 1, *ranks[i - 1])
+                hit = [self._block(p, x, b) for x, b in zip(xs, self._batches, strict=True)]
+            self._pinned[key] = hit
+            xs = hit
 
 
 # ----------------------------------------------------------------------------- tables
@@ -424,16 +466,26 @@ def energy_table(setup: RankSetup, choices: Sequence[int]) -> np.ndarray:
     return np.stack(rows)
 
 
-def sens_table(evaluator: Evaluator, progress: Callable[[str], None] | None = None) -> np.ndarray:
-    """``sens[P, C]``: loss with one part lowered at a time (0 at full rank)."""
+def sens_table(
+    evaluator: Evaluator,
+    progress: Callable[[str], None] | None = None,
+    known: np.ndarray | None = None,
+) -> np.ndarray:
+    """``sens[P, C]``: loss with one part lowered at a time (0 at full rank). ``known``:
+    entries already measured (the same evaluator's losses, NaN where not), kept as they are."""
     C = len(evaluator.choices)
     P = 2 * evaluator.n_layers
     sens = np.zeros((P, C))
+    if known is not None:
+        sens[:, : C - 1] = known[:, : C - 1]
     t0 = time.perf_counter()
     for p in range(P):
-        rows = np.full((C - 1, P), C - 1, np.int64)
-        rows[:, p] = np.arange(C - 1)
-        sens[p, : C - 1] = evaluator(rows)
+        cs = np.nonzero(np.isnan(sens[p, : C - 1]) | (known is None))[0]
+        if len(cs) == 0:
+            continue
+        rows = np.full((len(cs), P), C - 1, np.int64)
+        rows[:, p] = cs
+        sens[p, cs] = evaluator(rows)
         if progress is not None:
             progress(
                 f"sens: part {p + 1}/{P} ({evaluator.n_evaluated} runs, "
@@ -523,6 +575,31 @@ def _progress_to_stderr(msg: str) -> None:
     print(f"[rank tables] {msg}", file=sys.stderr, flush=True)
 
 
+def _default_tables(
+    model: Any, spec: CalibSpec, fisher_probes: int, choices: tuple[int, ...]
+) -> RankTables | None:
+    """The cached tables of the default choices for the same weights, calibration spec and
+    Fisher probes (found by their cache key, so they were measured exactly as these would
+    be), if ``choices`` differ from the default and share ranks with it; else None."""
+    default = DEFAULT_CHOICES[spec.model]
+    if choices == default or not set(choices[:-1]) & set(default[:-1]):
+        return None
+    key = _spec_key(
+        model.model_hash, spec, {"choices": list(default), "fisher_probes": fisher_probes}
+    )
+    path = cache_dir() / f"tables-{spec.model}-{key}.npz"
+    if not path.is_file():
+        return None
+    try:
+        t = RankTables.load(str(path))
+    except (OSError, ValueError, KeyError):
+        return None
+    if t.model_hash != model.model_hash or t.choices != default or not np.all(np.isfinite(t.sens)):
+        return None
+    t.meta["path"] = str(path)
+    return t
+
+
 def build_tables(
     model_name: str,
     *,
@@ -564,14 +641,32 @@ def build_tables(
                 t, seq_len=seq_len, cost=cost, full_cost=full_cost, meta=meta | {"cached": True}
             )
     t0 = time.perf_counter()
+    base = _default_tables(model, spec, fisher_probes, choices) if use_cache else None
     setup = load_setup(spec, use_cache)
     if evaluator is None or evaluator.setup is not setup or evaluator.choices != choices:
         evaluator = Evaluator(setup, choices)
     if progress:
         progress(f"{model_name}: energy and Fisher")
     energy = energy_table(setup, choices)
-    fisher = fisher_table(setup, probes=fisher_probes)
-    sens = sens_table(evaluator, progress)
+    known = None
+    if base is None:
+        fisher = fisher_table(setup, probes=fisher_probes)
+    else:
+        # Same weights, calibration spec and Fisher probes (the cache key says so): the Fisher
+        # pass does not depend on the choices, and the one-part runs of shared ranks are the
+        # same runs; only the new ranks' columns are measured.
+        fisher = base.fisher.copy()
+        known = np.full((2 * MODEL_SHAPES[model_name].n_layers, len(choices)), np.nan)
+        for c, r in enumerate(choices):
+            if r in base.choices:
+                known[:, c] = base.sens[:, base.choices.index(r)]
+        meta["reused"] = base.meta["path"]
+        if progress:
+            new = [r for r in choices[:-1] if r not in base.choices]
+            progress(
+                f"{model_name}: sens of ranks {new} measured, the rest from {base.meta['path']}"
+            )
+    sens = sens_table(evaluator, progress, known)
     tables = RankTables(
         model_name,
         model.model_hash,

@@ -238,3 +238,74 @@ def test_evaluator_matches_a_direct_forward_and_tables_are_cached(ranked, env) -
     from mallocgame.rank.tables import cost_table
 
     np.testing.assert_allclose(t.cost, cost_table("minilm", (16, 32), 128)[0])
+
+
+def test_rank_refine_from_a_greedy_config(ranked, env, tmp_path, capsys) -> None:
+    """``--solver refine --init`` starts from another run's config and never ends worse on the
+    calibration loss; an --init of other calibration text, or without refine, is refused."""
+    summary, out = ranked
+    ref = tmp_path / "refined.json"
+    args = ["rank", "--model", "minilm", "--budget", "0.6", "--solver", "refine"] + SMALL
+    capsys.readouterr()
+    rc = main(
+        args
+        + ["--init", str(out), "--refine-evals", "8", "--agree", "1", "--out", str(ref), "--json"]
+    )
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["solver"] == "refine" and r["init"] == str(out)
+    assert r["solver_options"]["refine_evals"] == 8 and r["solver_options"]["agree"] == 1.0
+    assert r["flops_fraction"] <= 0.6
+    assert r["calibration_loss"] <= summary["calibration_loss"] + 1e-9
+    # the init must match this run's calibration text and solver
+    other = ["rank", "--model", "minilm", "--budget", "0.6", "--solver", "refine"] + SMALL[:-1]
+    assert main(other + ["2", "--init", str(out), "--out", str(ref)]) == 2  # --cal-loss 2
+    assert "meta.calibration" in capsys.readouterr().err
+    greedy = ["rank", "--model", "minilm", "--budget", "0.6", "--solver", "greedy"] + SMALL
+    assert main(greedy + ["--init", str(out), "--out", str(ref)]) == 2
+    assert "field 'init'" in capsys.readouterr().err
+
+
+def test_evaluator_window_losses_and_pin(ranked, env) -> None:
+    """Per-document losses average to the loss; pinning a config changes no number and makes
+    a config that differs from it in the last layer run that layer only."""
+    from mallocgame.rank import sensitivity as sv
+
+    ev = sv.Evaluator(sv.load_setup(sv.CalibSpec("minilm", bases=8, loss=1)), (16, 32))
+    idx = np.ones(12, np.int64)
+    idx[[2, 5]] = 0
+    w = ev.window_losses(idx)
+    assert w.shape == (1, 1) and w[0, 0] == pytest.approx(ev(idx)[0])
+    other = idx.copy()
+    other[11] = 0
+    fresh = sv.Evaluator(ev.setup, (16, 32))
+    fresh.pin(idx)
+    calls = []
+    real = fresh.layer
+    fresh.layer = lambda i, *r: calls.append(i) or real(i, *r)
+    assert fresh(other)[0] == pytest.approx(sv.Evaluator(ev.setup, (16, 32))(other)[0], abs=1e-6)
+    assert calls == [5]  # MiniLM has 6 layers: only the last ran
+    fresh.pin(None)
+    assert fresh(idx)[0] == pytest.approx(ev(idx)[0], abs=1e-6)
+
+
+def test_tables_with_a_new_rank_reuse_the_default_tables(ranked, env, monkeypatch) -> None:
+    """Tables for choices that add a rank to the (cached) default ones measure only the new
+    rank's column; the shared columns and the Fisher pass come from the cached tables."""
+    from mallocgame.rank import sensitivity as sv
+
+    spec = sv.CalibSpec("minilm", bases=8, loss=1)
+    monkeypatch.setitem(sv.DEFAULT_CHOICES, "minilm", (16, 32))  # the fixture's tables
+    base = sv.build_tables("minilm", choices=(16, 32), spec=spec)
+    assert base.meta["cached"]
+    ev = sv.Evaluator(sv.load_setup(spec, True), (8, 16, 32))  # the setup build_tables uses
+    t = sv.build_tables("minilm", choices=(8, 16, 32), spec=spec, evaluator=ev)
+    assert not t.meta["cached"] and t.meta["reused"].endswith(".npz")
+    assert ev.n_evaluated == 12  # one run per part at rank 8 (the full model is not counted)
+    np.testing.assert_array_equal(t.sens[:, 1:], base.sens)
+    np.testing.assert_array_equal(t.fisher, base.fisher)
+    rows = np.full((12, 12), 2, np.int64)
+    rows[np.arange(12), np.arange(12)] = 0
+    np.testing.assert_allclose(t.sens[:, 0], sv.Evaluator(ev.setup, (8, 16, 32))(rows))
+    assert np.all(t.sens[:, 0] >= t.sens[:, 1] - 1e-3)
+    assert sv.build_tables("minilm", choices=(8, 16, 32), spec=spec).meta["cached"]
