@@ -4,6 +4,8 @@
     python benchmarks/bench_rank_fidelity.py --models minilm --budgets 0.5,0.3 --json-out r.json
     python benchmarks/bench_rank_fidelity.py --models smollm2 --eval-windows 8 --max-evals 60
     python benchmarks/bench_rank_fidelity.py --models smollm2 --cal-loss 4 --max-evals 600
+    python benchmarks/bench_rank_fidelity.py --models smollm2 --cal-loss 4 \
+        --solvers uniform,refine,refine:agree=1 --init-json old.json --refine-evals 300
 
 For each model: the rank tables (measured on the calibration half of ``lee_background.cor``,
 cached under ``$MALLOCGAME_CACHE/rank``), then each solver at each budget, then fidelity on
@@ -15,7 +17,10 @@ held-out text that no solver saw:
   Pearson / Spearman against the human similarity scores are reported too.
 
 ``vs uniform`` = the solver's held-out loss divided by the ``uniform`` solver's at the same
-budget (the goal: below 0.5). Rows are written to ``--json-out`` after each one (atomically);
+budget (the goal: below 0.5). A solver may carry keyword arguments, ``NAME:key=value:...``
+(e.g. ``refine:agree=1``, numbers parsed), and its row is named by that whole string.
+``--init-json`` starts ``refine`` from the config of another run's ``--init-solver`` row
+(default greedy) at the same model and budget, instead of running greedy first. Rows are written to ``--json-out`` after each one (atomically);
 ``--resume`` skips rows already there. ``--cal-bases`` / ``--cal-loss`` choose the calibration
 text (as in ``mallocgame rank``): more loss windows make the tables and greedy's measurements
 less specific to one window of text (and cost proportionally more). The same measurement with seeds, statistics, pictures
@@ -88,6 +93,37 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def parse_solver(name: str) -> tuple[str, dict[str, Any]]:
+    """``"refine:agree=1:min_gain=0.01"`` -> ``("refine", {"agree": 1.0, "min_gain": 0.01})``."""
+    base, *opts = name.split(":")
+    kw: dict[str, Any] = {}
+    for o in opts:
+        k, sep, v = o.partition("=")
+        if not sep:
+            raise SystemExit(f"bad solver option {o!r} in {name!r}: expected key=value")
+        try:
+            kw[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+        except ValueError:
+            kw[k] = v
+    return base, kw
+
+
+def init_config(rows: list[dict[str, Any]], tables: Any, model: str, budget: float, solver: str):
+    """Choice indices of ``solver``'s config at ``model`` / ``budget`` in an earlier run."""
+    import numpy as np
+
+    for r in rows:
+        if r["model"] == model and r["budget"] == budget and r["solver"] == solver:
+            if r["model_hash"] != tables.model_hash:
+                raise SystemExit(f"--init-json: {solver} row is for other weights ({model})")
+            ch = list(tables.choices)
+            return np.asarray(
+                [ch.index(x) for pair in zip(r["r_qk"], r["r_v"], strict=True) for x in pair],
+                np.int64,
+            )
+    raise SystemExit(f"--init-json: no {solver} row for {model} at budget {budget:g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="minilm,smollm2")
@@ -101,6 +137,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-evals", type=int, default=150, help="greedy: calibration evaluations")
     ap.add_argument("--top-k", type=int, default=3, help="greedy: candidates measured per move")
     ap.add_argument("--time-limit", type=float, default=None, help="per solver run, seconds")
+    ap.add_argument("--refine-evals", type=int, default=200, help="refine: evaluations")
+    ap.add_argument("--refine-top-k", type=int, default=4, help="refine: candidates per round")
+    ap.add_argument(
+        "--init-json",
+        default=None,
+        help="refine starts from the --init-solver row of this earlier bench JSON (same budget)",
+    )
+    ap.add_argument("--init-solver", default="greedy")
+    ap.add_argument(
+        "--choices",
+        default=None,
+        help="comma-separated ranks (one model; default: the model's default choices); tables "
+        "of new ranks reuse the cached default tables' shared columns",
+    )
     ap.add_argument(
         "--no-calib-loss", action="store_true", help="skip each answer's calibration loss"
     )
@@ -126,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.resume and out_json.is_file():
         rows = json.loads(out_json.read_text())["rows"]
     done = {(r["model"], r["budget"], r["solver"]) for r in rows}
+    init_rows = json.loads(Path(a.init_json).read_text())["rows"] if a.init_json else []
 
     def save() -> None:
         doc = {
@@ -144,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = sv.CalibSpec(
             model_name, a.cal_bases or d.bases, a.cal_loss or d.loss, d.window, d.method
         )
-        tables = sv.build_tables(model_name, spec=spec)
+        choices = tuple(int(c) for c in a.choices.split(",")) if a.choices else None
+        tables = sv.build_tables(model_name, spec=spec, choices=choices)
         setup = sv.load_setup(spec)
         ev = sv.Evaluator(setup, tables.choices)
         held = HeldOut(setup.model, model_name, a.eval_windows, spec.window)
@@ -156,17 +208,23 @@ def main(argv: list[str] | None = None) -> int:
                 if (model_name, b, name) in done:
                     continue
                 t1 = time.perf_counter()
+                base, kw = parse_solver(name)
+                if base == "refine":
+                    kw = {"refine_evals": a.refine_evals, "refine_top_k": a.refine_top_k} | kw
+                    if a.init_json:
+                        kw["init"] = init_config(init_rows, tables, model_name, b, a.init_solver)
                 r = solve_and_judge(
                     tables,
                     setup,
                     ev,
                     held,
                     b,
-                    name,
+                    base,
                     time_limit=a.time_limit,
                     max_evals=a.max_evals,
                     top_k=a.top_k,
                     calibration_loss=not a.no_calib_loss,
+                    solver_kw=kw,
                 )
                 h, t_solve = r["heldout"], r.pop("solve_s")
                 rows.append(
@@ -179,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
                         "solve_seconds": t_solve,
                         "eval_windows": a.eval_windows if model_name == "smollm2" else None,
                         "calibration": spec.to_dict(),
-                        "max_evals": a.max_evals if name == "greedy" else None,
+                        "choices": list(tables.choices),
+                        "max_evals": a.max_evals if base in ("greedy", "refine") else None,
+                        "solver_kw": {k: v for k, v in kw.items() if k != "init"},
+                        "init": (f"{a.init_json}:{a.init_solver}" if "init" in kw else None),
                     }
                 )
                 save()

@@ -34,7 +34,7 @@ from mallocgame.bench.runner import RunLog, host_info, read_jsonl
 from mallocgame.errors import InputError
 from mallocgame.workload import atomic_write_bytes, atomic_write_text
 
-DETERMINISTIC = ("uniform", "spectral", "fisher", "greedy")
+DETERMINISTIC = ("uniform", "spectral", "fisher", "greedy", "refine")
 DEFAULT_BUDGETS = (0.5, 0.3)
 
 
@@ -104,14 +104,17 @@ def solve_and_judge(
     max_evals: int = 150,
     top_k: int = 3,
     calibration_loss: bool = True,
+    solver_kw: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One rank solver at one budget: its config, FLOPs, calibration loss (optional, measured
-    with ``ev``) and held-out fidelity (``held``), with the solve's time and evaluations."""
+    with ``ev``) and held-out fidelity (``held``), with the solve's time and evaluations.
+    ``solver_kw``: further keyword arguments of the solver (e.g. ``refine``'s)."""
     from mallocgame.rank import solvers as rs
     from mallocgame.rank.lowrank import attention_flops, lowrank_params
 
     t0 = time.perf_counter()
-    kw = {"max_evals": max_evals, "top_k": top_k} if solver == "greedy" else {}
+    kw = {"max_evals": max_evals, "top_k": top_k} if solver in ("greedy", "refine") else {}
+    kw.update(solver_kw or {})
     n0 = ev.n_evaluated
     idx = rs.solve(tables, budget, solver, evaluator=ev, seed=seed, time_limit=time_limit, **kw)
     solve_s = time.perf_counter() - t0
