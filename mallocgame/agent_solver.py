@@ -337,6 +337,15 @@ def best_fit_actions(game: Any) -> list[int]:
     return acts
 
 
+def best_fit_line(instance: Any, source: str) -> Line:
+    """The :class:`Line` of playing ``instance`` with best fit from the start (for ``msa``'s
+    order: ``msa``'s line)."""
+    from mallocgame import _native
+
+    game = _native.Game(instance)
+    return _line_of(game, best_fit_actions(game), source)
+
+
 def _key(objective: str, ret: float, solved: bool) -> tuple:
     # fit-all: solved first, then bytes placed (= the return); time: the return
     return (solved, ret) if objective == "fit-all" else (ret,)
@@ -477,7 +486,6 @@ class Improver:
         return _line_of(g, acts, "improved")
 
     def reorder(self, line: Line) -> Line:
-        from mallocgame import _native
 
         around = np.asarray(line.instance.order()) if self.rng.random() < 0.5 else self.base_order
         b = around.shape[0]
@@ -485,10 +493,8 @@ class Improver:
         rank[around] = np.arange(b)
         noise = self.rng.lognormal(0.0, 0.5 + self.rng.random(), size=b)
         order = np.argsort(rank * noise, kind="stable").astype(np.int64)
-        g = _native.Game(self.problem.instance(order))
-        acts = best_fit_actions(g)
         self.evaluations += 1
-        return _line_of(g, acts, "improved")
+        return best_fit_line(self.problem.instance(order), "improved")
 
 
 #: the least share of the local search's time each kind of step gets (see :func:`improve`)
@@ -664,7 +670,6 @@ def agent_solve(
     the local search vanish). Without the local search (``improve_search=False``) further
     rounds of sampled games fill the budget. Returns ``(offsets, extra)``; ``extra["split"]``
     reports the measured split."""
-    from mallocgame import _native
 
     if not 0.0 < agent_share <= 1.0:
         raise ValueError(f"agent_share must be in (0, 1], got {agent_share}")
@@ -715,9 +720,7 @@ def agent_solve(
     agent_best = max(lines, key=lambda ln: _key(obj, ln.ret, ln.solved))
     agent_wall = time.perf_counter() - t0
 
-    msa_game = _native.Game(instance)
-    msa_acts = best_fit_actions(msa_game)
-    msa_line = _line_of(msa_game, msa_acts, "msa")
+    msa_line = best_fit_line(instance, "msa")
 
     candidates = sorted(lines, key=lambda ln: _key(obj, ln.ret, ln.solved), reverse=True)
     if include_msa:
@@ -732,8 +735,7 @@ def agent_solve(
         # Packing lives or dies by the order: also start from the classic packing orders
         # (size, area = size x lifetime, lifetime; each descending), played with best fit.
         for o in _packing_orders(problem):
-            g = _native.Game(problem.instance(o))
-            candidates.append(_line_of(g, best_fit_actions(g), "improved"))
+            candidates.append(best_fit_line(problem.instance(o), "improved"))
         candidates.sort(key=lambda ln: ln.key(obj), reverse=True)
     best = candidates[0]
     evaluations = 0
@@ -821,12 +823,9 @@ register_solver("agent", _solver)
 def _local_search(problem: Problem, rng: np.random.Generator, time_limit: float | None):
     """The ablation of ``agent``: the same local search (:func:`improve`) from ``msa``'s line
     alone, for the whole time limit, with no agent games and no policy ordering the moves."""
-    from mallocgame import _native
-
     t0 = time.perf_counter()
     order = msa_order(problem)
-    game = _native.Game(problem.instance(order))
-    start = _line_of(game, best_fit_actions(game), "msa")
+    start = best_fit_line(problem.instance(order), "msa")
     seed = int(rng.integers(0, 2**31 - 1))
     budget = 1.0 if time_limit is None else float(time_limit)
     steps: dict[str, Any] = {}

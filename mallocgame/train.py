@@ -287,11 +287,9 @@ def evaluate_greedy(agent, pool: list[PreparedProblem]) -> dict[str, float]:
 def demo_lines(pp: PreparedProblem, seconds: float, seed: int = 0) -> list[list[int]]:
     """Lines of play to imitate on one problem: ``msa``'s line and, when the exact local
     search of :mod:`mallocgame.agent_solver` finds one within ``seconds``, a better line."""
-    from mallocgame import _native
-    from mallocgame.agent_solver import _line_of, best_fit_actions, improve
+    from mallocgame.agent_solver import best_fit_line, improve
 
-    g = _native.Game(pp.instance)
-    msa = _line_of(g, best_fit_actions(g), "msa")
+    msa = best_fit_line(pp.instance, "msa")
     lines = [msa.actions]
     if seconds > 0:
         best, _ = improve(None, pp.problem, pp.order, [msa], time.perf_counter() + seconds, seed,

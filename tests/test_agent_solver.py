@@ -187,13 +187,11 @@ def test_local_search_kinds_of_step(agent):
     import time
 
     from mallocgame import _native
-    from mallocgame.agent_solver import _line_of, best_fit_actions, improve
+    from mallocgame.agent_solver import best_fit_line, improve
 
     p = problem(4, n=40, capacity="20%")
     order = solvers.msa_order(p)
-    inst = p.instance(order)
-    g = _native.Game(inst)
-    msa = _line_of(g, best_fit_actions(g), "msa")
+    msa = best_fit_line(p.instance(order), "msa")
     for reorder in (True, False):
         stats: dict = {}
         best, evals = improve(
