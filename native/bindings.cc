@@ -153,6 +153,14 @@ py::array_t<int64_t> to_numpy(const std::vector<int64_t>& v) {
   return out;
 }
 
+// One value per buffer, by buffer index, from an Instance accessor.
+py::array_t<double> per_buffer(const Instance& in, double (Instance::*value)(int32_t) const) {
+  py::array_t<double> out(static_cast<py::ssize_t>(in.num_buffers()));
+  double* p = out.mutable_data();
+  for (int32_t b = 0; b < in.num_buffers(); ++b) p[b] = (in.*value)(b);
+  return out;
+}
+
 std::shared_ptr<Instance> make_instance(py::handle sizes, py::handle starts, py::handle ends,
                                         py::handle instr_flops, py::handle access_ptr,
                                         py::handle access_buffer, py::handle access_bytes,
@@ -313,6 +321,14 @@ access_bytes [A] float64.)doc")
              return to_numpy(std::vector<int64_t>(in.order().begin(), in.order().end()));
            },
            "The presentation order: turn t decides buffer order()[t].")
+      .def("static_benefits", [](const Instance& in) { return per_buffer(in, &Instance::static_benefit); },
+           "float64[B]: each buffer's reward going fast while every other buffer is slow.")
+      .def("densities", [](const Instance& in) { return per_buffer(in, &Instance::density); },
+           "float64[B]: static benefit / (size * duration).")
+      .def("density_ranks", [](const Instance& in) { return per_buffer(in, &Instance::density_rank); },
+           "float64[B]: the fraction of buffers whose density is strictly below each one's.")
+      .def_property_readonly("mean_benefit", &Instance::mean_benefit,
+                             "The mean static benefit over all buffers.")
       .def("conflicts",
            [](const Instance& in, int64_t b) {
              if (b < 0 || b >= in.num_buffers()) {

@@ -84,6 +84,33 @@ class ReferenceGame:
 
         self.time_begin = min(self.starts)
         self.time_span = max(self.ends) - self.time_begin
+
+        # Static values (docs/game.md, buffer.density_rank ...): the reward of each buffer alone
+        # in fast memory, per byte and schedule position, and its rank among all buffers.
+        self.static_benefit = []
+        for b in range(self.num_buffers):
+            if self.objective == "fit-all":
+                value = self.sizes[b] / self.total_bytes
+            else:
+                saved = 0.0
+                for i in self.touched[b]:
+                    before = self.instruction_time(i, lambda j: False)
+                    after = self.instruction_time(i, lambda j, b=b: j == b)
+                    saved += before - after
+                value = saved / self.reward_scale
+            self.static_benefit.append(value)
+        total = 0.0
+        for value in self.static_benefit:  # in order, as the core sums (not math.fsum / sum)
+            total += value
+        self.mean_benefit = total / self.num_buffers
+        self.density = [
+            self.static_benefit[b] / (float(self.sizes[b]) * float(self.ends[b] - self.starts[b]))
+            for b in range(self.num_buffers)
+        ]
+        self.density_rank = [
+            sum(1 for c in range(self.num_buffers) if self.density[c] < self.density[b]) / self.num_buffers
+            for b in range(self.num_buffers)
+        ]
         self.reset()
 
     # ------------------------------------------------------------------ rules
@@ -238,7 +265,7 @@ class ReferenceGame:
 
     # ------------------------------------------------------------------ observation
     def observation_size(self) -> int:
-        return self.grid * self.grid + self.grid + 7 + 4 * self.num_candidates + 6
+        return self.grid * self.grid + self.grid + 11 + 4 * self.num_candidates + 6
 
     def _time_bin(self, j: int) -> tuple[Fraction, Fraction]:
         width = Fraction(self.time_span, self.grid)
@@ -287,7 +314,7 @@ class ReferenceGame:
                             area += dt * da
                     occupancy[j * g + k] = float(area / cell_area)
         live_range = [0.0] * g
-        buffer = [0.0] * 7
+        buffer = [0.0] * 11
         candidates = [0.0] * (4 * k_max)
         undecided = sum(
             self.sizes[b] for b in range(self.num_buffers) if self.offsets[b] == UNDECIDED
@@ -316,7 +343,31 @@ class ReferenceGame:
                 (en - st) / span,
                 min(1.0, max(-1.0, self.fast_reward())),
                 len(self.conflicts[b]) / self.num_buffers,
+                self.density_rank[b],
+                -1.0,
+                0.0,
+                0.0,
             ]
+            reward = self.fast_reward()
+            if reward > 0 and self.mean_benefit > 0:
+                buffer[8] = min(1.0, max(-1.0, math.log2(reward / self.mean_benefit) / 16))
+            peaks = [0, 0]  # contention (denser undecided buffers only), pressure (all)
+            for t in range(st, en):
+                live = sum(
+                    self.sizes[j]
+                    for j in range(self.num_buffers)
+                    if self.offsets[j] >= 0 and self.starts[j] <= t < self.ends[j]
+                )
+                pending = [
+                    j
+                    for j in range(self.num_buffers)
+                    if j != b and self.offsets[j] == UNDECIDED and self.starts[j] <= t < self.ends[j]
+                ]
+                denser = sum(self.sizes[j] for j in pending if self.density[j] > self.density[b])
+                peaks[0] = max(peaks[0], live + denser)
+                peaks[1] = max(peaks[1], live + sum(self.sizes[j] for j in pending))
+            buffer[9] = min(4.0, peaks[0] / cap)
+            buffer[10] = min(4.0, peaks[1] / cap)
             for k, (leftover, offset, gap) in enumerate(self.candidate_details()):
                 candidates[4 * k : 4 * k + 4] = [1.0, offset / cap, leftover / cap, gap / cap]
             blocked = sum(hi - lo for lo, hi in self.occupied_ranges(b))

@@ -383,10 +383,10 @@ def test_observation_layout_and_bounds() -> None:
     k = inst.num_candidates
     assert layout["occupancy"] == (0, 9)
     assert layout["live_range"] == (9, 3)
-    assert layout["buffer"] == (12, 7)
-    assert layout["candidates"] == (19, 4 * k)
-    assert layout["globals"] == (19 + 4 * k, 6)
-    assert inst.observation_size == 19 + 4 * k + 6 == ref.observation_size()
+    assert layout["buffer"] == (12, 11)
+    assert layout["candidates"] == (23, 4 * k)
+    assert layout["globals"] == (23 + 4 * k, 6)
+    assert inst.observation_size == 23 + 4 * k + 6 == ref.observation_size()
     g = Game(inst)
     out = np.full(inst.observation_size, np.nan, dtype=np.float32)
     while True:
@@ -549,6 +549,27 @@ def test_greedy_matches_reference(spec: dict[str, Any], prefix: int) -> None:
     assert game.play_greedy() == pytest.approx(ref.play_greedy(), rel=REL, abs=ABS)
     assert_same_state(game, ref, check_obs=False)
     check_placement_valid(inst, spec, game.offsets())
+
+
+@PROPERTY
+@given(spec=game_specs())
+def test_static_values_match_first_turn_and_reference(spec: dict[str, Any]) -> None:
+    """static_benefits()[b] is the reward b earns going fast on the first turn (every other
+    buffer slow; fit-all: size / total bytes), bit for bit; densities and their ranks agree with the reference game."""
+    inst, ref = build(spec)
+    n = len(spec["sizes"])
+    benefits = inst.static_benefits()
+    for b in range(n):
+        first = dict(spec, order=[b] + [x for x in range(n) if x != b])
+        g = Game(build(first)[0])
+        if not g.done:  # a fit-all game whose first buffer cannot fit is over at once
+            assert g.fast_reward() == benefits[b]
+    assert benefits.tolist() == ref.static_benefit
+    assert inst.densities().tolist() == ref.density
+    assert inst.density_ranks().tolist() == ref.density_rank
+    assert inst.mean_benefit == ref.mean_benefit
+    ranks = inst.density_ranks()
+    assert ((ranks >= 0) & (ranks < 1)).all() and ranks.min() == 0.0
 
 
 @PROPERTY

@@ -56,8 +56,10 @@ std::vector<std::pair<std::string, std::pair<int, int>>> ObservationLayout::entr
       {"candidates", {candidates, num_candidates * kCandidateFeatures}},
       {"globals", {globals, kGlobalFeatures}},
   };
-  const char* buffer_names[kBufferFeatures] = {"size",     "log2_size", "start",    "end",
-                                               "duration", "benefit",   "conflicts"};
+  const char* buffer_names[kBufferFeatures] = {"size",       "log2_size",    "start",
+                                               "end",        "duration",     "benefit",
+                                               "conflicts",  "density_rank", "benefit_rel",
+                                               "contention", "pressure"};
   for (int f = 0; f < kBufferFeatures; ++f) {
     out.push_back({std::string("buffer.") + buffer_names[f], {buffer + f, 1}});
   }
@@ -90,6 +92,42 @@ Instance::Instance(InstanceInput input) {
     lower_bound_time_ += instruction_time(i, all.data(), -1);
   }
   reward_scale_ = all_slow_time_ > 0.0 ? all_slow_time_ : 1.0;
+  build_values();
+}
+
+void Instance::build_values() {
+  // Summed in the same order as Game::evaluate_fast on the all-slow state, so that the static
+  // benefit equals the first turn's fast_reward bit for bit (the reference game relies on it).
+  const int32_t n = num_buffers();
+  std::vector<int64_t> none(static_cast<size_t>(n), -2);
+  std::vector<double> slow(static_cast<size_t>(num_instructions()));
+  for (int32_t i = 0; i < num_instructions(); ++i) slow[i] = instruction_time(i, none.data(), -1);
+  benefit_.assign(static_cast<size_t>(n), 0.0);
+  density_.assign(static_cast<size_t>(n), 0.0);
+  double total = 0.0;
+  for (int32_t b = 0; b < n; ++b) {
+    double value;
+    if (objective_ == Objective::kFitAll) {
+      value = static_cast<double>(size_[b]) / static_cast<double>(total_bytes_);
+    } else {
+      double saved = 0.0;
+      for (const int32_t* p = touched_begin(b); p != touched_end(b); ++p) {
+        saved += slow[*p] - instruction_time(*p, none.data(), b);
+      }
+      value = saved / reward_scale_;
+    }
+    benefit_[b] = value;
+    total += value;
+    density_[b] = value / (static_cast<double>(size_[b]) * static_cast<double>(end_[b] - start_[b]));
+  }
+  mean_benefit_ = total / n;
+  std::vector<double> sorted = density_;
+  std::sort(sorted.begin(), sorted.end());
+  density_rank_.assign(static_cast<size_t>(n), 0.0);
+  for (int32_t b = 0; b < n; ++b) {
+    const auto below = std::lower_bound(sorted.begin(), sorted.end(), density_[b]) - sorted.begin();
+    density_rank_[b] = static_cast<double>(below) / n;
+  }
 }
 
 void Instance::validate_and_copy(InstanceInput& in) {

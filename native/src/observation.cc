@@ -58,6 +58,41 @@ void Game::observe(float* out) {
   buf[4] = static_cast<float>(static_cast<double>(en - st) / spand);
   buf[5] = clamp(fast_reward(), -1.0, 1.0);
   buf[6] = static_cast<float>(static_cast<double>(in.num_conflicts(b)) / in.num_buffers());
+  // Scale-free value features: where b's density ranks among all buffers, its reward now against
+  // the mean static benefit (log2, 1/16 per doubling), and how much fast memory b's live range
+  // would need for what is in use plus the undecided buffers that conflict with b (contention:
+  // only those of higher density, which deserve the room more; pressure: all of them).
+  buf[7] = static_cast<float>(in.density_rank(b));
+  const double reward = fast_reward();
+  buf[8] = reward > 0.0 && in.mean_benefit() > 0.0
+               ? clamp(std::log2(reward / in.mean_benefit()) / 16.0, -1.0, 1.0)
+               : -1.0f;
+  const int32_t s0 = in.segment_begin(b), s1 = in.segment_end(b);
+  pending_all_.assign(static_cast<size_t>(s1 - s0 + 1), 0);
+  pending_denser_.assign(static_cast<size_t>(s1 - s0 + 1), 0);
+  const double density = in.density(b);
+  for (const int32_t* p = in.earlier_conflicts_end(b); p != in.conflicts_end(b); ++p) {
+    const int32_t c = *p;
+    if (offset_[c] != kUndecided) continue;
+    const int32_t a0 = std::max(s0, in.segment_begin(c)) - s0;
+    const int32_t a1 = std::min(s1, in.segment_end(c)) - s0;
+    if (a0 >= a1) continue;
+    pending_all_[a0] += in.size(c);
+    pending_all_[a1] -= in.size(c);
+    if (in.density(c) > density) {
+      pending_denser_[a0] += in.size(c);
+      pending_denser_[a1] -= in.size(c);
+    }
+  }
+  int64_t run_all = 0, run_denser = 0, peak_all = 0, peak_denser = 0;
+  for (int32_t k = 0; k < s1 - s0; ++k) {
+    run_all += pending_all_[k];
+    run_denser += pending_denser_[k];
+    peak_all = std::max(peak_all, live_fast_[s0 + k] + run_all);
+    peak_denser = std::max(peak_denser, live_fast_[s0 + k] + run_denser);
+  }
+  buf[9] = clamp(static_cast<double>(peak_denser) / capd, 0.0, 4.0);
+  buf[10] = clamp(static_cast<double>(peak_all) / capd, 0.0, 4.0);
 
   // (d) The candidates, best fit first.
   for (size_t k = 0; k < cands_.size(); ++k) {

@@ -126,6 +126,7 @@ class Game {
   std::vector<double> new_times_;
   std::vector<std::pair<int64_t, int64_t>> ranges_;  // (offset, top), sorted
   std::vector<Candidate> gaps_;
+  std::vector<int64_t> pending_all_, pending_denser_;  // observe(): per segment of the buffer
 };
 
 }  // namespace mallocgame

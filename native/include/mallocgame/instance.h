@@ -22,7 +22,7 @@ Objective parse_objective(const std::string& name);
 
 // Where each part of the observation vector lies (see docs/game.md).
 struct ObservationLayout {
-  static constexpr int kBufferFeatures = 7;
+  static constexpr int kBufferFeatures = 11;
   static constexpr int kCandidateFeatures = 4;
   static constexpr int kGlobalFeatures = 6;
 
@@ -95,6 +95,16 @@ class Instance {
   const int32_t* touched_begin(int32_t b) const { return touched_.data() + touched_ptr_[b]; }
   const int32_t* touched_end(int32_t b) const { return touched_.data() + touched_ptr_[b + 1]; }
 
+  // ---- static value of each buffer (observation features, docs/game.md)
+  // The reward of placing b fast when every other buffer is slow (fit-all: size / total bytes).
+  double static_benefit(int32_t b) const { return benefit_[b]; }
+  // static_benefit / (size * duration): the reward per byte and schedule position it holds.
+  double density(int32_t b) const { return density_[b]; }
+  // The fraction of all buffers whose density is strictly below b's, in [0, 1).
+  double density_rank(int32_t b) const { return density_rank_[b]; }
+  // The mean static_benefit over all buffers.
+  double mean_benefit() const { return mean_benefit_; }
+
   // ---- buffers
   int64_t size(int32_t b) const { return size_[b]; }
   int64_t start(int32_t b) const { return start_[b]; }
@@ -127,6 +137,7 @@ class Instance {
   void build_conflicts();
   void build_accesses(const InstanceInput& in);
   void build_segments();
+  void build_values();
 
   std::vector<int64_t> size_, start_, end_;
   std::vector<double> flops_;
@@ -154,6 +165,8 @@ class Instance {
   std::vector<int32_t> earlier_count_;
 
   double all_slow_time_ = 0.0, lower_bound_time_ = 0.0, reward_scale_ = 1.0;
+  std::vector<double> benefit_, density_, density_rank_;
+  double mean_benefit_ = 0.0;
 };
 
 }  // namespace mallocgame
