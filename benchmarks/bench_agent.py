@@ -10,7 +10,10 @@ on ``tpuv4i``, for each seed:
 - ``restarts``: the equal-time search baseline, given the agent's actual wall-clock (at least
   the budget);
 - ``msa``: XLA's heuristic (deterministic);
-- ``local-search`` (with ``--ablation``): the agent's local search alone from ``msa``'s line,
+- ``msa-skip``: msa with the lowest-density buffers left slow (deterministic; a stronger
+  heuristic bar, ``mallocgame.solvers``);
+- ``local-search`` (with ``--ablation``): the agent's local search alone from the heuristics'
+  lines (``msa``'s and ``msa-skip``'s),
   no agent games and no policy ordering its moves, given the agent's wall-clock as well --
   what the agent itself adds to ``agent``.
 
@@ -72,6 +75,7 @@ def heldout(args, agent, log) -> dict:
     for spec, wl in items:
         for _, cap, p in splits.make_problems([wl], caps, args.target):
             msa = solvers.solve(p, "msa")
+            skip = solvers.solve(p, "msa-skip")
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
                 off, extra = agent_solve(p, budget=args.budget, seed=seed, copies=args.copies, agent=agent)
@@ -88,7 +92,8 @@ def heldout(args, agent, log) -> dict:
                 raw_t = p.all_slow_time * (1 - extra["agent_raw"])
                 row = {
                     "workload": spec.title, "buffers": wl.num_buffers, "capacity": cap, "seed": seed,
-                    "msa_time": msa.time_s, "agent_time": sol.time_s, "agent_raw_time": raw_t,
+                    "msa_time": msa.time_s, "msa_skip_time": skip.time_s,
+                    "agent_time": sol.time_s, "agent_raw_time": raw_t,
                     "restarts_time": rs.time_s, "agent_wall": wall, "restarts_wall": rs.wall_s,
                     "agent_valid": sol.check().valid, "best_source": extra["best_source"],
                     "restarts_tries": rs.extra.get("restarts"), "evaluations": extra["improve_evaluations"],
@@ -104,6 +109,7 @@ def heldout(args, agent, log) -> dict:
                 vs_ls = "" if ls is None else f"vs local-search {ls.time_s / sol.time_s:.4f}x "
                 log(f"{spec.title:38s} {cap:>4} s{seed} vs msa {msa.time_s / sol.time_s:.4f}x "
                     f"vs restarts {rs.time_s / sol.time_s:.4f}x {vs_ls}raw/msa {msa.time_s / raw_t:.4f}x "
+                    f"raw/msa-skip {skip.time_s / raw_t:.4f}x "
                     f"({extra['best_source']}, agent {wall:.1f}s restarts {rs.wall_s:.1f}s)")
     return summarise(rows, caps)
 
@@ -121,7 +127,10 @@ def summarise(rows: list[dict], caps: list[str]) -> dict:
                                ("agent_vs_restarts", "restarts_time", "agent_time"),
                                ("agent_raw_vs_msa", "msa_time", "agent_raw_time"),
                                ("restarts_vs_msa", "msa_time", "restarts_time"),
-                               ("agent_vs_local_search", "local_time", "agent_time")):
+                               ("agent_vs_local_search", "local_time", "agent_time"),
+                               ("agent_vs_msa_skip", "msa_skip_time", "agent_time"),
+                               ("agent_raw_vs_msa_skip", "msa_skip_time", "agent_raw_time"),
+                               ("msa_skip_vs_msa", "msa_time", "msa_skip_time")):
             t = [np.array([x[num] / x[den] for x in v]) for v in tasks.values() if num in v[0]]
             if t:
                 v, lo, hi = iqm_ci(t)
@@ -174,13 +183,13 @@ def fit_all(args, agent, log) -> dict:
 def markdown(res: dict, args) -> str:
     lines = []
     if "heldout" in res:
-        lines += ["| capacity | agent vs msa (IQM [95% CI]) | agent vs restarts | agent_raw vs msa | restarts vs msa | agent vs local-search | runs |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| capacity | agent vs msa (IQM [95% CI]) | agent vs restarts | agent_raw vs msa | restarts vs msa | agent vs local-search | msa-skip vs msa | agent vs msa-skip | agent_raw vs msa-skip | runs |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for g, r in res["heldout"]["summary"].items():
             def f(k, r=r):
                 e = r.get(k)
                 return "-" if e is None else f"{e['iqm']:.4f}x [{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}] (wins {100 * e['win_rate']:.0f}%, losses {100 * e['loss_rate']:.0f}%)"
-            lines.append(f"| {g} | {f('agent_vs_msa')} | {f('agent_vs_restarts')} | {f('agent_raw_vs_msa')} | {f('restarts_vs_msa')} | {f('agent_vs_local_search')} | {r['runs']} |")
+            lines.append(f"| {g} | {f('agent_vs_msa')} | {f('agent_vs_restarts')} | {f('agent_raw_vs_msa')} | {f('restarts_vs_msa')} | {f('agent_vs_local_search')} | {f('msa_skip_vs_msa')} | {f('agent_vs_msa_skip')} | {f('agent_raw_vs_msa_skip')} | {r['runs']} |")
     if "fit_all" in res:
         fa = res["fit_all"]
         lines += ["", f"fit-all on minimalloc-challenging: {fa['solved']} of {fa['files']} solved (budget {fa['budget_s']} s each)", "",

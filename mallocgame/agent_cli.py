@@ -312,6 +312,17 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         )
     )
     rows.append(_row("msa", msa_time, all_slow, msa_time, msa.wall_s, "XLA's heuristic"))
+    if problem.objective == "time":
+        rows.append(
+            _row(
+                "msa-skip",
+                t_of(extra["msa_skip_return"]),
+                all_slow,
+                msa_time,
+                None,
+                "msa, lowest-density buffers left slow",
+            )
+        )
     restarts = None
     if args.compare_restarts:
         with progress(f"restarts for {wall:.1f} s", quiet=args.json):
@@ -342,8 +353,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if restarts is not None:
         summary["restarts"] = restarts.summary()
     summary["note"] = (
-        "agent_raw: the agent's own games only; best: the best of the agent's games, msa's line "
-        "and the local search guided by the agent (never worse than msa)"
+        "agent_raw: the agent's own games only; best: the best of the agent's games, msa's and "
+        "msa-skip's lines and the local search guided by the agent (never worse than msa)"
     )
     paths = emit.write_outputs(solution, args.out, summary, order=order) if args.out else {}
     summary["outputs"] = paths

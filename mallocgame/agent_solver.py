@@ -13,7 +13,8 @@ How one problem is solved (:func:`agent_solve`):
    sampled copies are dropped and the greedy game finishes alone (the greedy game always
    completes).
 2. **Improvement within the budget** (``improve=True``): a local search over lines of play
-   seeded with the agent's best lines and ``msa``'s line (:func:`improve`). Two kinds of step
+   seeded with the best of the agent's lines, ``msa``'s line and ``msa-skip``'s line (msa's
+   order, the lowest-density buffers left slow; :mod:`mallocgame.solvers`) (:func:`improve`). Two kinds of step
    take turns: *descents* -- along a line, at each turn the alternatives are tried in the order
    of the agent's prior (its policy network at that state), each judged exactly by finishing
    the game with best fit in the native core (``clone`` + ``play_best_fit``), and adopted when
@@ -29,7 +30,8 @@ How one problem is solved (:func:`agent_solve`):
    is one of the candidates, ``best`` is never worse than ``msa``; ``agent_raw`` can be.
 
 The summary keys (``Solution.extra``): ``agent_greedy``, ``agent_raw``, ``msa_return``,
-``best_return``, ``best_source`` (``agent`` | ``msa`` | ``improved``), ``agent_games``,
+``msa_skip_return``, ``best_return``, ``best_source`` (``agent`` | ``msa`` | ``msa-skip`` |
+``improved``), ``agent_games``,
 ``improve_evaluations``, ``agent_wall_s``, ``improve_wall_s``, ``setup_s`` and ``split`` (the
 measured split of the budget: ``agent_s``, ``improve_s``, ``improve_ran``, ``agent_cap_s``,
 ``total_s``, ``over_budget_s``, the first round's probe, whether its sampled copies were
@@ -344,6 +346,22 @@ def best_fit_line(instance: Any, source: str) -> Line:
 
     game = _native.Game(instance)
     return _line_of(game, best_fit_actions(game), source)
+
+
+def skip_line(instance: Any, msa_ret: float) -> Line | None:
+    """The ``msa-skip`` heuristic's line in ``instance``'s order (best fit with the lowest-density
+    buffers left slow, the fraction picked by the cost model), or None when it does not beat
+    ``msa_ret`` (msa's line is then as good) or the objective is fit-all."""
+    from mallocgame.solvers import SKIP_FRACTIONS, play_skip_game
+
+    if instance.objective != "time":
+        return None
+    best = None
+    for q in SKIP_FRACTIONS[1:]:
+        game, acts = play_skip_game(instance, q)
+        if best is None or game.return_so_far > best.ret + 1e-12:
+            best = _line_of(game, acts, "msa-skip")
+    return best if best is not None and best.ret > msa_ret + 1e-12 else None
 
 
 def _key(objective: str, ret: float, solved: bool) -> tuple:
@@ -721,16 +739,11 @@ def agent_solve(
     agent_wall = time.perf_counter() - t0
 
     msa_line = best_fit_line(instance, "msa")
+    skip = skip_line(instance, msa_line.ret) if include_msa else None
 
-    candidates = sorted(lines, key=lambda ln: _key(obj, ln.ret, ln.solved), reverse=True)
-    if include_msa:
-        candidates.insert(
-            0
-            if _key(obj, msa_line.ret, msa_line.solved)
-            > _key(obj, agent_best.ret, agent_best.solved)
-            else 1,
-            msa_line,
-        )
+    # the start lines, best first (on a tie the agent's before the heuristics')
+    heuristics = [ln for ln in (msa_line, skip) if ln is not None] if include_msa else []
+    candidates = sorted(lines + heuristics, key=lambda ln: ln.key(obj), reverse=True)
     if obj == "fit-all":
         # Packing lives or dies by the order: also start from the classic packing orders
         # (size, area = size x lifetime, lifetime; each descending), played with best fit.
@@ -786,6 +799,7 @@ def agent_solve(
         "agent_greedy": greedy.ret,
         "agent_raw": agent_best.ret,
         "msa_return": msa_line.ret,
+        "msa_skip_return": skip.ret if skip is not None else msa_line.ret,
         "best_return": best.ret,
         "best_source": best.source,
         "agent_games": agent_games,
@@ -821,16 +835,21 @@ register_solver("agent", _solver)
 
 
 def _local_search(problem: Problem, rng: np.random.Generator, time_limit: float | None):
-    """The ablation of ``agent``: the same local search (:func:`improve`) from ``msa``'s line
-    alone, for the whole time limit, with no agent games and no policy ordering the moves."""
+    """The ablation of ``agent``: the same local search (:func:`improve`) from the heuristics'
+    lines alone (``msa``'s and ``msa-skip``'s), for the whole time limit, with no agent games
+    and no policy ordering the moves."""
     t0 = time.perf_counter()
     order = msa_order(problem)
-    start = best_fit_line(problem.instance(order), "msa")
+    instance = problem.instance(order)
+    starts = [best_fit_line(instance, "msa")]
+    skip = skip_line(instance, starts[0].ret)
+    if skip is not None:
+        starts.append(skip)
     seed = int(rng.integers(0, 2**31 - 1))
     budget = 1.0 if time_limit is None else float(time_limit)
     steps: dict[str, Any] = {}
     best, evaluations = improve(
-        None, problem, order, [start], t0 + budget, seed, use_prior=False, stats=steps
+        None, problem, order, starts, t0 + budget, seed, use_prior=False, stats=steps
     )
     return best.offsets, {
         "return": best.ret,

@@ -138,7 +138,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def solutions_order(problem, solver: str) -> np.ndarray | None:
     from mallocgame import solvers
 
-    if solver == "msa":
+    if solver in ("msa", "msa-skip"):
         return solvers.msa_order(problem)
     if solver == "greedy-size":
         return solvers.size_order(problem)
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("solve", help="solve one workload with one solver; write the mapping")
     _add_problem_args(p, capacity_default=None)
-    p.add_argument("--solver", default="msa", help="msa, greedy-size, random, all-slow, restarts (see `mallocgame list solvers`)")
+    p.add_argument("--solver", default="msa", help="msa, msa-skip, greedy-size, random, all-slow, restarts (see `mallocgame list solvers`)")
     p.add_argument("--time-limit", type=float, default=None, help="seconds, for search solvers (restarts)")
     p.add_argument("--out", help="mapping CSV (id,lower,upper,size,offset); OUT.json and OUT.msa_overrides.txtpb are written beside it")
     p.set_defaults(fn=cmd_solve)

@@ -11,6 +11,11 @@
 - ``greedy-size``: sizes descending (XLA's GlobalDecreasingSizeBestFitHeap order), best fit.
 - ``random``: random order, uniformly random legal action (seeded).
 - ``all-slow``: nothing in fast memory.
+- ``msa-skip``: ``msa``'s order and best fit, except that the buffers whose *density* (the
+  reward a buffer earns alone in fast memory, per byte and schedule position it holds; see
+  docs/game.md, ``buffer.density_rank``) ranks in the lowest fraction ``q`` stay slow, so that
+  long-lived buffers of little value leave room for better ones; ``q`` is picked among
+  :data:`SKIP_FRACTIONS` by the cost model (``q = 0`` is ``msa``, so it is never worse).
 - ``restarts``: the equal-time search baseline: randomised restarts of the ``msa`` order
   (its priorities perturbed by multiplicative noise), keeping the best; stops at ``time_limit``.
 """
@@ -117,6 +122,49 @@ def _greedy_size(problem: Problem, rng: np.random.Generator, time_limit: float |
     return offsets, {"return": ret}
 
 
+#: the fractions of lowest-density buffers that ``msa-skip`` tries leaving slow
+SKIP_FRACTIONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def play_skip_game(instance, fraction: float) -> tuple:
+    """Plays ``instance`` with best fit, except that the buffers whose density rank is below
+    ``fraction`` stay slow; returns (the finished native Game, its actions)."""
+    from mallocgame import _native
+
+    game = _native.Game(instance)
+    keep = instance.density_ranks() >= fraction
+    actions = []
+    while not game.done:
+        mask = game.legal_mask()
+        act = 1 if (mask[1] and keep[game.current_buffer]) else 0
+        if not mask[act]:  # fit-all: no candidate and slow is illegal (the game ends failed)
+            break
+        game.step(act)
+        actions.append(act)
+    return game, actions
+
+
+def play_skip(problem: Problem, order: np.ndarray, fraction: float) -> tuple[np.ndarray, float]:
+    """Like :func:`play_best_fit`, but the buffers whose density rank is below ``fraction``
+    stay slow. Returns (offsets with -1 for slow, the game's return)."""
+    game, _ = play_skip_game(problem.instance(order), fraction)
+    offsets = np.array(game.offsets(), dtype=np.int64)
+    offsets[offsets < 0] = -1
+    return offsets, float(game.return_so_far)
+
+
+def _msa_skip(problem: Problem, rng: np.random.Generator, time_limit: float | None):
+    order = msa_order(problem)
+    fractions = SKIP_FRACTIONS if problem.objective == "time" else (0.0,)
+    best = None
+    for q in fractions:
+        off, ret = play_skip(problem, order, q)
+        if best is None or ret > best[1] + 1e-12:
+            best = (off, ret, q)
+    off, ret, q = best
+    return off, {"return": ret, "skip_fraction": q}
+
+
 def _random(problem: Problem, rng: np.random.Generator, time_limit: float | None):
     from mallocgame import _native
 
@@ -169,6 +217,7 @@ SOLVERS: dict[str, SolverFn] = {
     "random": _random,
     "all-slow": _all_slow,
     "restarts": _restarts,
+    "msa-skip": _msa_skip,
 }
 
 

@@ -86,6 +86,27 @@ def test_best_is_never_worse_than_msa(agent, seed):
     assert np.isclose(extra["best_return"], 1 - sol.time_s / p.all_slow_time, rtol=1e-6, atol=1e-9)
 
 
+def skip_workload() -> Workload:
+    """A 160-byte buffer live for 10 positions over ten 96-byte one-position buffers; with 160
+    bytes of fast memory msa places the long one and blocks the others, msa-skip leaves it slow."""
+    return Workload.from_intervals("skip", np.arange(11), [160] + [96] * 10, [0] + list(range(10)),
+                                   [10] + list(range(1, 11)))
+
+
+def test_msa_skip_line_is_a_start_line(agent):
+    """optimize starts from msa-skip's line too: without any search time (budget 0, no local
+    search) ``best`` is already msa-skip's mapping, and the local-search ablation gets it."""
+    p = api.make_problem(skip_workload(), 160, T)
+    skip = solvers.solve(p, "msa-skip")
+    assert skip.time_s < solvers.solve(p, "msa").time_s
+    offsets, extra = agent_solve(p, budget=0.0, copies=COPIES, agent=agent, improve_search=False)
+    assert extra["msa_skip_return"] > extra["msa_return"]
+    assert extra["best_return"] >= extra["msa_skip_return"] - 1e-12
+    assert np.isclose(extra["msa_skip_return"], 1 - skip.time_s / p.all_slow_time, rtol=1e-9)
+    ls = solvers.solve(p, "local-search", seed=0, time_limit=0.1)
+    assert ls.time_s <= skip.time_s * (1 + 1e-12)
+
+
 def test_without_msa_and_improvement_it_is_the_agent_alone(agent):
     p = problem(5)
     offsets, extra = agent_solve(
@@ -214,7 +235,7 @@ def test_registered_as_a_solver():
 
 
 def test_local_search_solver_is_the_ablation_without_the_agent():
-    """``local-search``: the agent's local search alone from msa's line (no policy needed),
+    """``local-search``: the agent's local search alone from msa's (and msa-skip's) line (no policy needed),
     for the time limit; valid, never worse than msa."""
     p = problem(5, n=40, capacity="20%")
     sol = solvers.solve(p, "local-search", seed=0, time_limit=0.3)

@@ -32,7 +32,7 @@ def test_size_order(tiny):
     assert solvers.size_order(Problem(tiny, T)).tolist() == [3, 1, 0, 2]
 
 
-@pytest.mark.parametrize("solver", ["msa", "greedy-size", "random", "all-slow", "restarts"])
+@pytest.mark.parametrize("solver", ["msa", "greedy-size", "random", "all-slow", "restarts", "msa-skip"])
 def test_every_solver_valid_on_random_workloads(solver):
     rng = np.random.default_rng(1)
     for _ in range(5):
@@ -54,6 +54,38 @@ def test_msa_beats_all_slow_and_restarts_never_worse(datasets):
     rs = solvers.solve(problem, "restarts", time_limit=0.5)
     assert rs.time_s <= msa.time_s + 1e-15
     assert rs.extra["restarts"] >= 2
+
+
+def test_msa_skip_leaves_a_long_low_density_buffer_slow():
+    # One 100-byte buffer live for 10 positions and ten 60-byte buffers of one position each,
+    # all under it; 100 bytes of fast memory. msa presents the big one first (its boundedness
+    # grows with sqrt(size) under the trace proxy) and it blocks every short one; their density
+    # (benefit per byte and position) is 10x its, so msa-skip leaves it slow and places them.
+    from mallocgame.workload import Workload
+
+    n = 11
+    wl = Workload.from_intervals("skip", np.arange(n), [100] + [60] * 10, [0] + list(range(10)),
+                                 [10] + list(range(1, 11)))
+    problem = api.make_problem(wl, 100, T)
+    ranks = problem.instance(solvers.msa_order(problem)).density_ranks()
+    assert ranks[0] == 0.0 and (ranks[1:] >= 1 / n).all()  # equal densities up to rounding
+    msa = solvers.solve(problem, "msa")
+    skip = solvers.solve(problem, "msa-skip")
+    assert msa.offsets[0] >= 0 and (msa.offsets[1:] < 0).all()
+    assert skip.summary()["valid"] and skip.offsets[0] == -1 and (skip.offsets[1:] >= 0).all()
+    assert skip.time_s < msa.time_s and skip.extra["skip_fraction"] > 0
+    # fit-all: nothing may stay slow on purpose, so it is msa's line
+    fit = api.make_problem(wl, 100, T, objective="fit-all")
+    assert solvers.solve(fit, "msa-skip").offsets.tolist() == solvers.solve(fit, "msa").offsets.tolist()
+
+
+def test_msa_skip_never_worse_than_msa(datasets):
+    wl = api.load_workload(datasets / "ml-traces" / "resnet50.csv")
+    for cap in ("10%", "50%"):
+        problem = api.make_problem(wl, cap)
+        msa, skip = solvers.solve(problem, "msa"), solvers.solve(problem, "msa-skip")
+        assert skip.summary()["valid"] and skip.time_s <= msa.time_s * (1 + 1e-12)
+    assert skip.time_s < msa.time_s  # resnet50 at 50%: leaving the lowest-density 5% slow pays
 
 
 def test_fit_all_on_easy_instance():

@@ -75,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(minilm, smollm2; default minilm)")
     p.add_argument("--suite", default=None, help="zoo, zoo-small, challenging, traces, tiny (added to INSTANCES)")
     p.add_argument("--solvers", default=None,
-                   help="comma-separated: msa, greedy-size, random, all-slow, restarts, cpsat, agent (when registered), "
+                   help="comma-separated: msa, msa-skip, greedy-size, random, all-slow, restarts, cpsat, agent (when registered), "
                         "omnimalloc:NAME (pack only) (default: all baselines, restarts and cpsat; pack adds omnimalloc peers)")
     p.add_argument("--capacities", default=None,
                    help="comma-separated: 10%% (of peak live bytes), bytes (1048576, 4MiB), auto (the number in a minimalloc "

@@ -54,7 +54,7 @@ DEFAULT_SOLVERS = {
 }
 # Solvers whose result does not depend on the seed: one run per (instance, capacity) is
 # enough, but they run every seed anyway unless ``deterministic_once`` (timing samples).
-DETERMINISTIC = ("all-slow", "msa", "greedy-size")
+DETERMINISTIC = ("all-slow", "msa", "greedy-size", "msa-skip")
 # Names that are known but may not be registered in this installation.
 KNOWN_OPTIONAL = {"agent": "the agent solver is not registered (it needs a trained checkpoint)"}
 
@@ -667,7 +667,7 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
     return outcome
 
 
-BUILTIN = ("msa", "greedy-size", "random", "all-slow", "restarts", "cpsat")
+BUILTIN = ("msa", "greedy-size", "random", "all-slow", "restarts", "cpsat", "msa-skip")
 
 
 def _configuration_failure(rec: dict[str, Any]) -> str | None:
