@@ -44,6 +44,14 @@ def test_train_validation_heldout_are_pairwise_disjoint():
     assert splits.is_heldout_program("tiny_bert.csv") and splits.get_split("heldout-large")
     with pytest.raises(ValueError, match="held-out"):
         splits.check_disjoint(validation=splits.VALIDATION + (splits.trace("G_1.csv"),))
+    # the loop programs: scan_mlp trains, scan_glu validates, rnn_scan stays held out
+    loops = {"train-loops": splits.get_split("train-loops"), "validation-loops": splits.get_split("validation-loops")}
+    assert set(splits.TRAIN_WIDE) < set(loops["train-loops"]) and set(splits.VALIDATION) < set(loops["validation-loops"])
+    assert {s.program for s in loops["train-loops"]} - progs["train"] == {"scan_mlp"}
+    assert {s.program for s in loops["validation-loops"]} - progs["validation"] == {"scan_glu"}
+    assert splits.is_validation_program("scan_glu") and not splits.is_heldout_program("scan_mlp")
+    with pytest.raises(ValueError, match="train"):
+        splits.check_disjoint(validation=splits.VALIDATION_LOOPS + (splits.zoo("scan_mlp", layers=2),))
 
 
 def test_layered_traces_are_deterministic_valid_and_sized():

@@ -59,6 +59,10 @@ def test_small_entry_extracts_and_round_trips(name, tmp_path):
         loops = wl.source["while_loops"]
         assert loops and all(lp["known"] and lp["trip_count"] == 5 for lp in loops)
         assert wl.source["alias_edges_confirmed"] > 0
+    if name in ("scan_mlp", "scan_glu"):  # lax.scan over the stacked layers (small: 3 and 2)
+        loops = wl.source["while_loops"]
+        trips = {"scan_mlp": 3, "scan_glu": 2}[name]
+        assert loops and all(lp["known"] and lp["trip_count"] == trips for lp in loops)
     path = tmp_path / f"{name}.workload.json.gz"
     wl.save(path)
     back = Workload.load(path)

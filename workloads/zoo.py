@@ -409,6 +409,90 @@ def embed_train(
     return fn, (params, _opt_state(params, optimizer), ids, labels)
 
 
+# ------------------------------------------------------------------------ scan over layers
+def scan_mlp(
+    small: bool = False,
+    batch: int = 128,
+    d_in: int = 256,
+    width: int = 1024,
+    layers: int = 8,
+    classes: int = 10,
+    optimizer: str = "adam",
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """Deep residual MLP whose blocks run under ``jax.lax.scan`` over stacked weights (the
+    scan-over-layers pattern of large-model code; XLA compiles it to while loops, forward and
+    backward, with the activations and the stacked weights and gradients carried through them):
+    ``(params, opt, x, y) -> (params, opt, loss)``."""
+    if small:
+        batch, d_in, width, layers, classes = 4, 8, 16, 3, 4
+    params = {
+        "w_in": _sds((d_in, width)),
+        "w": _sds((layers, width, width)),
+        "b": _sds((layers, width)),
+        "w_out": _sds((width, classes)),
+    }
+
+    def apply(p: Any, x: jax.Array) -> jax.Array:
+        def block(h: jax.Array, wb: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, None]:
+            w, b = wb
+            return h + jax.nn.relu(h @ w + b), None
+
+        h, _ = jax.lax.scan(block, x @ p["w_in"], (p["w"], p["b"]))
+        return h @ p["w_out"]
+
+    x, y = _sds((batch, d_in)), _sds((batch,), jnp.int32)
+    update = _update(optimizer)
+
+    def step(params: Any, opt: Any, x: jax.Array, y: jax.Array) -> Any:
+        loss, grads = jax.value_and_grad(lambda p: _xent(apply(p, x), y))(params)
+        params, opt = update(params, grads, opt)
+        return params, opt, loss
+
+    fn = jax.jit(step, donate_argnums=(0, 1))
+    return fn, (params, _opt_state(params, optimizer), x, y)
+
+
+def scan_glu(
+    small: bool = False,
+    batch: int = 64,
+    d_model: int = 512,
+    hidden: int = 1536,
+    layers: int = 6,
+    classes: int = 10,
+    optimizer: str = "sgd",
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """Pre-norm gated-linear-unit blocks (``x + W2 (silu(x W1) * (x W3))``) under ``jax.lax.scan``
+    over stacked weights, a classifier head: ``(params, opt, x, y) -> (params, opt, loss)``."""
+    if small:
+        batch, d_model, hidden, layers, classes = 4, 8, 16, 2, 4
+    params = {
+        "w1": _sds((layers, d_model, hidden)),
+        "w3": _sds((layers, d_model, hidden)),
+        "w2": _sds((layers, hidden, d_model)),
+        "w_out": _sds((d_model, classes)),
+    }
+
+    def apply(p: Any, x: jax.Array) -> jax.Array:
+        def block(h: jax.Array, w: tuple[jax.Array, ...]) -> tuple[jax.Array, None]:
+            w1, w3, w2 = w
+            n = h * jax.lax.rsqrt(jnp.mean(h * h, axis=-1, keepdims=True) + 1e-6)
+            return h + (jax.nn.silu(n @ w1) * (n @ w3)) @ w2, None
+
+        h, _ = jax.lax.scan(block, x, (p["w1"], p["w3"], p["w2"]))
+        return h @ p["w_out"]
+
+    x, y = _sds((batch, d_model)), _sds((batch,), jnp.int32)
+    update = _update(optimizer)
+
+    def step(params: Any, opt: Any, x: jax.Array, y: jax.Array) -> Any:
+        loss, grads = jax.value_and_grad(lambda p: _xent(apply(p, x), y))(params)
+        params, opt = update(params, grads, opt)
+        return params, opt, loss
+
+    fn = jax.jit(step, donate_argnums=(0, 1))
+    return fn, (params, _opt_state(params, optimizer), x, y)
+
+
 # ---------------------------------------------------------------------------------- registry
 ZOO: dict[str, tuple[Builder, str]] = {
     "mlp_train": (mlp_train, "MLP 784-2048x3-10 training step, batch 256, Adam"),
@@ -432,6 +516,14 @@ ZOO: dict[str, tuple[Builder, str]] = {
     "conv_train": (
         conv_train,
         "VGG-style CNN (3x3 conv pairs 32-64-128, max-pool, dense head) training step, 32x32x3, batch 32, SGD",
+    ),
+    "scan_mlp": (
+        scan_mlp,
+        "residual MLP, 8 blocks of width 1024 under lax.scan over stacked weights, batch 128, Adam",
+    ),
+    "scan_glu": (
+        scan_glu,
+        "6 pre-norm GLU blocks (512 -> 1536) under lax.scan over stacked weights, batch 64, SGD",
     ),
     "embed_train": (
         embed_train,
