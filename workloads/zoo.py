@@ -89,6 +89,22 @@ def _xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return -jnp.mean(jnp.take_along_axis(logp, labels[..., None], axis=-1))
 
 
+def _classifier_train_step(
+    apply: Callable[[Any, jax.Array], jax.Array], params: Any, optimizer: str, x: Any, y: Any
+) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """The jitted training step of a classifier ``apply(params, x) -> logits`` under softmax
+    cross-entropy, ``(params, opt, x, y) -> (params, opt, loss)``, and its example arguments."""
+    update = _update(optimizer)
+
+    def step(params: Any, opt: Any, x: jax.Array, y: jax.Array) -> Any:
+        loss, grads = jax.value_and_grad(lambda p: _xent(apply(p, x), y))(params)
+        params, opt = update(params, grads, opt)
+        return params, opt, loss
+
+    fn = jax.jit(step, donate_argnums=(0, 1))
+    return fn, (params, _opt_state(params, optimizer), x, y)
+
+
 # ---------------------------------------------------------------------------------------- MLP
 def mlp_train(
     small: bool = False,
@@ -106,15 +122,7 @@ def mlp_train(
     model = hk.without_apply_rng(hk.transform(net))
     x, y = _sds((batch, widths[0])), _sds((batch,), jnp.int32)
     params = _abstract_init(model, x)
-    update = _update(optimizer)
-
-    def step(params: Any, opt: Any, x: jax.Array, y: jax.Array) -> Any:
-        loss, grads = jax.value_and_grad(lambda p: _xent(model.apply(p, x), y))(params)
-        params, opt = update(params, grads, opt)
-        return params, opt, loss
-
-    fn = jax.jit(step, donate_argnums=(0, 1))
-    return fn, (params, _opt_state(params, optimizer), x, y)
+    return _classifier_train_step(model.apply, params, optimizer, x, y)
 
 
 # ------------------------------------------------------------------------------------- ResNet
@@ -441,15 +449,7 @@ def scan_mlp(
         return h @ p["w_out"]
 
     x, y = _sds((batch, d_in)), _sds((batch,), jnp.int32)
-    update = _update(optimizer)
-
-    def step(params: Any, opt: Any, x: jax.Array, y: jax.Array) -> Any:
-        loss, grads = jax.value_and_grad(lambda p: _xent(apply(p, x), y))(params)
-        params, opt = update(params, grads, opt)
-        return params, opt, loss
-
-    fn = jax.jit(step, donate_argnums=(0, 1))
-    return fn, (params, _opt_state(params, optimizer), x, y)
+    return _classifier_train_step(apply, params, optimizer, x, y)
 
 
 def scan_glu(
@@ -482,15 +482,7 @@ def scan_glu(
         return h @ p["w_out"]
 
     x, y = _sds((batch, d_model)), _sds((batch,), jnp.int32)
-    update = _update(optimizer)
-
-    def step(params: Any, opt: Any, x: jax.Array, y: jax.Array) -> Any:
-        loss, grads = jax.value_and_grad(lambda p: _xent(apply(p, x), y))(params)
-        params, opt = update(params, grads, opt)
-        return params, opt, loss
-
-    fn = jax.jit(step, donate_argnums=(0, 1))
-    return fn, (params, _opt_state(params, optimizer), x, y)
+    return _classifier_train_step(apply, params, optimizer, x, y)
 
 
 # ---------------------------------------------------------------------------------- registry
