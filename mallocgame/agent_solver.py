@@ -352,16 +352,12 @@ def skip_line(instance: Any, msa_ret: float) -> Line | None:
     """The ``msa-skip`` heuristic's line in ``instance``'s order (best fit with the lowest-density
     buffers left slow, the fraction picked by the cost model), or None when it does not beat
     ``msa_ret`` (msa's line is then as good) or the objective is fit-all."""
-    from mallocgame.solvers import SKIP_FRACTIONS, play_skip_game
+    from mallocgame.solvers import best_skip_game
 
     if instance.objective != "time":
         return None
-    best = None
-    for q in SKIP_FRACTIONS[1:]:
-        game, acts = play_skip_game(instance, q)
-        if best is None or game.return_so_far > best.ret + 1e-12:
-            best = _line_of(game, acts, "msa-skip")
-    return best if best is not None and best.ret > msa_ret + 1e-12 else None
+    game, acts, q = best_skip_game(instance)
+    return _line_of(game, acts, "msa-skip") if q > 0 and game.return_so_far > msa_ret + 1e-12 else None
 
 
 def _key(objective: str, ret: float, solved: bool) -> tuple:

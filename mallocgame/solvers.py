@@ -126,13 +126,14 @@ def _greedy_size(problem: Problem, rng: np.random.Generator, time_limit: float |
 SKIP_FRACTIONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 
 
-def play_skip_game(instance, fraction: float) -> tuple:
-    """Plays ``instance`` with best fit, except that the buffers whose density rank is below
-    ``fraction`` stay slow; returns (the finished native Game, its actions)."""
+def play_skip_game(instance, fraction: float, ranks: np.ndarray | None = None) -> tuple:
+    """Plays ``instance`` with best fit, except that the buffers whose density rank (``ranks``,
+    default ``instance.density_ranks()``) is below ``fraction`` stay slow; returns (the finished
+    native Game, its actions)."""
     from mallocgame import _native
 
     game = _native.Game(instance)
-    keep = instance.density_ranks() >= fraction
+    keep = (instance.density_ranks() if ranks is None else ranks) >= fraction
     actions = []
     while not game.done:
         mask = game.legal_mask()
@@ -144,25 +145,24 @@ def play_skip_game(instance, fraction: float) -> tuple:
     return game, actions
 
 
-def play_skip(problem: Problem, order: np.ndarray, fraction: float) -> tuple[np.ndarray, float]:
-    """Like :func:`play_best_fit`, but the buffers whose density rank is below ``fraction``
-    stay slow. Returns (offsets with -1 for slow, the game's return)."""
-    game, _ = play_skip_game(problem.instance(order), fraction)
-    offsets = np.array(game.offsets(), dtype=np.int64)
-    offsets[offsets < 0] = -1
-    return offsets, float(game.return_so_far)
+def best_skip_game(instance) -> tuple:
+    """``msa-skip`` in ``instance``'s order: :func:`play_skip_game` for every fraction of
+    :data:`SKIP_FRACTIONS` (fit-all: only 0, nothing may stay slow on purpose); returns (the
+    best finished Game, its actions, its fraction), the lowest fraction on a tie."""
+    ranks = instance.density_ranks()
+    best = None
+    for q in SKIP_FRACTIONS if instance.objective == "time" else (0.0,):
+        game, acts = play_skip_game(instance, q, ranks)
+        if best is None or game.return_so_far > best[0].return_so_far + 1e-12:
+            best = (game, acts, q)
+    return best
 
 
 def _msa_skip(problem: Problem, rng: np.random.Generator, time_limit: float | None):
-    order = msa_order(problem)
-    fractions = SKIP_FRACTIONS if problem.objective == "time" else (0.0,)
-    best = None
-    for q in fractions:
-        off, ret = play_skip(problem, order, q)
-        if best is None or ret > best[1] + 1e-12:
-            best = (off, ret, q)
-    off, ret, q = best
-    return off, {"return": ret, "skip_fraction": q}
+    game, _, q = best_skip_game(problem.instance(msa_order(problem)))
+    offsets = np.array(game.offsets(), dtype=np.int64)
+    offsets[offsets < 0] = -1
+    return offsets, {"return": float(game.return_so_far), "skip_fraction": q}
 
 
 def _random(problem: Problem, rng: np.random.Generator, time_limit: float | None):

@@ -56,14 +56,14 @@ void Game::observe(float* out) {
   buf[2] = static_cast<float>(static_cast<double>(st - in.time_begin()) / spand);
   buf[3] = static_cast<float>(static_cast<double>(en - in.time_begin()) / spand);
   buf[4] = static_cast<float>(static_cast<double>(en - st) / spand);
-  buf[5] = clamp(fast_reward(), -1.0, 1.0);
+  const double reward = fast_reward();
+  buf[5] = clamp(reward, -1.0, 1.0);
   buf[6] = static_cast<float>(static_cast<double>(in.num_conflicts(b)) / in.num_buffers());
   // Scale-free value features: where b's density ranks among all buffers, its reward now against
   // the mean static benefit (log2, 1/16 per doubling), and how much fast memory b's live range
   // would need for what is in use plus the undecided buffers that conflict with b (contention:
   // only those of higher density, which deserve the room more; pressure: all of them).
   buf[7] = static_cast<float>(in.density_rank(b));
-  const double reward = fast_reward();
   buf[8] = reward > 0.0 && in.mean_benefit() > 0.0
                ? clamp(std::log2(reward / in.mean_benefit()) / 16.0, -1.0, 1.0)
                : -1.0f;
