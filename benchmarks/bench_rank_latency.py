@@ -37,6 +37,7 @@ import numpy as np
 from mallocgame.rank import text
 from mallocgame.rank.config import RankConfig
 from mallocgame.rank.latency import attention_stack as _attention_stack
+from mallocgame.rank.latency import cast_layers as _cast_layers
 from mallocgame.rank.latency import time_call as _time
 from mallocgame.rank.lowrank import attention_flops, calibrate, lowrank_params
 from mallocgame.rank.models import minilm as mm
@@ -63,11 +64,35 @@ def main(argv: list[str] | None = None) -> int:
         help="time the configs of a bench_rank_fidelity.py run (rows of this model)",
     )
     ap.add_argument(
-        "--fidelity-solvers", default=None, help="only these solvers of --fidelity-json (comma list)"
+        "--fidelity-solvers",
+        default=None,
+        help="only these solvers of --fidelity-json (comma list)",
+    )
+    ap.add_argument(
+        "--attention-impl",
+        choices=list(sm.ATTENTION_IMPLS),
+        default="blocked",
+        help="SmolLM2 attention core: blocked (default, the runtime's), dpa "
+        "(jax.nn.dot_product_attention, XLA) or cudnn (its fused flash kernel, GPU, bfloat16)",
+    )
+    ap.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default=None,
+        help="activations and attention weights (default float32; bfloat16 with cudnn)",
     )
     ap.add_argument("--json", action="store_true", help="print one JSON object")
-    ap.add_argument("--json-out", default=None, help="also write the JSON object to this file")
+    ap.add_argument(
+        "--json-out", default=None, help="also write the JSON object to this file (after each row)"
+    )
     a = ap.parse_args(argv)
+    dtype = jnp.dtype(a.dtype or ("bfloat16" if a.attention_impl == "cudnn" else "float32"))
+    if a.attention_impl != "blocked" and a.model != "smollm2":
+        ap.error(f"--attention-impl {a.attention_impl} is implemented for SmolLM2 only")
+    if a.attention_impl == "cudnn" and jax.default_backend() != "gpu":
+        ap.error(
+            f"--attention-impl cudnn needs a GPU; JAX's backend here is {jax.default_backend()}"
+        )
 
     seq_lens = [int(s) for s in a.seq_lens.split(",")]
     ranks = [int(r) for r in a.ranks.split(",")]
@@ -103,13 +128,33 @@ def main(argv: list[str] | None = None) -> int:
             c.check_model(a.model, model.model_hash, where=a.fidelity_json)
             configs.append((f"{r['solver']}@{r['budget']:g}", c))
     params = {name: lowrank_params(model, calib, c) for name, c in configs}
-    stack = _attention_stack(model, n_layers)
+    if dtype != jnp.float32:
+        params = {k: {**p, "layers": _cast_layers(p["layers"], dtype)} for k, p in params.items()}
+    stack = _attention_stack(model, n_layers, a.attention_impl)
     rng = np.random.default_rng(0)
+
+    def _summary(rows: list[dict]) -> dict:
+        return {
+            "model": a.model,
+            "model_hash": model.model_hash,
+            "scope": a.scope,
+            "layers": n_layers if a.scope == "attention" else cfg.n_layers,
+            "method": a.method,
+            "attention_impl": a.attention_impl,
+            "dtype": str(dtype),
+            "repeats": a.repeats,
+            "device": str(jax.devices()[0]),
+            "machine": platform.processor() or platform.machine(),
+            "python": sys.version.split()[0],
+            "jax": jax.__version__,
+            "matmul_precision": str(jax.config.jax_default_matmul_precision),
+            "rows": rows,
+        }
 
     rows = []
     for L in seq_lens:
         if a.scope == "attention":
-            x = jnp.asarray(rng.normal(size=(1, L, cfg.d_model)), jnp.float32)
+            x = jnp.asarray(rng.normal(size=(1, L, cfg.d_model)), dtype)
         else:
             ids = rng.integers(0, cfg.vocab_size, size=(1, L)).astype(np.int32)
         base = None
@@ -135,20 +180,26 @@ def main(argv: list[str] | None = None) -> int:
             fl = attention_flops(
                 c, seq_len=L, n_layers=n_layers if a.scope == "attention" else None
             )
-            rows.append(
-                {
-                    "seq_len": L,
-                    "config": name,
-                    "r_qk": c.r_qk[0],
-                    "r_v": c.r_v[0],
-                    "seconds": sec,
-                    "first_call_seconds": first,
-                    "ratio_vs_full": sec / base,
-                    "attention_flops_fraction": fl["fraction"],
-                    "speedup": base / sec,
-                    "ideal_speedup": 1.0 / fl["fraction"],
-                }
-            )
+            row = {
+                "seq_len": L,
+                "config": name,
+                "r_qk": c.r_qk[0],
+                "r_v": c.r_v[0],
+                "seconds": sec,
+                "first_call_seconds": first,
+                "ratio_vs_full": sec / base,
+                "attention_flops_fraction": fl["fraction"],
+                "speedup": base / sec,
+                "ideal_speedup": 1.0 / fl["fraction"],
+            }
+            if a.attention_impl != "blocked":
+                # the fused call pads r_qk and r_v to the wider of the two per layer
+                n = n_layers if a.scope == "attention" else cfg.n_layers
+                pad = sum(2 * max(q, v) for q, v in zip(c.r_qk[:n], c.r_v[:n], strict=True))
+                row["padded_dims_fraction"] = pad / (2 * cfg.head_dim * n)
+            rows.append(row)
+            if a.json_out:
+                atomic_write_text(Path(a.json_out), json.dumps(_summary(rows), indent=1) + "\n")
             if not a.json:
                 r = rows[-1]
                 print(
@@ -157,20 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"ideal {r['ideal_speedup']:.2f}x  (first call {first:.1f} s)",
                     flush=True,
                 )
-    out = {
-        "model": a.model,
-        "model_hash": model.model_hash,
-        "scope": a.scope,
-        "layers": n_layers if a.scope == "attention" else cfg.n_layers,
-        "method": a.method,
-        "repeats": a.repeats,
-        "device": str(jax.devices()[0]),
-        "machine": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0],
-        "jax": jax.__version__,
-        "matmul_precision": str(jax.config.jax_default_matmul_precision),
-        "rows": rows,
-    }
+    out = _summary(rows)
     if a.json_out:
         atomic_write_text(Path(a.json_out), json.dumps(out, indent=1) + "\n")
     if a.json:

@@ -23,18 +23,27 @@ from mallocgame.rank.models import minilm as mm
 from mallocgame.rank.models import smollm2 as sm
 
 
-def attention_stack(model: Any, n_layers: int) -> Callable:
-    """A jitted function of (layer params list, x[1, L, D]) running n attention blocks."""
+def attention_stack(model: Any, n_layers: int, impl: str = "blocked") -> Callable:
+    """A jitted function of (layer params list, x[1, L, D]) running n attention blocks.
+
+    ``impl`` (SmolLM2 only): how the attention core runs (:data:`smollm2.ATTENTION_IMPLS`;
+    ``"cudnn"`` is the fused GPU kernel and wants bfloat16 inputs, see :func:`cast_layers`)."""
     cfg = model.config
     if isinstance(model, sm.SmolLM):
+        if impl not in sm.ATTENTION_IMPLS:
+            raise ValueError(
+                f"unknown attention impl {impl!r}; expected one of {sm.ATTENTION_IMPLS}"
+            )
 
         def f(layers, x):
             for p in layers[:n_layers]:
-                a, _ = sm.attention(p, cfg, sm._rms_norm(x, p["attn_norm"], cfg.rms_eps))
+                a, _ = sm.attention(p, cfg, sm._rms_norm(x, p["attn_norm"], cfg.rms_eps), impl=impl)
                 x = x + a
             return x
 
     else:
+        if impl != "blocked":
+            raise ValueError(f"attention impl {impl!r} is implemented for SmolLM2 only")
 
         def f(layers, x):
             mask = jnp.ones(x.shape[:2], x.dtype)
@@ -44,6 +53,20 @@ def attention_stack(model: Any, n_layers: int) -> Callable:
             return x
 
     return jax.jit(f)
+
+
+def cast_layers(layers: list[dict[str, Any]], dtype: Any) -> list[dict[str, Any]]:
+    """Each layer's floating-point arrays cast to ``dtype`` (e.g. bfloat16 for the fused GPU
+    kernel); other entries as they are."""
+    return [
+        {
+            k: v.astype(dtype)
+            if hasattr(v, "dtype") and jnp.issubdtype(v.dtype, jnp.floating)
+            else v
+            for k, v in p.items()
+        }
+        for p in layers
+    ]
 
 
 def time_call(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:

@@ -70,6 +70,30 @@ def test_smollm2_low_rank_computes_in_reduced_dims(smollm2, smollm2_calibration,
     assert full < low < 4 * full, (full, low)
 
 
+def test_smollm2_fused_attention_matches_the_blocked_runtime(smollm2, smollm2_calibration):
+    """The fused path (jax.nn.dot_product_attention, padded to one head width; on a GPU the
+    same call runs cuDNN's kernel) gives the runtime's attention, low rank and full."""
+    from mallocgame.rank.latency import attention_stack
+
+    r_qk = (16, 64, 8, 40)
+    r_v = (24, 64, 40, 8)
+    n = len(r_qk)
+    cfg = RankConfig("smollm2", smollm2.model_hash, r_qk + (64,) * 26, r_v + (64,) * 26, 512)
+    layers = lowrank_params(smollm2, smollm2_calibration, cfg)["layers"]
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(1, 160, 576)), jnp.float32)
+    ref = np.asarray(attention_stack(smollm2, n)(layers, x))
+    got = np.asarray(attention_stack(smollm2, n, impl="dpa")(layers, x))
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+    full = smollm2.params["layers"]
+    np.testing.assert_allclose(
+        np.asarray(attention_stack(smollm2, n, impl="dpa")(full, x)),
+        np.asarray(attention_stack(smollm2, n)(full, x)),
+        atol=1e-4 * np.abs(ref).max(),
+    )
+    with pytest.raises(ValueError, match="attention impl"):
+        attention_stack(smollm2, n, impl="flash")
+
+
 def test_config_for_other_weights_is_refused(smollm2, smollm2_calibration):
     other = RankConfig.uniform("smollm2", "ffffffffffffffff", 32, 32)
     with pytest.raises(ModelMismatchError, match=smollm2.model_hash):

@@ -224,14 +224,53 @@ def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     return o.transpose(1, 2, 3, 0, 4, 5).reshape(B, G, n, L, v.shape[-1])
 
 
-def attention(p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False):
+#: how :func:`attention` computes ``softmax(q k^T) v`` (see :func:`fused_causal_attention`)
+ATTENTION_IMPLS = ("blocked", "dpa", "cudnn")
+
+
+def fused_causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: float, impl: str):
+    """Causal attention through ``jax.nn.dot_product_attention``: q[B, G, n, L, r] (not
+    scaled), k[B, G, L, r], v[B, G, L, dv] -> [B, G, n, L, dv].
+
+    ``impl="cudnn"``: cuDNN's fused (flash) attention kernel, GPU only, bfloat16/float16 inputs,
+    no ``L x L`` score tensor in memory; ``"dpa"``: the same call with XLA's implementation
+    (any backend and dtype; the reference for the fused path in tests). The call wants one head
+    width for queries, keys and values, so the narrower of ``r`` and ``dv`` is padded with
+    zeros to the wider (exact: zero columns add nothing to the scores, and padded value
+    columns are sliced off). Query heads are group-major, as the call expects for GQA.
+    Queries and keys are cast to the values' dtype (RoPE computes in float32).
+    """
+    B, G, n, L, r = q.shape
+    dv = v.shape[-1]
+    d = max(r, dv)
+    qh = q.transpose(0, 3, 1, 2, 4).reshape(B, L, G * n, r).astype(v.dtype)
+    kh = k.transpose(0, 2, 1, 3).astype(v.dtype)
+    vh = v.transpose(0, 2, 1, 3)
+    if r < d:
+        qh = jnp.pad(qh, ((0, 0), (0, 0), (0, 0), (0, d - r)))
+        kh = jnp.pad(kh, ((0, 0), (0, 0), (0, 0), (0, d - r)))
+    if dv < d:
+        vh = jnp.pad(vh, ((0, 0), (0, 0), (0, 0), (0, d - dv)))
+    o = jax.nn.dot_product_attention(
+        qh, kh, vh, scale=scale, is_causal=True, implementation="cudnn" if impl == "cudnn" else None
+    )
+    return o[..., :dv].reshape(B, L, G, n, dv).transpose(0, 2, 3, 1, 4)
+
+
+def attention(
+    p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False, impl: str = "blocked"
+):
     """Causal grouped-query attention on normed input x[B, L, D] -> out[B, L, D], stats.
 
     Full: scores ``q k^T`` in 64 dims. Low-rank (``qk_a`` in ``p``): post-RoPE queries are
     mapped by ``qk_a`` and centred keys by ``qk_b`` (``r`` dims); the key mean only adds a
     per-query constant to the scores, which softmax ignores. Values are ``dv`` wide as stored.
+    ``impl``: ``"blocked"`` (:func:`causal_attention`, the default everywhere) or a fused call
+    (``"dpa"``, ``"cudnn"``: :func:`fused_causal_attention`), same result up to rounding.
     With ``capture``: ``q2[H,64,64]``, ``k1[G,64]``, ``k2``, ``v1[G,dv]``, ``o1[H,dv]``, ``o2``.
     """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"unknown attention impl {impl!r}; expected one of {ATTENTION_IMPLS}")
     B, L, _ = x.shape
     H, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     n = H // G
@@ -248,7 +287,10 @@ def attention(p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False)
     if "qk_a" in p:
         qg = jnp.einsum("bgnld,gdr->bgnlr", qg, p["qk_a"])
         kr = jnp.einsum("bgld,gdr->bglr", kr - p["k_mean"][None, :, None, :], p["qk_b"])
-    o = causal_attention(qg / np.sqrt(hd), kr, v.transpose(0, 2, 1, 3))  # [B, G, n, L, dv]
+    if impl == "blocked":
+        o = causal_attention(qg / np.sqrt(hd), kr, v.transpose(0, 2, 1, 3))  # [B, G, n, L, dv]
+    else:
+        o = fused_causal_attention(qg, kr, v.transpose(0, 2, 1, 3), 1.0 / np.sqrt(hd), impl)
     o = o.transpose(0, 3, 1, 2, 4).reshape(B, L, H, v.shape[-1])
     out = jnp.einsum("blhv,hvd->bld", o, p["wo"])
     if "bo" in p:
