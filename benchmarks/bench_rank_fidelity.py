@@ -20,7 +20,11 @@ held-out text that no solver saw:
 budget (the goal: below 0.5). A solver may carry keyword arguments, ``NAME:key=value:...``
 (e.g. ``refine:agree=1``, numbers parsed), and its row is named by that whole string.
 ``--init-json`` starts ``refine`` from the config of another run's ``--init-solver`` row
-(default greedy) at the same model and budget, instead of running greedy first. Rows are written to ``--json-out`` after each one (atomically);
+(default greedy) at the same model and budget, instead of running greedy first.
+``--group-split SECONDS`` (SmolLM2) adds a ``NAME+groups`` row after each measuring solver: its
+layers' ranks split among the key-value groups by :mod:`mallocgame.rank.groups` (same FLOPs),
+starting from the equal split, or from the init row's groups when the init row is itself a
+``+groups`` row with the same layer ranks (so a split can go on where a capped one stopped). Rows are written to ``--json-out`` after each one (atomically);
 ``--resume`` skips rows already there. ``--cal-bases`` / ``--cal-loss`` choose the calibration
 text (as in ``mallocgame rank``): more loss windows make the tables and greedy's measurements
 less specific to one window of text (and cost proportionally more). The same measurement with seeds, statistics, pictures
@@ -124,6 +128,62 @@ def init_config(rows: list[dict[str, Any]], tables: Any, model: str, budget: flo
     raise SystemExit(f"--init-json: no {solver} row for {model} at budget {budget:g}")
 
 
+def group_row(
+    row: dict[str, Any],
+    tables: Any,
+    setup: Any,
+    ev: Any,
+    held: Any,
+    a: Any,
+    start_from: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The row of ``row``'s config with its ranks split among the key-value groups, starting
+    from the equal split, or from ``start_from``'s groups (an earlier ``+groups`` row) when it
+    has the same layer ranks."""
+    from mallocgame.rank.config import RankConfig
+    from mallocgame.rank.groups import split_groups
+    from mallocgame.rank.lowrank import attention_flops, lowrank_params
+
+    cfg = RankConfig(row["model"], row["model_hash"], row["r_qk"], row["r_v"], tables.seq_len)
+    start = "equal"
+    if start_from is not None and (start_from["r_qk"], start_from["r_v"]) == (
+        row["r_qk"],
+        row["r_v"],
+    ):  # the solver kept the init's layer ranks: go on from the init's groups
+        cfg = RankConfig(
+            cfg.model,
+            cfg.model_hash,
+            cfg.r_qk,
+            cfg.r_v,
+            cfg.seq_len,
+            qk_groups=tuple(map(tuple, start_from["qk_groups"])),
+            v_groups=tuple(map(tuple, start_from["v_groups"])),
+        )
+        start = "init"
+    res = split_groups(ev, cfg, step=a.group_step, time_limit=a.group_split)
+    g = res.config
+    return {
+        **row,
+        "solver": row["solver"] + "+groups",
+        "flops_fraction": attention_flops(g)["fraction"],
+        "qk_groups": [list(x) for x in g.groups_list("qk")],
+        "v_groups": [list(x) for x in g.groups_list("v")],
+        "calibration_loss": res.loss,
+        "solve_seconds": res.seconds,
+        "solver_evaluations": res.evaluations,
+        "group_split": {
+            "step": a.group_step,
+            "time_limit": a.group_split,
+            "start_loss": res.start_loss,
+            "moves": res.moves,
+            "passes": res.passes,
+            "complete": res.complete,
+            "start": start,
+        },
+        "heldout": held(lowrank_params(setup.model, setup.calib, g, bases=setup.bases)),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="minilm,smollm2")
@@ -145,6 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         help="refine starts from the --init-solver row of this earlier bench JSON (same budget)",
     )
     ap.add_argument("--init-solver", default="greedy")
+    ap.add_argument(
+        "--group-split",
+        type=float,
+        default=0.0,
+        help="SmolLM2: after each solver that measures (greedy, refine, agent), split its "
+        "layers' ranks among the key-value groups (mallocgame.rank.groups) for up to this many "
+        "seconds, and add a row NAME+groups (0 = off)",
+    )
+    ap.add_argument("--group-step", type=int, default=4, help="ranks moved per group transfer")
     ap.add_argument(
         "--choices",
         default=None,
@@ -250,6 +319,32 @@ def main(argv: list[str] | None = None) -> int:
                     f"{time.perf_counter() - t1:.0f} s)",
                     flush=True,
                 )
+                if (
+                    a.group_split > 0
+                    and model_name == "smollm2"
+                    and base in solvers.USES_EVALUATOR
+                    and (model_name, b, name + "+groups") not in done
+                ):
+                    prev = next(
+                        (
+                            r
+                            for r in init_rows
+                            if "qk_groups" in r
+                            and (r["model"], r["budget"], r["solver"])
+                            == (model_name, b, a.init_solver)
+                        ),
+                        None,
+                    )
+                    rows.append(group_row(rows[-1], tables, setup, ev, held, a, prev))
+                    save()
+                    g = rows[-1]
+                    print(
+                        f"{model_name} budget {b:g} {g['solver']} held-out loss "
+                        f"{g['heldout']['loss']:.4f} (calibration {g['calibration_loss']:.4f} "
+                        f"from {g['group_split']['start_loss']:.4f}, "
+                        f"{g['solver_evaluations']} evaluations, {g['solve_seconds']:.0f} s)",
+                        flush=True,
+                    )
     save()
     print(markdown(rows))
     return 0

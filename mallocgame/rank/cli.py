@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import sys
@@ -122,6 +123,18 @@ def add_parsers(sub: Any) -> None:
         type=float,
         default=None,
         help="seconds for the solver's search (greedy: then by estimate)",
+    )
+    p.add_argument(
+        "--group-split",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="smollm2: then split each layer's ranks among its key-value head groups by measured "
+        "transfers, for up to this many seconds (same FLOPs; the config gains qk_groups / "
+        "v_groups; 0 = off)",
+    )
+    p.add_argument(
+        "--group-step", type=int, default=4, help="ranks moved per group transfer (default 4)"
     )
     p.add_argument("--no-cache", action="store_true", help="re-measure the tables and calibration")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -292,6 +305,15 @@ def cmd_rank(args: argparse.Namespace) -> int:
     )
     budget = solvers.check_budget(probe, args.budget)
     solvers.load(args.solver)  # "agent unavailable" before measuring anything
+    if args.group_split < 0:
+        raise InputError(f"must be >= 0, got {args.group_split:g}", field="group-split")
+    if args.group_split > 0 and args.model != "smollm2":
+        raise InputError(
+            f"{args.model} has no grouped key-value heads; per-group ranks apply to smollm2",
+            field="group-split",
+        )
+    if args.group_step < 1:
+        raise InputError(f"must be >= 1, got {args.group_step}", field="group-step")
     d = sv.CalibSpec.default(args.model, args.method)
     spec = sv.CalibSpec(
         args.model, args.cal_bases or d.bases, args.cal_loss or d.loss, d.window, args.method
@@ -304,7 +326,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     use_cache = not args.no_cache
     evaluator = None
     with progress(f"{args.model}: rank tables (calibration text)", quiet=args.json):
-        if args.solver in solvers.USES_EVALUATOR:
+        if args.solver in solvers.USES_EVALUATOR or args.group_split > 0:
             evaluator = sv.Evaluator(sv.load_setup(spec, use_cache), choices)
         tables = sv.build_tables(
             args.model,
@@ -355,6 +377,26 @@ def cmd_rank(args: argparse.Namespace) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     cfg = tables.config(idx, budget=budget, **meta)
+    if args.group_split > 0:
+        from mallocgame.rank.groups import split_groups
+
+        with progress(
+            f"splitting ranks among key-value groups ({args.group_split:g} s)", quiet=args.json
+        ):
+            res = split_groups(evaluator, cfg, step=args.group_step, time_limit=args.group_split)
+        cfg = res.config
+        meta["calibration_loss"] = res.loss
+        meta["group_split"] = {
+            "step": args.group_step,
+            "seconds": res.seconds,
+            "evaluations": res.evaluations,
+            "moves": res.moves,
+            "complete": res.complete,
+            "start_loss": res.start_loss,
+            "loss": res.loss,
+        }
+        meta["evaluations"] = evaluator.n_evaluated
+        cfg = dataclasses.replace(cfg, meta={**cfg.meta, **meta})
     out = save_rank_config(cfg, args.out)
     heat = Path(args.heatmap) if args.heatmap else out.with_suffix(".png")
     title = (
@@ -371,6 +413,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
         "seq_len": seq_len,
         "r_qk": list(cfg.r_qk),
         "r_v": list(cfg.r_v),
+        **(
+            {"qk_groups": cfg.groups_list("qk"), "v_groups": cfg.groups_list("v")}
+            if cfg.grouped
+            else {}
+        ),
         **meta,
     }
     if args.json:
@@ -382,6 +429,14 @@ def cmd_rank(args: argparse.Namespace) -> int:
         )
         print(f"  r_qk {' '.join(map(str, cfg.r_qk))}")
         print(f"  r_v  {' '.join(map(str, cfg.r_v))}")
+        if cfg.grouped:
+            for kind in ("qk", "v"):
+                split = [
+                    f"{i}:{'/'.join(map(str, g))}"
+                    for i, g in enumerate(cfg.groups_list(kind))
+                    if len(set(g)) > 1
+                ]
+                print(f"  {kind} groups (layer:ranks) {' '.join(split)}")
         if calib_loss is not None:
             print(f"  calibration loss {calib_loss:.4g} ({evaluator.n_evaluated} evaluations)")
         print(f"  wrote {out} and {heat}")

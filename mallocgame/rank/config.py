@@ -20,6 +20,10 @@ Example (``layers`` has one entry per transformer layer, in order)::
   the runtime refuses a config whose hash differs from the loaded model's.
 - ``r_qk``: dims of the query-key product per head (1..head_dim), ``r_v``: value dims per head.
   ``r == head_dim`` means that layer runs as in the original model.
+- ``qk_groups`` / ``v_groups`` (optional, version 2; grouped-query models, i.e. SmolLM2): the
+  ranks of the layer's key-value head groups, one per group, when they differ; their mean is
+  ``r_qk`` / ``r_v`` (so the FLOPs are those of ``r_qk`` / ``r_v`` in every group). Absent: every
+  group keeps ``r_qk`` / ``r_v``. A config without them is written as version 1.
 - ``seq_len``: the sequence length the budget refers to; ``budget``: optional, ``fraction`` of
   the full model's attention FLOPs and/or absolute ``flops``; ``method``: how the runtime
   learns its bases (see :mod:`mallocgame.rank.lowrank`); ``meta``: free-form provenance.
@@ -38,7 +42,9 @@ from mallocgame.errors import InputError, MallocGameError
 from mallocgame.workload import atomic_write_text
 
 FORMAT_NAME = "mallocgame-ranks"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions this reader accepts (1: one rank per layer and part; 2: adds per-group ranks)
+READ_VERSIONS = (1, 2)
 METHODS = ("whitened", "pca")
 
 
@@ -78,26 +84,63 @@ class RankConfig:
     method: str = "whitened"
     budget: dict[str, float] | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: per layer, the ranks of each key-value group (None: every group at r_qk / r_v)
+    qk_groups: tuple[tuple[int, ...], ...] | None = None
+    v_groups: tuple[tuple[int, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "r_qk", tuple(int(r) for r in self.r_qk))
         object.__setattr__(self, "r_v", tuple(int(r) for r in self.r_v))
+        for k in ("qk_groups", "v_groups"):
+            g = getattr(self, k)
+            if g is not None:
+                g = tuple(tuple(int(r) for r in layer) for layer in g)
+                base = self.r_qk if k == "qk_groups" else self.r_v
+                if len(g) != len(base):
+                    raise InputError(f"{k} lists {len(g)} layers, the config {len(base)}", field=k)
+                if all(len(set(x)) == 1 and x[0] == b for x, b in zip(g, base, strict=False)):
+                    g = None  # equal split everywhere: the plain form
+            object.__setattr__(self, k, g)
         _validate(self.to_dict(), None)
+
+    def groups(self, i: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Layer ``i``'s per-group ranks ``(qk, v)`` (the equal split when none are set)."""
+        G = self.shape.n_kv_heads
+        qk = self.qk_groups[i] if self.qk_groups is not None else (self.r_qk[i],) * G
+        v = self.v_groups[i] if self.v_groups is not None else (self.r_v[i],) * G
+        return tuple(qk), tuple(v)
+
+    def groups_list(self, kind: str) -> list[tuple[int, ...]]:
+        """Every layer's per-group ranks of ``kind`` (``"qk"`` or ``"v"``)."""
+        k = {"qk": 0, "v": 1}[kind]
+        return [self.groups(i)[k] for i in range(len(self.r_qk))]
+
+    @property
+    def grouped(self) -> bool:
+        """True when some layer's groups keep different ranks."""
+        return self.qk_groups is not None or self.v_groups is not None
 
     @property
     def shape(self) -> ModelShape:
         return MODEL_SHAPES[self.model]
 
     def to_dict(self) -> dict[str, Any]:
+        layers = []
+        for i, (a, b) in enumerate(zip(self.r_qk, self.r_v, strict=False)):
+            layer: dict[str, Any] = {"r_qk": a, "r_v": b}
+            for key, g, r in (("qk_groups", self.qk_groups, a), ("v_groups", self.v_groups, b)):
+                if g is not None and i < len(g) and any(x != r for x in g[i]):
+                    layer[key] = list(g[i])
+            layers.append(layer)
         return {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if self.grouped else 1,
             "model": self.model,
             "model_hash": self.model_hash,
             "seq_len": self.seq_len,
             "method": self.method,
             "budget": None if self.budget is None else dict(self.budget),
-            "layers": [{"r_qk": a, "r_v": b} for a, b in zip(self.r_qk, self.r_v, strict=False)],
+            "layers": layers,
             "meta": dict(self.meta),
         }
 
@@ -108,6 +151,13 @@ class RankConfig:
     def from_dict(cls, d: Any, where: str | None = None) -> RankConfig:
         _validate(d, where)
         layers = d["layers"]
+        G = MODEL_SHAPES[d["model"]].n_kv_heads
+
+        def groups(key: str, base: str) -> tuple[tuple[int, ...], ...] | None:
+            if not any(key in x for x in layers):
+                return None
+            return tuple(tuple(x.get(key, [x[base]] * G)) for x in layers)
+
         return cls(
             model=d["model"],
             model_hash=d["model_hash"],
@@ -117,6 +167,8 @@ class RankConfig:
             method=d.get("method", "whitened"),
             budget=d.get("budget"),
             meta=d.get("meta", {}) or {},
+            qk_groups=groups("qk_groups", "r_qk"),
+            v_groups=groups("v_groups", "r_v"),
         )
 
     @classmethod
@@ -176,9 +228,10 @@ def _validate(d: Any, where: str | None) -> None:
             raise bad(key, "missing")
     if d["format"] != FORMAT_NAME:
         raise bad("format", f"expected {FORMAT_NAME!r}, got {d['format']!r}")
-    if not _is_int(d["version"]) or d["version"] != FORMAT_VERSION:
+    if not _is_int(d["version"]) or d["version"] not in READ_VERSIONS:
         raise bad(
-            "version", f"unsupported version {d['version']!r}; this reader knows {FORMAT_VERSION}"
+            "version",
+            f"unsupported version {d['version']!r}; this reader knows {list(READ_VERSIONS)}",
         )
     shape = _shape_or_error(d["model"], where)
     h = d["model_hash"]
@@ -220,7 +273,30 @@ def _validate(d: Any, where: str | None) -> None:
                 raise bad(
                     f"layers[{i}].{k}", f"expected an integer in 1..{shape.head_dim}, got {r!r}"
                 )
-        extra = set(layer) - {"r_qk", "r_v"}
+        for key, base in (("qk_groups", "r_qk"), ("v_groups", "r_v")):
+            if key not in layer:
+                continue
+            f = f"layers[{i}].{key}"
+            if d["version"] < 2:
+                raise bad(f, "per-group ranks need format version 2")
+            if shape.n_kv_heads == shape.n_heads:
+                raise bad(
+                    f,
+                    f"{d['model']} has no grouped key-value heads; per-group ranks apply to smollm2",
+                )
+            g = layer[key]
+            G = shape.n_kv_heads
+            if not isinstance(g, list) or len(g) != G:
+                raise bad(f, f"expected a list of {G} ranks (one per key-value group), got {g!r}")
+            if not all(_is_int(r) and 1 <= r <= shape.head_dim for r in g):
+                raise bad(f, f"expected integers in 1..{shape.head_dim}, got {g!r}")
+            if sum(g) != G * layer[base]:
+                raise bad(
+                    f,
+                    f"the group ranks {g} must average {base} = {layer[base]} "
+                    f"(sum {G * layer[base]}), got sum {sum(g)}",
+                )
+        extra = set(layer) - {"r_qk", "r_v", "qk_groups", "v_groups"}
         if extra:
             raise bad(f"layers[{i}].{sorted(extra)[0]}", "unknown key")
 

@@ -246,12 +246,25 @@ def lowrank_params(
         if key not in cache:
             cache[key] = model_bases(model, calib, ranks.method)
         bases = cache[key]
-    layers = [
-        layer_params(
-            model, calib, bases[i], i, ranks.r_qk[i], ranks.r_v[i], ranks.method, bypass_full
+    if ranks.grouped and not _is_smollm(model):
+        raise ValueError("per-group ranks apply to grouped-query models (smollm2)")
+    layers = []
+    for i in range(len(model.params["layers"])):
+        qg, vg = ranks.groups(i) if ranks.grouped else (None, None)
+        layers.append(
+            layer_params(
+                model,
+                calib,
+                bases[i],
+                i,
+                ranks.r_qk[i],
+                ranks.r_v[i],
+                ranks.method,
+                bypass_full,
+                qk_groups=qg,
+                v_groups=vg,
+            )
         )
-        for i in range(len(model.params["layers"]))
-    ]
     return {**model.params, "layers": layers}
 
 
@@ -264,15 +277,28 @@ def layer_params(
     r_v: int,
     method: str = "whitened",
     bypass_full: bool = True,
+    qk_groups: Sequence[int] | None = None,
+    v_groups: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Layer ``i``'s parameters transformed for ranks ``(r_qk, r_v)`` with its full ``bases``
-    (the per-layer step of :func:`lowrank_params`; no hash checks here)."""
+    (the per-layer step of :func:`lowrank_params`; no hash checks here).
+
+    ``qk_groups`` / ``v_groups`` (SmolLM2): one rank per key-value group instead; where they
+    differ, each group's maps are kept apart (tuples of per-group arrays, see
+    :func:`_grouped_layer_params`), so that each group computes in its own rank."""
     cfg = model.config
     hd, G, H = cfg.head_dim, cfg.n_kv_heads, cfg.n_heads
     n = H // G
     p = model.params["layers"][i]
     st, b = calib.layers[i], bases
     rq, rv = r_qk, r_v
+    qg = tuple(qk_groups) if qk_groups is not None else (rq,) * G
+    vg = tuple(v_groups) if v_groups is not None else (rv,) * G
+    if len(set(qg)) > 1 or len(set(vg)) > 1:
+        if not _is_smollm(model):
+            raise ValueError("per-group ranks apply to grouped-query models (smollm2)")
+        return _grouped_layer_params(model, calib, bases, i, qg, vg, method, bypass_full)
+    rq, rv = qg[0], vg[0]
     if bypass_full and rq == hd and rv == hd:
         return dict(p)
     q = {k: np.asarray(p[k], np.float64) for k in _ATTN if k in p}
@@ -296,6 +322,109 @@ def layer_params(
         mvh = np.repeat(st.mv, n, axis=0)
         new["bo"] = q.get("bo", np.zeros(cfg.d_model)) + np.einsum("hk,hkd->d", mvh, wo)
     return {k: jnp.asarray(v, jnp.float32) if k in _ATTN else v for k, v in new.items()}
+
+
+def _grouped_layer_params(
+    model: Model,
+    calib: Calibration,
+    bases: LayerBases,
+    i: int,
+    qg: tuple[int, ...],
+    vg: tuple[int, ...],
+    method: str,
+    bypass_full: bool,
+) -> dict[str, Any]:
+    """SmolLM2 layer ``i`` with per-group ranks: ``qk_a``/``qk_b`` become tuples of per-group
+    ``[hd, r_g]`` maps (absent when every group is full and ``bypass_full``); ``wv``, ``bv``,
+    ``wo`` become tuples of per-group ``[D, r_g]``, ``[r_g]``, ``[n, r_g, D]`` (the group's
+    query heads), or stay as stored when every group's values are full."""
+    cfg = model.config
+    hd, G, H = cfg.head_dim, cfg.n_kv_heads, cfg.n_heads
+    n = H // G
+    p = model.params["layers"][i]
+    st = calib.layers[i]
+    q = {k: np.asarray(p[k], np.float64) for k in _ATTN if k in p}
+    new = dict(p)
+    f32 = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    if not (bypass_full and all(r == hd for r in qg)):
+        new["qk_a"] = tuple(f32(bases.qk_a[g][:, : qg[g]]) for g in range(G))
+        new["qk_b"] = tuple(f32(bases.qk_b[g][:, : qg[g]]) for g in range(G))
+        new["k_mean"] = f32(st.mk)
+    if not (bypass_full and all(r == hd for r in vg)):
+        bv = q.get("bv", np.zeros((G, hd)))
+        wv, bvs, wos = [], [], []
+        for g in range(G):
+            a = bases.v_a[g][:, : vg[g]]  # [hd, r_g]
+            wv.append(f32(q["wv"][:, g, :] @ a))
+            bvs.append(f32((bv[g] - st.mv[g]) @ a))
+            wos.append(
+                f32(
+                    np.stack(
+                        [
+                            _refit_wo(a, st.co[h], q["wo"][h], method)
+                            for h in range(g * n, (g + 1) * n)
+                        ]
+                    )
+                )
+            )
+        new["wv"], new["bv"], new["wo"] = tuple(wv), tuple(bvs), tuple(wos)
+        mvh = np.repeat(st.mv, n, axis=0)
+        new["bo"] = f32(q.get("bo", np.zeros(cfg.d_model)) + np.einsum("hk,hkd->d", mvh, q["wo"]))
+    return {k: (f32(v) if k in _ATTN and not isinstance(v, tuple) else v) for k, v in new.items()}
+
+
+def masked_layer_params(
+    model: Model,
+    calib: Calibration,
+    bases: LayerBases,
+    i: int,
+    qg: Sequence[int],
+    vg: Sequence[int],
+    method: str = "whitened",
+    multiple: int = 8,
+) -> dict[str, Any]:
+    """Layer ``i`` with per-group ranks in the plain (stacked) layout: every group's maps are
+    as wide as the widest group's rank (rounded up to ``multiple``, at most the head dim),
+    the columns beyond a group's own rank zero. The same attention as
+    :func:`_grouped_layer_params` (zero columns add nothing to the scores; zero value dims
+    meet zero rows of the refitted output projection), at the FLOPs of the widest group: for
+    measuring fidelity, where shapes shared with plain configs save XLA compilations."""
+    cfg = model.config
+    hd, G, H = cfg.head_dim, cfg.n_kv_heads, cfg.n_heads
+    n = H // G
+
+    def width(g: Sequence[int]) -> int:
+        return min(hd, -(-max(g) // multiple) * multiple)
+
+    wq, wv = width(qg), width(vg)
+    plain = layer_params(model, calib, bases, i, wq, wv, method, bypass_full=False)
+    p = model.params["layers"][i]
+    st = calib.layers[i]
+    new = dict(plain)
+    if "qk_a" in plain:
+        qa, qb = bases.qk_a[:, :, :wq].copy(), bases.qk_b[:, :, :wq].copy()
+        for g in range(G):
+            qa[g, :, qg[g] :] = 0
+            qb[g, :, qg[g] :] = 0
+        new["qk_a"], new["qk_b"] = jnp.asarray(qa, jnp.float32), jnp.asarray(qb, jnp.float32)
+    if any(r < hd for r in vg):
+        va = bases.v_a[:, :, :wv].copy()
+        for g in range(G):
+            va[g, :, vg[g] :] = 0
+        q = {k: np.asarray(p[k], np.float64) for k in _ATTN if k in p}
+        bv = q.get("bv", np.zeros((G, hd)))
+        wo = np.zeros((H, wv, cfg.d_model))
+        for h in range(H):
+            g = h // n
+            wo[h, : vg[g]] = _refit_wo(va[g, :, : vg[g]], st.co[h], q["wo"][h], method)
+        mvh = np.repeat(st.mv, n, axis=0)
+        new["wv"] = jnp.asarray(np.einsum("dgk,gkr->dgr", q["wv"], va), jnp.float32)
+        new["bv"] = jnp.asarray(np.einsum("gk,gkr->gr", bv - st.mv, va), jnp.float32)
+        new["wo"] = jnp.asarray(wo, jnp.float32)
+        new["bo"] = jnp.asarray(
+            q.get("bo", np.zeros(cfg.d_model)) + np.einsum("hk,hkd->d", mvh, q["wo"]), jnp.float32
+        )
+    return new
 
 
 def model_bases(model: Model, calib: Calibration, method: str = "whitened") -> list[LayerBases]:

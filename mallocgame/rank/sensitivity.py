@@ -69,6 +69,7 @@ from mallocgame.rank.lowrank import (
     _sym_pow,
     calibrate,
     layer_params,
+    masked_layer_params,
     model_bases,
 )
 from mallocgame.rank.models import minilm as _minilm
@@ -312,12 +313,33 @@ class Evaluator:
         )
 
     # -- params and states
-    def layer(self, i: int, rq: int, rv: int) -> dict:
-        key = (i, rq, rv)
+    def layer(
+        self,
+        i: int,
+        rq: int,
+        rv: int,
+        qk_groups: tuple[int, ...] | None = None,
+        v_groups: tuple[int, ...] | None = None,
+    ) -> dict:
+        """Layer ``i``'s parameters at ``(rq, rv)``, or at per-group ranks (SmolLM2; a layer
+        entry of a ranks tuple may be ``(rq, rv, qk_groups, v_groups)``, see
+        :func:`layer_entry`)."""
+        key = (i, rq, rv, qk_groups, v_groups)
         p = self._layers.get(key)
         if p is None:
             s = self.setup
-            p = layer_params(self.model, s.calib, s.bases[i], i, rq, rv, s.spec.method)
+            if qk_groups is None and v_groups is None:
+                p = layer_params(self.model, s.calib, s.bases[i], i, rq, rv, s.spec.method)
+            else:  # masked plain layout: shapes of plain configs, no new compilation
+                p = masked_layer_params(
+                    self.model,
+                    s.calib,
+                    s.bases[i],
+                    i,
+                    qk_groups or (rq,) * self.cfg.n_kv_heads,
+                    v_groups or (rv,) * self.cfg.n_kv_heads,
+                    s.spec.method,
+                )
             self._layers[key] = p
             if len(self._layers) > self._max_layers:
                 self._layers.popitem(last=False)
@@ -410,10 +432,13 @@ class Evaluator:
         """Keep every layer input of one config (e.g. a local search's current one) cached
         until the next ``pin``, besides the full model's, so that each config that agrees with
         it on layers ``0..i-1`` runs layers ``i..`` only. ``None`` unpins."""
+        self.pin_ranks(None if choice_idx is None else self.ranks_of(choice_idx))
+
+    def pin_ranks(self, ranks: tuple[tuple, ...] | None) -> None:
+        """:meth:`pin` for per-layer rank entries (as :meth:`loss_of_ranks` takes them)."""
         self._pinned = {k: v for k, v in self._pinned.items() if k == self._full[: len(k)]}
-        if choice_idx is None:
+        if ranks is None:
             return
-        ranks = self.ranks_of(choice_idx)
         xs = None
         for i in range(1, self.n_layers + 1):
             key = ranks[:i]
@@ -427,6 +452,24 @@ class Evaluator:
                 hit = [self._block(p, x, b) for x, b in zip(xs, self._batches, strict=True)]
             self._pinned[key] = hit
             xs = hit
+
+
+def layer_entry(
+    rq: int, rv: int, qk_groups: Sequence[int] | None = None, v_groups: Sequence[int] | None = None
+) -> tuple:
+    """One layer's entry of a ranks tuple for :meth:`Evaluator.loss_of_ranks`: ``(rq, rv)``, or
+    ``(rq, rv, qk_groups, v_groups)`` when some group differs (one canonical form, so that the
+    memo and the prefix caches see equal configs as equal)."""
+    qg = None if qk_groups is None or len(set(qk_groups)) == 1 else tuple(int(r) for r in qk_groups)
+    vg = None if v_groups is None or len(set(v_groups)) == 1 else tuple(int(r) for r in v_groups)
+    if qg is None and vg is None:
+        return (int(rq), int(rv))
+    return (int(rq), int(rv), qg, vg)
+
+
+def config_entries(cfg: Any) -> tuple[tuple, ...]:
+    """A :class:`~mallocgame.rank.config.RankConfig` as per-layer entries (:func:`layer_entry`)."""
+    return tuple(layer_entry(cfg.r_qk[i], cfg.r_v[i], *cfg.groups(i)) for i in range(len(cfg.r_qk)))
 
 
 # ----------------------------------------------------------------------------- tables

@@ -48,6 +48,54 @@ def test_round_trip(tmp_path):
     assert sorted(os.listdir(path.parent)) == ["ranks.json"]  # no temporary file left behind
 
 
+def test_group_ranks_round_trip_as_version_2(tmp_path):
+    qk = [(r, r, r) for r in range(8, 38)]
+    qk[0] = (16, 4, 4)  # mean 8
+    v = [(r, r, r) for r in (64 - i for i in range(30))]
+    v[3] = (64, 61, 58)  # mean 61
+    cfg = _cfg(qk_groups=tuple(qk), v_groups=tuple(v))
+    assert cfg.grouped and cfg.groups(0) == ((16, 4, 4), (64, 64, 64))
+    assert cfg.groups(3) == ((11, 11, 11), (64, 61, 58))
+    path = save_rank_config(cfg, tmp_path / "ranks.json")
+    d = json.loads(path.read_text())
+    assert d["version"] == 2
+    assert d["layers"][0] == {"r_qk": 8, "r_v": 64, "qk_groups": [16, 4, 4]}
+    assert d["layers"][1] == {"r_qk": 9, "r_v": 63}  # equal groups are not written
+    assert load_rank_config(path) == cfg
+    # FLOPs follow the means: the same as the equal split
+    assert attention_flops(cfg) == attention_flops(_cfg())
+    # an equal split everywhere is the plain (version 1) config
+    plain = _cfg(qk_groups=tuple((r, r, r) for r in range(8, 38)))
+    assert not plain.grouped and plain == _cfg() and plain.to_dict()["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "layer, version, message",
+    [
+        ({"r_qk": 8, "r_v": 64, "qk_groups": [16, 4, 4]}, 1, "version 2"),
+        ({"r_qk": 8, "r_v": 64, "qk_groups": [16, 4]}, 2, "list of 3"),
+        ({"r_qk": 8, "r_v": 64, "qk_groups": [16, 8, 4]}, 2, "average r_qk"),
+        ({"r_qk": 8, "r_v": 64, "v_groups": [64, 65, 63]}, 2, "1..64"),
+    ],
+)
+def test_bad_group_ranks_name_the_field(layer, version, message):
+    d = _cfg().to_dict()
+    d["version"] = version
+    d["layers"][0] = layer
+    key = "qk_groups" if "qk_groups" in layer else "v_groups"
+    with pytest.raises(InputError, match=message) as e:
+        RankConfig.from_dict(d, where="ranks.json")
+    assert f"layers[0].{key}" in str(e.value) and "ranks.json" in str(e.value)
+
+
+def test_group_ranks_are_refused_for_minilm():
+    d = RankConfig.uniform("minilm", HASH, 16, 16).to_dict()
+    d["version"] = 2
+    d["layers"][0]["qk_groups"] = [16] * 12
+    with pytest.raises(InputError, match="no grouped key-value heads"):
+        RankConfig.from_dict(d)
+
+
 def test_save_is_atomic_replace(tmp_path, monkeypatch):
     path = tmp_path / "ranks.json"
     save_rank_config(_cfg(), path)
@@ -86,7 +134,7 @@ def _bad(mutate) -> str:
     "mutate, field",
     [
         (lambda d: d.update(format="other"), "format"),
-        (lambda d: d.update(version=2), "version"),
+        (lambda d: d.update(version=3), "version"),
         (lambda d: d.pop("model_hash"), "model_hash"),
         (lambda d: d.update(model_hash="XYZ"), "model_hash"),
         (lambda d: d.update(model="gpt9"), "model"),

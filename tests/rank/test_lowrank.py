@@ -94,6 +94,75 @@ def test_smollm2_fused_attention_matches_the_blocked_runtime(smollm2, smollm2_ca
         attention_stack(smollm2, n, impl="flash")
 
 
+def test_smollm2_group_ranks(smollm2, smollm2_calibration):
+    """Per-group ranks: each group computes in its own rank; an equal split through the grouped
+    path is the plain runtime, and an unequal one matches an independent masked computation
+    (the wider basis with the columns beyond each group's rank zeroed, values refitted per
+    group)."""
+    from mallocgame.rank.latency import attention_stack
+    from mallocgame.rank.lowrank import _grouped_layer_params, _refit_wo, layer_params
+
+    m, calib = smollm2, smollm2_calibration
+    bases = model_bases(m, calib)
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 96, 576)), jnp.float32)
+    one = attention_stack(m, 1)
+    plain = layer_params(m, calib, bases[2], 2, 16, 24)
+    eq = _grouped_layer_params(m, calib, bases[2], 2, (16,) * 3, (24,) * 3, "whitened", True)
+    assert isinstance(eq["qk_a"], tuple) and eq["wv"][0].shape == (576, 24)
+    ref = np.asarray(one([plain], x))
+    np.testing.assert_allclose(np.asarray(one([eq], x)), ref, atol=1e-4 * np.abs(ref).max())
+
+    qg, vg = (32, 8, 8), (8, 40, 24)
+    got = layer_params(m, calib, bases[2], 2, 16, 24, qk_groups=qg, v_groups=vg)
+    assert [a.shape[1] for a in got["qk_a"]] == [32, 8, 8]
+    assert [w.shape for w in got["wo"]] == [(3, 8, 576), (3, 40, 576), (3, 24, 576)]
+    # masked reference: basis columns beyond each group's rank set to zero
+    b = bases[2]
+    qa, qb, va = b.qk_a[:, :, :32].copy(), b.qk_b[:, :, :32].copy(), b.v_a[:, :, :40].copy()
+    for g in range(3):
+        qa[g, :, qg[g] :] = 0
+        qb[g, :, qg[g] :] = 0
+        va[g, :, vg[g] :] = 0
+    p = m.params["layers"][2]
+    st = calib.layers[2]
+    wv = np.einsum("dgk,gkr->dgr", np.asarray(p["wv"], np.float64), va)
+    bv = np.einsum("gk,gkr->gr", -st.mv, va)
+    wo = np.zeros((9, 40, 576))
+    for h in range(9):
+        g = h // 3
+        wo[h, : vg[g]] = _refit_wo(va[g, :, : vg[g]], st.co[h], np.asarray(p["wo"][h]), "whitened")
+    masked = dict(plain, qk_a=jnp.asarray(qa, jnp.float32), qk_b=jnp.asarray(qb, jnp.float32))
+    masked.update(wv=jnp.asarray(wv, jnp.float32), bv=jnp.asarray(bv, jnp.float32))
+    masked.update(wo=jnp.asarray(wo, jnp.float32))
+    ref = np.asarray(one([masked], x))
+    out = np.asarray(one([got], x))
+    np.testing.assert_allclose(out, ref, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_allclose(
+        np.asarray(attention_stack(m, 1, impl="dpa")([got], x)), out, atol=1e-4 * np.abs(out).max()
+    )
+    # the evaluator's masked plain layout: the same attention, plain shapes
+    from mallocgame.rank.lowrank import masked_layer_params
+
+    mk = masked_layer_params(m, calib, bases[2], 2, qg, vg)
+    assert mk["qk_a"].shape == (3, 64, 32) and mk["wo"].shape == (9, 40, 576)
+    np.testing.assert_allclose(np.asarray(one([mk], x)), out, atol=1e-4 * np.abs(out).max())
+    mk = masked_layer_params(m, calib, bases[2], 2, (64, 60, 56), (64, 64, 64))
+    full_qk = layer_params(m, calib, bases[2], 2, 64, 64, bypass_full=False)
+    assert mk["qk_a"].shape == (3, 64, 64) and float(jnp.abs(mk["qk_a"][1, :, 60:]).max()) == 0
+    assert float(jnp.abs(full_qk["qk_a"][1, :, 60:]).max()) > 0
+    # through a config: the groups reach the runtime, FLOPs as the means say
+    cfg = RankConfig(
+        "smollm2",
+        m.model_hash,
+        (16,) * 30,
+        (24,) * 30,
+        512,
+        qk_groups=((32, 8, 8),) + ((16,) * 3,) * 29,
+    )
+    lp = lowrank_params(m, calib, cfg)["layers"]
+    assert isinstance(lp[0]["qk_a"], tuple) and not isinstance(lp[1]["qk_a"], tuple)
+
+
 def test_config_for_other_weights_is_refused(smollm2, smollm2_calibration):
     other = RankConfig.uniform("smollm2", "ffffffffffffffff", 32, 32)
     with pytest.raises(ModelMismatchError, match=smollm2.model_hash):

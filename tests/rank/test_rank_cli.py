@@ -188,6 +188,11 @@ def test_rank_bad_input(env, tmp_path, capsys, monkeypatch) -> None:
     with pytest.raises(SystemExit):
         main(["rank", "--model", "gpt9", "--budget", "0.5", "--out", out])
     capsys.readouterr()
+    args = ["rank", "--model", "minilm", "--budget", "0.5", "--out", out]
+    assert main([*args, "--group-split", "10"]) == 2  # no grouped heads in MiniLM
+    assert "field 'group-split'" in capsys.readouterr().err
+    assert main([*args, "--group-split", "-1"]) == 2
+    assert "field 'group-split'" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "mallocgame.rank.agent", None)
     assert (
         main(["rank", "--model", "minilm", "--budget", "0.5", "--solver", "agent", "--out", out])

@@ -271,6 +271,10 @@ def attention(
     """
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"unknown attention impl {impl!r}; expected one of {ATTENTION_IMPLS}")
+    if isinstance(p.get("qk_a"), tuple) or isinstance(p["wv"], tuple):
+        if capture:
+            raise ValueError("statistics are captured on the original model, not per-group ranks")
+        return _grouped_attention(p, cfg, x, impl), {}
     B, L, _ = x.shape
     H, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
     n = H // G
@@ -311,6 +315,45 @@ def attention(
             "n": jnp.float32(B * L),
         }
     return out, stats
+
+
+def _grouped_attention(p: Params, cfg: SmolLMConfig, x: jax.Array, impl: str) -> jax.Array:
+    """:func:`attention` for a layer whose key-value groups keep different ranks (per-group
+    tuples ``qk_a``/``qk_b`` and/or ``wv``/``bv``/``wo``, see
+    :func:`mallocgame.rank.lowrank.layer_params`): each group's scores and values are computed in
+    its own rank, and the groups' outputs are summed through their output projections."""
+    B, L, _ = x.shape
+    H, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+    n = H // G
+    pos = jnp.arange(L)
+    q = rope(jnp.einsum("bld,dhk->blhk", x, p["wq"]), pos, cfg.rope_theta)
+    k = rope(jnp.einsum("bld,dgk->blgk", x, p["wk"]), pos, cfg.rope_theta)
+    qg = q.reshape(B, L, G, n, hd).transpose(0, 2, 3, 1, 4)  # [B, G, n, L, hd]
+    kr = k.transpose(0, 2, 1, 3)  # [B, G, L, hd]
+    grouped_v = isinstance(p["wv"], tuple)
+    if not grouped_v:
+        v = jnp.einsum("bld,dgk->bglk", x, p["wv"])
+        if "bv" in p:
+            v = v + p["bv"][None, :, None, :]
+    out = p["bo"] if "bo" in p else 0.0
+    for g in range(G):
+        qq, kk = qg[:, g : g + 1], kr[:, g : g + 1]
+        if "qk_a" in p:
+            kk = kk - p["k_mean"][g]
+            qq = jnp.einsum("bgnld,dr->bgnlr", qq, p["qk_a"][g])
+            kk = jnp.einsum("bgld,dr->bglr", kk, p["qk_b"][g])
+        if grouped_v:
+            vv = (jnp.einsum("bld,dr->blr", x, p["wv"][g]) + p["bv"][g])[:, None]
+            wo = p["wo"][g]  # [n, r_g, D]
+        else:
+            vv = v[:, g : g + 1]
+            wo = p["wo"][g * n : (g + 1) * n]
+        if impl == "blocked":
+            o = causal_attention(qq / np.sqrt(hd), kk, vv)
+        else:
+            o = fused_causal_attention(qq, kk, vv, 1.0 / np.sqrt(hd), impl)
+        out = out + jnp.einsum("bnlv,nvd->bld", o[:, 0], wo)
+    return out
 
 
 def block_fn(p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False):

@@ -1,0 +1,111 @@
+"""Per-group ranks: the split search (mallocgame.rank.groups) and the evaluator's masked layout."""
+
+from __future__ import annotations
+
+import pytest
+
+from mallocgame.rank.config import RankConfig
+from mallocgame.rank.groups import split_groups
+from mallocgame.rank.sensitivity import config_entries, layer_entry
+
+pytestmark = pytest.mark.rank
+
+HASH = "0123456789abcdef"
+
+
+class FakeEvaluator:
+    """Loss = sum over low-rank parts of w_g / r_g (group 0 of every part matters 4x more)."""
+
+    def __init__(self) -> None:
+        self.n_evaluated = 0
+        self.memo: dict = {}
+        self.pins: list = []
+
+    def pin_ranks(self, ranks) -> None:
+        self.pins.append(ranks)
+
+    def loss_of_ranks(self, ranks) -> float:
+        if ranks not in self.memo:
+            self.n_evaluated += 1
+            loss = 0.0
+            for e in ranks:
+                qg = e[2] if len(e) > 2 and e[2] is not None else (e[0],) * 3
+                vg = e[3] if len(e) > 2 and e[3] is not None else (e[1],) * 3
+                for g in (qg, vg):
+                    if min(g) < 64:
+                        loss += sum(w / r for w, r in zip((4.0, 1.0, 1.0), g, strict=True))
+            self.memo[ranks] = loss
+        return self.memo[ranks]
+
+
+def test_split_moves_rank_to_the_group_that_needs_it_and_keeps_the_flops():
+    r_qk = (16,) * 2 + (64,) * 28
+    r_v = (8,) + (64,) * 29
+    cfg = RankConfig("smollm2", HASH, r_qk, r_v, 512)
+    ev = FakeEvaluator()
+    trace: list = []
+    res = split_groups(ev, cfg, step=4, trace=trace)
+    out = res.config
+    assert res.complete and res.loss < res.start_loss and res.moves == len(trace) > 0
+    # w / r with weights 4, 1, 1: the optimum puts twice the rank on group 0
+    assert out.groups(0)[0] == (24, 12, 12) and out.groups(1)[0] == (24, 12, 12)
+    assert out.groups(0)[1] == (12, 4, 8) or out.groups(0)[1] == (12, 8, 4)
+    assert out.groups(5) == ((64,) * 3, (64,) * 3)  # full parts untouched
+    assert (out.r_qk, out.r_v) == (cfg.r_qk, cfg.r_v)  # layer ranks (FLOPs) kept
+    assert all(sum(g) == 3 * r for g, r in zip(out.groups_list("qk"), out.r_qk, strict=True))
+    assert ev.loss_of_ranks(config_entries(out)) == pytest.approx(res.loss)
+    assert [t["loss"] for t in trace] == sorted((t["loss"] for t in trace), reverse=True)
+    assert ev.pins[-1] is None  # unpinned at the end
+
+    # limits: evaluations
+    few = split_groups(FakeEvaluator(), cfg, step=4, max_evals=5)
+    assert not few.complete and few.evaluations <= 5 + 6
+    with pytest.raises(ValueError, match="no grouped"):
+        split_groups(FakeEvaluator(), RankConfig.uniform("minilm", HASH, 16, 16), step=4)
+
+
+def test_layer_entry_is_canonical():
+    assert layer_entry(8, 16) == (8, 16)
+    assert layer_entry(8, 16, (8, 8, 8), (16, 16, 16)) == (8, 16)
+    assert layer_entry(8, 16, (16, 4, 4), None) == (8, 16, (16, 4, 4), None)
+
+
+def test_evaluator_scores_group_ranks_as_the_runtime_runs_them(smollm2, smollm2_calibration, split):
+    """The evaluator's masked layout gives the loss that the runtime's per-group computation
+    (lowrank_params with groups) gives on the same text."""
+    import jax.numpy as jnp
+
+    from mallocgame.rank import sensitivity as sv
+    from mallocgame.rank import text
+    from mallocgame.rank.lowrank import lowrank_params, model_bases
+    from mallocgame.rank.models.smollm2 import _token_nll, encode, hidden_states
+
+    w = text.token_windows(lambda s: encode(smollm2, s), split.calibration, 128, 3)[2:3]
+    spec = sv.CalibSpec("smollm2", bases=2, loss=1, window=128)
+    setup = sv.RankSetup(
+        smollm2, spec, smollm2_calibration, tuple(model_bases(smollm2, smollm2_calibration)), w
+    )
+    ev = sv.Evaluator(setup)
+    cfg = RankConfig(
+        "smollm2",
+        smollm2.model_hash,
+        (16,) + (64,) * 29,
+        (24,) + (64,) * 29,
+        128,
+        qk_groups=((32, 8, 8),) + ((64,) * 3,) * 29,
+        v_groups=((8, 40, 24),) + ((64,) * 3,) * 29,
+    )
+    loss = ev.loss_of_ranks(config_entries(cfg))
+
+    def nll(params) -> float:
+        x, _ = hidden_states(params, smollm2.config, w)
+        return float(_token_nll(smollm2.params, x, jnp.asarray(w), smollm2.config.rms_eps)) / 127
+
+    direct = nll(lowrank_params(smollm2, smollm2_calibration, cfg)) - nll(smollm2.params)
+    assert loss == pytest.approx(direct, abs=2e-4)
+    assert loss != pytest.approx(
+        ev.loss_of_ranks(
+            config_entries(RankConfig("smollm2", smollm2.model_hash, cfg.r_qk, cfg.r_v, 128))
+        ),
+        abs=1e-4,
+    )
