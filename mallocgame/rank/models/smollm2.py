@@ -257,6 +257,18 @@ def fused_causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: floa
     return o[..., :dv].reshape(B, L, G, n, dv).transpose(0, 2, 3, 1, 4)
 
 
+def _rotated_qk(p: Params, cfg: SmolLMConfig, x: jax.Array):
+    """Post-RoPE queries ``[B, L, H, hd]`` and keys ``[B, L, G, hd]``, and the same with heads
+    before positions, ``[B, G, n, L, hd]`` and ``[B, G, L, hd]``: the ``[B, G, n, L, L]`` scores
+    then come out of the dot in softmax layout, with no transpose of an ``L x L`` tensor."""
+    B, L, _ = x.shape
+    H, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+    pos = jnp.arange(L)
+    q = rope(jnp.einsum("bld,dhk->blhk", x, p["wq"]), pos, cfg.rope_theta)
+    k = rope(jnp.einsum("bld,dgk->blgk", x, p["wk"]), pos, cfg.rope_theta)
+    return q, k, q.reshape(B, L, G, H // G, hd).transpose(0, 2, 3, 1, 4), k.transpose(0, 2, 1, 3)
+
+
 def attention(
     p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False, impl: str = "blocked"
 ):
@@ -276,18 +288,11 @@ def attention(
             raise ValueError("statistics are captured on the original model, not per-group ranks")
         return _grouped_attention(p, cfg, x, impl), {}
     B, L, _ = x.shape
-    H, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-    n = H // G
-    pos = jnp.arange(L)
-    q = rope(jnp.einsum("bld,dhk->blhk", x, p["wq"]), pos, cfg.rope_theta)
-    k = rope(jnp.einsum("bld,dgk->blgk", x, p["wk"]), pos, cfg.rope_theta)
+    H, hd = cfg.n_heads, cfg.head_dim
+    q, k, qg, kr = _rotated_qk(p, cfg, x)
     v = jnp.einsum("bld,dgk->blgk", x, p["wv"])
     if "bv" in p:
         v = v + p["bv"]
-    # Heads before positions ([B, G, n, L, r] and [B, G, L, r]): the [B, G, n, L, L] scores then
-    # come out of the dot in softmax layout, with no transpose of an L x L tensor.
-    qg = q.reshape(B, L, G, n, hd).transpose(0, 2, 3, 1, 4)
-    kr = k.transpose(0, 2, 1, 3)
     if "qk_a" in p:
         qg = jnp.einsum("bgnld,gdr->bgnlr", qg, p["qk_a"])
         kr = jnp.einsum("bgld,gdr->bglr", kr - p["k_mean"][None, :, None, :], p["qk_b"])
@@ -322,14 +327,9 @@ def _grouped_attention(p: Params, cfg: SmolLMConfig, x: jax.Array, impl: str) ->
     tuples ``qk_a``/``qk_b`` and/or ``wv``/``bv``/``wo``, see
     :func:`mallocgame.rank.lowrank.layer_params`): each group's scores and values are computed in
     its own rank, and the groups' outputs are summed through their output projections."""
-    B, L, _ = x.shape
-    H, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-    n = H // G
-    pos = jnp.arange(L)
-    q = rope(jnp.einsum("bld,dhk->blhk", x, p["wq"]), pos, cfg.rope_theta)
-    k = rope(jnp.einsum("bld,dgk->blgk", x, p["wk"]), pos, cfg.rope_theta)
-    qg = q.reshape(B, L, G, n, hd).transpose(0, 2, 3, 1, 4)  # [B, G, n, L, hd]
-    kr = k.transpose(0, 2, 1, 3)  # [B, G, L, hd]
+    G, hd = cfg.n_kv_heads, cfg.head_dim
+    n = cfg.n_heads // G
+    _, _, qg, kr = _rotated_qk(p, cfg, x)
     grouped_v = isinstance(p["wv"], tuple)
     if not grouped_v:
         v = jnp.einsum("bld,dgk->bglk", x, p["wv"])
