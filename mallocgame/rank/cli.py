@@ -179,18 +179,32 @@ def add_parsers(sub: Any) -> None:
 
 
 # --------------------------------------------------------------------------- heat map
-def heatmap_bytes(r_qk: list[int], r_v: list[int], head_dim: int, title: str, fmt: str) -> bytes:
-    """A layers x {qk, v} heat map of the ranks (``fmt``: png, svg or pdf)."""
+def heatmap_bytes(
+    r_qk: list[int],
+    r_v: list[int],
+    head_dim: int,
+    title: str,
+    fmt: str,
+    groups: tuple[list, list] | None = None,
+) -> bytes:
+    """A layers x {qk, v} heat map of the ranks (``fmt``: png, svg or pdf); with ``groups``
+    (per-layer group ranks of q-k and of v), one row per part and key-value group."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    m = np.asarray([r_qk, r_v], np.float64)
+    if groups is None:
+        m = np.asarray([r_qk, r_v], np.float64)
+        labels = ["q-k", "v"]
+    else:
+        qk, v = (np.asarray(g, np.float64).T for g in groups)  # [G, layers]
+        m = np.concatenate([qk, v])
+        labels = [f"q-k g{g}" for g in range(len(qk))] + [f"v g{g}" for g in range(len(v))]
     n = m.shape[1]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.32 * n + 1.5), 2.2))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.32 * n + 1.5), 1.4 + 0.4 * len(labels)))
     im = ax.imshow(m, cmap="viridis", vmin=0, vmax=head_dim, aspect="auto")
-    ax.set_yticks([0, 1], ["q-k", "v"])
+    ax.set_yticks(range(len(labels)), labels)
     ax.set_xticks(range(n), [str(i) for i in range(n)], fontsize=7)
     ax.set_xlabel("layer")
     for (i, j), r in np.ndenumerate(m):
@@ -223,8 +237,10 @@ def write_heatmap(cfg: Any, path: str | Path, title: str) -> Path:
             str(path),
             field="heatmap",
         )
+    groups = (cfg.groups_list("qk"), cfg.groups_list("v")) if cfg.grouped else None
     atomic_write_bytes(
-        path, heatmap_bytes(list(cfg.r_qk), list(cfg.r_v), cfg.shape.head_dim, title, fmt)
+        path,
+        heatmap_bytes(list(cfg.r_qk), list(cfg.r_v), cfg.shape.head_dim, title, fmt, groups),
     )
     return path
 

@@ -212,6 +212,11 @@ def test_heatmap_formats(tmp_path) -> None:
     assert write_heatmap(cfg, tmp_path / "h.svg", "t").read_text().lstrip().startswith("<?xml")
     with pytest.raises(InputError, match="heatmap"):
         write_heatmap(cfg, tmp_path / "h.gif", "t")
+    grouped = RankConfig(
+        "smollm2", "ab", (8,) * 30, (16,) * 30, 512, qk_groups=((16, 4, 4),) + ((8,) * 3,) * 29
+    )
+    svg = write_heatmap(grouped, tmp_path / "g.svg", "t").read_text()
+    assert "q-k g0" in svg and "v g2" in svg  # one row per part and group
 
 
 def test_evaluator_matches_a_direct_forward_and_tables_are_cached(ranked, env) -> None:
