@@ -454,7 +454,10 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 ]
                 print(f"  {kind} groups (layer:ranks) {' '.join(split)}")
         if calib_loss is not None:
-            print(f"  calibration loss {calib_loss:.4g} ({evaluator.n_evaluated} evaluations)")
+            print(
+                f"  calibration loss {meta['calibration_loss']:.4g} "
+                f"({evaluator.n_evaluated} evaluations)"
+            )
         print(f"  wrote {out} and {heat}")
     return 0
 
