@@ -383,48 +383,33 @@ def masked_layer_params(
     method: str = "whitened",
     multiple: int = 8,
 ) -> dict[str, Any]:
-    """Layer ``i`` with per-group ranks in the plain (stacked) layout: every group's maps are
-    as wide as the widest group's rank (rounded up to ``multiple``, at most the head dim),
-    the columns beyond a group's own rank zero. The same attention as
-    :func:`_grouped_layer_params` (zero columns add nothing to the scores; zero value dims
-    meet zero rows of the refitted output projection), at the FLOPs of the widest group: for
-    measuring fidelity, where shapes shared with plain configs save XLA compilations."""
+    """Layer ``i`` with per-group ranks in the plain (stacked) layout: the per-group maps of
+    :func:`_grouped_layer_params` padded with zero columns to the widest group's rank (rounded
+    up to ``multiple``, at most the head dim) and stacked. The same attention (zero columns add
+    nothing to the scores; zero value dims meet zero rows of the output projection), at the
+    FLOPs of the widest group: for measuring fidelity, where shapes shared with plain configs
+    save XLA compilations."""
     cfg = model.config
-    hd, G, H = cfg.head_dim, cfg.n_kv_heads, cfg.n_heads
-    n = H // G
+    hd = cfg.head_dim
+    p = _grouped_layer_params(model, calib, bases, i, tuple(qg), tuple(vg), method, True)
 
-    def width(g: Sequence[int]) -> int:
-        return min(hd, -(-max(g) // multiple) * multiple)
+    def padded(arrays: tuple, axis: int) -> list:
+        w = min(hd, -(-max(a.shape[axis] for a in arrays) // multiple) * multiple)
+        out = []
+        for a in arrays:
+            pad = [(0, 0)] * a.ndim
+            pad[axis] = (0, w - a.shape[axis])
+            out.append(jnp.pad(a, pad))
+        return out
 
-    wq, wv = width(qg), width(vg)
-    plain = layer_params(model, calib, bases, i, wq, wv, method, bypass_full=False)
-    p = model.params["layers"][i]
-    st = calib.layers[i]
-    new = dict(plain)
-    if "qk_a" in plain:
-        qa, qb = bases.qk_a[:, :, :wq].copy(), bases.qk_b[:, :, :wq].copy()
-        for g in range(G):
-            qa[g, :, qg[g] :] = 0
-            qb[g, :, qg[g] :] = 0
-        new["qk_a"], new["qk_b"] = jnp.asarray(qa, jnp.float32), jnp.asarray(qb, jnp.float32)
-    if any(r < hd for r in vg):
-        va = bases.v_a[:, :, :wv].copy()
-        for g in range(G):
-            va[g, :, vg[g] :] = 0
-        q = {k: np.asarray(p[k], np.float64) for k in _ATTN if k in p}
-        bv = q.get("bv", np.zeros((G, hd)))
-        wo = np.zeros((H, wv, cfg.d_model))
-        for h in range(H):
-            g = h // n
-            wo[h, : vg[g]] = _refit_wo(va[g, :, : vg[g]], st.co[h], q["wo"][h], method)
-        mvh = np.repeat(st.mv, n, axis=0)
-        new["wv"] = jnp.asarray(np.einsum("dgk,gkr->dgr", q["wv"], va), jnp.float32)
-        new["bv"] = jnp.asarray(np.einsum("gk,gkr->gr", bv - st.mv, va), jnp.float32)
-        new["wo"] = jnp.asarray(wo, jnp.float32)
-        new["bo"] = jnp.asarray(
-            q.get("bo", np.zeros(cfg.d_model)) + np.einsum("hk,hkd->d", mvh, q["wo"]), jnp.float32
-        )
-    return new
+    if isinstance(p.get("qk_a"), tuple):
+        p["qk_a"] = jnp.stack(padded(p["qk_a"], 1))
+        p["qk_b"] = jnp.stack(padded(p["qk_b"], 1))
+    if isinstance(p["wv"], tuple):
+        p["wv"] = jnp.stack(padded(p["wv"], 1), axis=1)  # [D, G, w]
+        p["bv"] = jnp.stack(padded(p["bv"], 0))  # [G, w]
+        p["wo"] = jnp.concatenate(padded(p["wo"], 1))  # [H, w, D]
+    return p
 
 
 def model_bases(model: Model, calib: Calibration, method: str = "whitened") -> list[LayerBases]:
