@@ -171,15 +171,7 @@ def group_row(
         "calibration_loss": res.loss,
         "solve_seconds": res.seconds,
         "solver_evaluations": res.evaluations,
-        "group_split": {
-            "step": a.group_step,
-            "time_limit": a.group_split,
-            "start_loss": res.start_loss,
-            "moves": res.moves,
-            "passes": res.passes,
-            "complete": res.complete,
-            "start": start,
-        },
+        "group_split": {**res.summary(), "time_limit": a.group_split, "start": start},
         "heldout": held(lowrank_params(setup.model, setup.calib, g, bases=setup.bases)),
     }
 

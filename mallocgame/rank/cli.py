@@ -400,19 +400,10 @@ def cmd_rank(args: argparse.Namespace) -> int:
             f"splitting ranks among key-value groups ({args.group_split:g} s)", quiet=args.json
         ):
             res = split_groups(evaluator, cfg, step=args.group_step, time_limit=args.group_split)
-        cfg = res.config
         meta["calibration_loss"] = res.loss
-        meta["group_split"] = {
-            "step": args.group_step,
-            "seconds": res.seconds,
-            "evaluations": res.evaluations,
-            "moves": res.moves,
-            "complete": res.complete,
-            "start_loss": res.start_loss,
-            "loss": res.loss,
-        }
+        meta["group_split"] = res.summary()
         meta["evaluations"] = evaluator.n_evaluated
-        cfg = dataclasses.replace(cfg, meta={**cfg.meta, **meta})
+        cfg = dataclasses.replace(res.config, meta={**res.config.meta, **meta})
     out = save_rank_config(cfg, args.out)
     heat = Path(args.heatmap) if args.heatmap else out.with_suffix(".png")
     title = (

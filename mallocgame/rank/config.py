@@ -129,7 +129,7 @@ class RankConfig:
         for i, (a, b) in enumerate(zip(self.r_qk, self.r_v, strict=False)):
             layer: dict[str, Any] = {"r_qk": a, "r_v": b}
             for key, g, r in (("qk_groups", self.qk_groups, a), ("v_groups", self.v_groups, b)):
-                if g is not None and i < len(g) and any(x != r for x in g[i]):
+                if g is not None and any(x != r for x in g[i]):
                     layer[key] = list(g[i])
             layers.append(layer)
         return {

@@ -32,12 +32,17 @@ from mallocgame.rank.sensitivity import config_entries, layer_entry
 class SplitResult:
     config: RankConfig
     loss: float  # calibration loss of ``config``
-    start_loss: float  # of the equal split
+    start_loss: float  # of the config the search started from
+    step: int
     evaluations: int
     moves: int
     passes: int
     seconds: float
     complete: bool  # a full pass changed nothing (else stopped by time or evaluations)
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the config, for a run's record (a rank config's ``meta``, a bench row)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "config"}
 
 
 def split_groups(
@@ -62,87 +67,82 @@ def split_groups(
     n_layers = shape.n_layers
     qk = [list(config.groups(i)[0]) for i in range(n_layers)]
     v = [list(config.groups(i)[1]) for i in range(n_layers)]
+    parts = [
+        (i, kind, groups[i]) for i in range(n_layers) for kind, groups in (("qk", qk), ("v", v))
+    ]
 
     def entries() -> tuple[tuple, ...]:
         return tuple(
             layer_entry(config.r_qk[i], config.r_v[i], qk[i], v[i]) for i in range(n_layers)
         )
 
-    n0 = evaluator.n_evaluated
-    start = evaluator.loss_of_ranks(config_entries(config))
-    cur = start
-    moves = passes = 0
-    complete = False
-
     def out_of_budget() -> bool:
         if max_evals is not None and evaluator.n_evaluated - n0 >= max_evals:
             return True
         return time_limit is not None and time.perf_counter() - t0 >= time_limit
 
-    stopped = False
+    def best_transfer(g: list[int]) -> tuple[float, int, int] | None:
+        """(loss, from, to) of the best transfer of ``step`` dims within ``g``, measured."""
+        best = None
+        for a in range(G):
+            for b in range(G):
+                if a == b or g[a] - step < step or g[b] + step > hd:
+                    continue
+                g[a] -= step
+                g[b] += step
+                loss = evaluator.loss_of_ranks(entries())
+                g[a] += step
+                g[b] -= step
+                if best is None or loss < best[0]:
+                    best = (loss, a, b)
+        return best
+
+    n0 = evaluator.n_evaluated
+    start = cur = evaluator.loss_of_ranks(config_entries(config))
+    moves = passes = 0
+    complete = stopped = False
     while passes < max_passes and not stopped:
         passes += 1
         changed = False
-        for i in range(n_layers):
-            for kind, groups in (("qk", qk), ("v", v)):
-                if all(r == hd for r in groups[i]):
-                    continue
-                evaluator.pin_ranks(entries())
-                while True:
-                    if out_of_budget():
-                        stopped = True
-                        break
-                    best = None
-                    for a in range(G):
-                        for b in range(G):
-                            g = groups[i]
-                            if a == b or g[a] - step < step or g[b] + step > hd:
-                                continue
-                            g[a] -= step
-                            g[b] += step
-                            loss = evaluator.loss_of_ranks(entries())
-                            g[a] += step
-                            g[b] -= step
-                            if best is None or loss < best[0]:
-                                best = (loss, a, b)
-                    if best is None or cur - best[0] <= min_gain:
-                        break
-                    loss, a, b = best
-                    groups[i][a] -= step
-                    groups[i][b] += step
-                    cur = loss
-                    moves += 1
-                    changed = True
-                    evaluator.pin_ranks(entries())
-                    if trace is not None:
-                        trace.append(
-                            {
-                                "layer": i,
-                                "part": kind,
-                                "groups": list(groups[i]),
-                                "loss": cur,
-                                "evals": evaluator.n_evaluated - n0,
-                                "seconds": time.perf_counter() - t0,
-                            }
-                        )
-                if stopped:
+        for i, kind, g in parts:
+            if all(r == hd for r in g):
+                continue
+            evaluator.pin_ranks(entries())
+            while not (stopped := out_of_budget()):
+                best = best_transfer(g)
+                if best is None or cur - best[0] <= min_gain:
                     break
+                cur, a, b = best
+                g[a] -= step
+                g[b] += step
+                moves += 1
+                changed = True
+                evaluator.pin_ranks(entries())
+                if trace is not None:
+                    trace.append(
+                        {
+                            "layer": i,
+                            "part": kind,
+                            "groups": list(g),
+                            "loss": cur,
+                            "evals": evaluator.n_evaluated - n0,
+                            "seconds": time.perf_counter() - t0,
+                        }
+                    )
             if stopped:
                 break
-        if not changed and not stopped:
-            complete = True
+        complete = not changed and not stopped
+        if complete:
             break
     evaluator.pin_ranks(None)
     out = dataclasses.replace(
-        config,
-        qk_groups=tuple(tuple(g) for g in qk),
-        v_groups=tuple(tuple(g) for g in v),
-        meta={**config.meta, "group_split": {"step": step, "start_loss": start, "loss": cur}},
+        config, qk_groups=tuple(map(tuple, qk)), v_groups=tuple(map(tuple, v))
     )
     return SplitResult(
         out,
         cur,
         start,
+        step,
         evaluator.n_evaluated - n0,
         moves,
         passes,

@@ -246,8 +246,6 @@ def lowrank_params(
         if key not in cache:
             cache[key] = model_bases(model, calib, ranks.method)
         bases = cache[key]
-    if ranks.grouped and not _is_smollm(model):
-        raise ValueError("per-group ranks apply to grouped-query models (smollm2)")
     layers = []
     for i in range(len(model.params["layers"])):
         qg, vg = ranks.groups(i) if ranks.grouped else (None, None)
@@ -291,9 +289,8 @@ def layer_params(
     n = H // G
     p = model.params["layers"][i]
     st, b = calib.layers[i], bases
-    rq, rv = r_qk, r_v
-    qg = tuple(qk_groups) if qk_groups is not None else (rq,) * G
-    vg = tuple(v_groups) if v_groups is not None else (rv,) * G
+    qg = tuple(qk_groups) if qk_groups is not None else (r_qk,) * G
+    vg = tuple(v_groups) if v_groups is not None else (r_v,) * G
     if len(set(qg)) > 1 or len(set(vg)) > 1:
         if not _is_smollm(model):
             raise ValueError("per-group ranks apply to grouped-query models (smollm2)")
