@@ -46,6 +46,7 @@ from mallocgame.bench.rank import HeldOut, solve_and_judge
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
 from mallocgame.rank.cli import add_calibration_args
+from mallocgame.rank.config import METHODS
 from mallocgame.workload import atomic_write_text
 
 
@@ -138,28 +139,47 @@ def group_row(
     start_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The row of ``row``'s config with its ranks split among the key-value groups, starting
-    from the equal split, or from ``start_from``'s groups (an earlier ``+groups`` row) when it
-    has the same layer ranks."""
+    from the equal split, or from ``start_from``'s groups (an earlier ``+groups`` row) in the
+    layers and parts where the solver kept the init's rank."""
     from mallocgame.rank.config import RankConfig
     from mallocgame.rank.groups import split_groups
     from mallocgame.rank.lowrank import attention_flops, lowrank_params
 
-    cfg = RankConfig(row["model"], row["model_hash"], row["r_qk"], row["r_v"], tables.seq_len)
+    method = tables.method
+    cfg = RankConfig(
+        row["model"], row["model_hash"], row["r_qk"], row["r_v"], tables.seq_len, method=method
+    )
     start = "equal"
-    if start_from is not None and (start_from["r_qk"], start_from["r_v"]) == (
-        row["r_qk"],
-        row["r_v"],
-    ):  # the solver kept the init's layer ranks: go on from the init's groups
+    if start_from is not None:
+
+        def kept(kind: str) -> tuple[tuple[int, ...], ...]:
+            ours, theirs = row[f"r_{kind}"], start_from[f"r_{kind}"]
+            groups = start_from[f"{kind}_groups"]
+            return tuple(
+                tuple(g) if r == t else (r,) * len(g)
+                for r, t, g in zip(ours, theirs, groups, strict=True)
+            )
+
+        qg, vg = kept("qk"), kept("v")
+        same = sum(
+            a == b
+            for a, b in zip(
+                row["r_qk"] + row["r_v"], start_from["r_qk"] + start_from["r_v"], strict=True
+            )
+        )
         cfg = RankConfig(
             cfg.model,
             cfg.model_hash,
             cfg.r_qk,
             cfg.r_v,
             cfg.seq_len,
-            qk_groups=tuple(map(tuple, start_from["qk_groups"])),
-            v_groups=tuple(map(tuple, start_from["v_groups"])),
+            method=method,
+            qk_groups=qg,
+            v_groups=vg,
         )
-        start = "init"
+        start = (
+            "init" if same == len(qg) + len(vg) else f"init ({same}/{len(qg) + len(vg)} parts kept)"
+        )
     res = split_groups(ev, cfg, step=a.group_step, time_limit=a.group_split)
     g = res.config
     return {
@@ -215,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-calib-loss", action="store_true", help="skip each answer's calibration loss"
     )
+    ap.add_argument(
+        "--method",
+        default="whitened",
+        choices=list(METHODS),
+        help="how the runtime learns its bases (whitened+heads: one per query head)",
+    )
     add_calibration_args(ap)
     ap.add_argument("--json-out", default="rank_fidelity.json")
     ap.add_argument("--md-out", default=None, help="markdown table (default: JSON path with .md)")
@@ -252,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for model_name in a.models.split(","):
         t0 = time.perf_counter()
-        d = sv.CalibSpec.default(model_name)
+        d = sv.CalibSpec.default(model_name, a.method)
         spec = sv.CalibSpec(
             model_name, a.cal_bases or d.bases, a.cal_loss or d.loss, d.window, d.method
         )

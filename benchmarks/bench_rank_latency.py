@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mallocgame.rank import text
-from mallocgame.rank.config import RankConfig
+from mallocgame.rank.config import METHODS, RankConfig
 from mallocgame.rank.latency import attention_stack as _attention_stack
 from mallocgame.rank.latency import cast_layers as _cast_layers
 from mallocgame.rank.latency import time_call as _time
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", choices=["smollm2", "minilm"], default="smollm2")
     ap.add_argument("--seq-lens", default="512,2048", help="comma-separated sequence lengths")
     ap.add_argument("--ranks", default="32", help="comma-separated uniform ranks (r_qk = r_v)")
-    ap.add_argument("--method", choices=["whitened", "pca"], default="whitened")
+    ap.add_argument("--method", choices=list(METHODS), default="whitened")
     ap.add_argument("--scope", choices=["attention", "forward"], default="attention")
     ap.add_argument(
         "--layers", type=int, default=None, help="attention scope: first N layers (default all)"

@@ -26,6 +26,7 @@ import numpy as np
 
 from mallocgame.argtypes import fraction, positive_int
 from mallocgame.errors import InputError
+from mallocgame.rank.config import METHODS
 
 _RANK_FIELDS = ("r_qk", "r_v")
 
@@ -82,8 +83,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--method",
         default="whitened",
-        choices=["whitened", "pca"],
-        help="how the runtime's bases are learned",
+        choices=list(METHODS),
+        help="how the runtime's bases are learned (whitened+heads: one basis per query head)",
     )
     add_calibration_args(p)
     p.add_argument(
@@ -310,7 +311,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     choices = _parse_choices(args.choices) or DEFAULT_CHOICES[args.model]
     seq_len = args.seq_len or sv.DEFAULT_SEQ_LEN[args.model]
     try:
-        cost, full = cost_table(args.model, choices, seq_len)
+        cost, full = cost_table(args.model, choices, seq_len, args.method)
     except ValueError as e:
         raise InputError(str(e), field="choices") from None
     # Fail fast on an impossible budget, before any measurement.

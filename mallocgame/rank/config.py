@@ -45,7 +45,15 @@ FORMAT_NAME = "mallocgame-ranks"
 FORMAT_VERSION = 2
 #: versions this reader accepts (1: one rank per layer and part; 2: adds per-group ranks)
 READ_VERSIONS = (1, 2)
-METHODS = ("whitened", "pca")
+#: how the runtime learns its bases (see :mod:`mallocgame.rank.lowrank`); ``"whitened+heads"``:
+#: whitened bases per query head instead of per key-value group (SmolLM2; the same as
+#: ``"whitened"`` where every query head has its own keys and values, as in MiniLM)
+METHODS = ("whitened", "pca", "whitened+heads")
+
+
+def per_head(method: str) -> bool:
+    """Whether ``method`` learns one basis per query head (not per key-value group)."""
+    return method.endswith("+heads")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +68,11 @@ class ModelShape:
     d_model: int
     rope: bool
     causal: bool
+
+    def key_maps(self, method: str) -> int:
+        """How many key projections into the query-key basis a layer computes at run time: one
+        per key-value group, or one per query head with a per-head ``method``."""
+        return self.n_heads if per_head(method) else self.n_kv_heads
 
 
 MODEL_SHAPES: dict[str, ModelShape] = {

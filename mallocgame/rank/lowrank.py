@@ -24,6 +24,13 @@ Methods (``RankConfig.method``):
 - ``"pca"``: one orthonormal basis ``U`` of the principal directions of the centred
   post-RoPE keys, for both q and k (``q . k ~ (q U) . (k U)``), and of the centred head
   outputs for the values.
+- ``"whitened+heads"``: ``"whitened"`` with one basis per *query head* instead of one per
+  key-value group (SmolLM2: each of a group's 3 query heads gets its own key map ``B_h`` and
+  value map ``A^v_h``, fitted to its own queries and outputs). The scores and ``P v`` cost the
+  same ``L * L * r`` per head; keys and values are projected once per query head (``L * hd *
+  r`` each, linear in ``L``). The layer is computed as if every query head had its own
+  key-value head (:func:`_head_view`; the runtime repeats the post-RoPE keys). Per-group
+  ranks give each head of a group the group's rank.
 
 At full rank both are exact; with ``bypass_full`` (default) a layer at full rank keeps the
 original weights and skips the projection (no extra FLOPs). Shapes are stated per module:
@@ -40,7 +47,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from mallocgame.rank.config import MODEL_SHAPES, ModelMismatchError, RankConfig
+from mallocgame.rank.config import MODEL_SHAPES, ModelMismatchError, RankConfig, per_head
 from mallocgame.rank.models import minilm as _minilm
 from mallocgame.rank.models import smollm2 as _smollm2
 
@@ -146,6 +153,68 @@ def calibrate(model: Model, data: np.ndarray | Sequence[str], batch_size: int = 
     assert total is not None
     G = cfg.n_kv_heads
     return Calibration(cfg.name, model.model_hash, ntok, _finish(total, G, cfg.n_heads // G))
+
+
+# ----------------------------------------------------------------------------- per-head view
+
+
+_HEAD_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _has_head_view(model: Model) -> bool:
+    cfg = model.config
+    return _is_smollm(model) and cfg.n_kv_heads != cfg.n_heads
+
+
+def _head_view(model: Model, calib: Calibration | None = None) -> tuple[Model, Calibration | None]:
+    """SmolLM2 seen with one key-value head per query head: values' weights and the key and
+    value statistics repeated ``n = H / G`` times (group-major), ``n_kv_heads = H``. Bases and
+    low-rank parameters computed on this view are per query head (``"whitened+heads"``). The
+    keys' weights stay as stored (the runtime repeats the post-RoPE keys). Cached per model
+    and calibration."""
+    views = _HEAD_VIEWS.setdefault(model, {})
+    cfg = model.config
+    n = cfg.n_heads // cfg.n_kv_heads
+    if "model" not in views:
+        layers = []
+        for p in model.params["layers"]:
+            q = dict(p, wv=jnp.repeat(p["wv"], n, axis=1))
+            if "bv" in p:
+                q["bv"] = jnp.repeat(p["bv"], n, axis=0)
+            layers.append(q)
+        views["model"] = dataclasses.replace(
+            model,
+            config=dataclasses.replace(cfg, n_kv_heads=cfg.n_heads),
+            params={**model.params, "layers": layers},
+        )
+    if calib is None:
+        return views["model"], None
+    key = ("calib", id(calib))
+    if key not in views or views[key][0]() is not calib:
+        rep = lambda a: np.repeat(a, n, axis=0)  # noqa: E731
+        layers = tuple(
+            LayerStats(cq=st.cq, mk=rep(st.mk), ck=rep(st.ck), mv=rep(st.mv), co=st.co)
+            for st in calib.layers
+        )
+        view = Calibration(calib.model, calib.model_hash, calib.n_tokens, layers)
+        views[key] = (weakref.ref(calib), view)
+    return views["model"], views[key][1]
+
+
+def _per_head_ranks(ranks: Sequence[int] | None, r: int, G: int, n: int) -> tuple[int, ...]:
+    """Per-group ranks (or ``r`` everywhere) as one rank per query head."""
+    return tuple(int(x) for x in (ranks if ranks is not None else (r,) * G) for _ in range(n))
+
+
+def _from_head_view(model: Model, i: int, p: dict[str, Any], values_kept: bool) -> dict:
+    """A layer computed on :func:`_head_view` with the stored value weights back where the
+    values keep their full rank (so that only low-rank values are computed per head)."""
+    if values_kept:
+        orig = model.params["layers"][i]
+        p = {**p, "wv": orig["wv"]}
+        if "bv" in orig:
+            p["bv"] = orig["bv"]
+    return p
 
 
 # ----------------------------------------------------------------------------- bases
@@ -283,10 +352,22 @@ def layer_params(
 
     ``qk_groups`` / ``v_groups`` (SmolLM2): one rank per key-value group instead; where they
     differ, each group's maps are kept apart (tuples of per-group arrays, see
-    :func:`_grouped_layer_params`), so that each group computes in its own rank."""
+    :func:`_grouped_layer_params`), so that each group computes in its own rank.
+
+    ``method="whitened+heads"`` wants the per-head ``bases`` of :func:`model_bases` and gives
+    per-head maps (tuples of ``H`` maps where groups differ)."""
     cfg = model.config
     hd, G, H = cfg.head_dim, cfg.n_kv_heads, cfg.n_heads
     n = H // G
+    if per_head(method):
+        if not _has_head_view(model):
+            method = "whitened"
+        else:
+            view, vcal = _head_view(model, calib)
+            qh = _per_head_ranks(qk_groups, r_qk, G, n)
+            vh = _per_head_ranks(v_groups, r_v, G, n)
+            p = layer_params(view, vcal, bases, i, r_qk, r_v, "whitened", bypass_full, qh, vh)
+            return _from_head_view(model, i, p, bypass_full and all(r == hd for r in vh))
     p = model.params["layers"][i]
     st, b = calib.layers[i], bases
     qg = tuple(qk_groups) if qk_groups is not None else (r_qk,) * G
@@ -388,7 +469,21 @@ def masked_layer_params(
     save XLA compilations."""
     cfg = model.config
     hd = cfg.head_dim
+    if per_head(method):
+        method = "whitened"
+        if _has_head_view(model):
+            n = cfg.n_heads // cfg.n_kv_heads
+            qg, vg = _per_head_ranks(qg, 0, 0, n), _per_head_ranks(vg, 0, 0, n)
+            view, vcal = _head_view(model, calib)
+            p = _grouped_layer_params(view, vcal, bases, i, qg, vg, method, True)
+            p = _from_head_view(model, i, p, all(r == hd for r in vg))
+            return _stack_padded(p, hd, multiple)
     p = _grouped_layer_params(model, calib, bases, i, tuple(qg), tuple(vg), method, True)
+    return _stack_padded(p, hd, multiple)
+
+
+def _stack_padded(p: dict[str, Any], hd: int, multiple: int) -> dict[str, Any]:
+    """Per-group tuples of maps padded with zero columns to one width and stacked."""
 
     def padded(arrays: tuple, axis: int) -> list:
         w = min(hd, -(-max(a.shape[axis] for a in arrays) // multiple) * multiple)
@@ -410,7 +505,12 @@ def masked_layer_params(
 
 
 def model_bases(model: Model, calib: Calibration, method: str = "whitened") -> list[LayerBases]:
-    """Full ordered bases of every layer (cache these when trying many rank configs)."""
+    """Full ordered bases of every layer (cache these when trying many rank configs); per
+    query head for ``"whitened+heads"`` (``[H, hd, hd]`` maps)."""
+    if per_head(method):
+        method = "whitened"
+        if _has_head_view(model):
+            model, calib = _head_view(model, calib)
     return [
         layer_bases(calib.layers[i], np.asarray(p["wo"]), method)
         for i, p in enumerate(model.params["layers"])
@@ -438,14 +538,15 @@ def attention_flops(
     if not 1 <= n <= s.n_layers:
         raise ValueError(f"n_layers must be in 1..{s.n_layers}, got {n_layers}")
     L = config.seq_len if seq_len is None else seq_len
-    H, G, hd, D = s.n_heads, s.n_kv_heads, s.head_dim, s.d_model
+    H, hd, D = s.n_heads, s.head_dim, s.d_model
+    K = s.key_maps(config.method)  # key (and value) maps: per group, or per query head
     qk = pv = basis = vo = 0.0
     for rq, rv in zip(config.r_qk[:n], config.r_v[:n], strict=True):
         qk += 2.0 * H * L * L * rq
         pv += 2.0 * H * L * L * rv
         if s.rope and rq < hd:
-            basis += 2.0 * L * hd * rq * (H + G)
-        vo += 2.0 * L * D * rv * (G + H)
+            basis += 2.0 * L * hd * rq * (H + K)
+        vo += 2.0 * L * D * rv * (K + H)
     full = 4.0 * H * L * L * hd * n
     total = qk + pv + basis
     return {

@@ -667,7 +667,7 @@ def build_tables(
         raise ValueError(f"calibration spec is for {spec.model!r}, not {model_name!r}")
     choices = tuple(int(c) for c in (choices or DEFAULT_CHOICES[model_name]))
     seq_len = seq_len or DEFAULT_SEQ_LEN[model_name]
-    cost, full_cost = cost_table(model_name, choices, seq_len)  # validates choices
+    cost, full_cost = cost_table(model_name, choices, seq_len, spec.method)  # validates choices
     model = load_model(model_name)
     key = _spec_key(
         model.model_hash, spec, {"choices": list(choices), "fisher_probes": fisher_probes}

@@ -41,8 +41,11 @@ def parts(model: str) -> list[tuple[int, str]]:
     return [(i, k) for i in range(MODEL_SHAPES[model].n_layers) for k in PART_KINDS]
 
 
-def cost_table(model: str, choices: tuple[int, ...], seq_len: int) -> tuple[np.ndarray, float]:
-    """``(cost float64[P, C], full_cost)``: the per-part split of ``attention_flops``."""
+def cost_table(
+    model: str, choices: tuple[int, ...], seq_len: int, method: str = "whitened"
+) -> tuple[np.ndarray, float]:
+    """``(cost float64[P, C], full_cost)``: the per-part split of ``attention_flops`` (the
+    query-key basis projections depend on ``method``: per group or per query head)."""
     s = MODEL_SHAPES[model]
     if not choices or list(choices) != sorted(set(choices)) or choices[-1] != s.head_dim:
         raise ValueError(
@@ -51,11 +54,11 @@ def cost_table(model: str, choices: tuple[int, ...], seq_len: int) -> tuple[np.n
         )
     if choices[0] < 1:
         raise ValueError(f"rank choices must be >= 1; got {list(choices)}")
-    H, G, hd, L = s.n_heads, s.n_kv_heads, s.head_dim, seq_len
+    H, K, hd, L = s.n_heads, s.key_maps(method), s.head_dim, seq_len
     r = np.asarray(choices, np.float64)
     qk = 2.0 * H * L * L * r
     if s.rope:
-        qk = qk + np.where(r < hd, 2.0 * L * hd * r * (H + G), 0.0)
+        qk = qk + np.where(r < hd, 2.0 * L * hd * r * (H + K), 0.0)
     v = 2.0 * H * L * L * r
     cost = np.stack([qk if k == "qk" else v for _, k in parts(model)])
     full = 4.0 * H * L * L * hd * s.n_layers

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 import pytest
 
 from mallocgame.errors import InputError
 from mallocgame.rank.config import (
+    METHODS,
     MODEL_SHAPES,
     ModelMismatchError,
     RankConfig,
@@ -17,6 +19,7 @@ from mallocgame.rank.config import (
     save_rank_config,
 )
 from mallocgame.rank.lowrank import attention_flops
+from mallocgame.rank.tables import DEFAULT_CHOICES, cost_table
 
 pytestmark = pytest.mark.rank
 
@@ -200,3 +203,24 @@ def test_attention_flops_of_the_first_layers():
     assert attention_flops(c)["fraction"] == pytest.approx(whole)
     with pytest.raises(ValueError, match="n_layers"):
         attention_flops(c, n_layers=s.n_layers + 1)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_cost_table_splits_attention_flops(method):
+    """The game's per-part costs add up to the runtime's FLOPs for every method; per-head
+    bases (SmolLM2) project keys once per query head, not per key-value group."""
+    choices = DEFAULT_CHOICES["smollm2"]
+    cost, full = cost_table("smollm2", choices, 512, method)
+    idx = np.random.default_rng(0).integers(0, len(choices), cost.shape[0])
+    r = np.asarray(choices)[idx]
+    cfg = RankConfig("smollm2", HASH, r[0::2], r[1::2], 512, method=method)
+    f = attention_flops(cfg)
+    assert cost[np.arange(cost.shape[0]), idx].sum() == pytest.approx(f["total"])
+    assert full == f["full"]
+    s = MODEL_SHAPES["smollm2"]
+    K = s.n_heads if method == "whitened+heads" else s.n_kv_heads
+    low = [rq for rq in r[0::2] if rq < s.head_dim]
+    assert f["basis"] == pytest.approx(sum(2.0 * 512 * 64 * rq * (s.n_heads + K) for rq in low))
+    # MiniLM folds the bases into its weights: per head or not, no basis FLOPs
+    m = attention_flops(RankConfig.uniform("minilm", HASH, 16, 16, method=method))
+    assert m["basis"] == 0 and m["fraction"] == 0.5

@@ -217,3 +217,68 @@ def test_minilm_low_rank_fidelity(minilm, minilm_calibration, lee, minilm_lee_em
     assert f["cos_mean"] > 0.7, f
     assert f["pearson"] > 0.55, f
     assert jnp.isfinite(f["spearman"])
+
+
+def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
+    """``whitened+heads``: one basis per query head. Reference: the same model rebuilt with one
+    key-value head per query head (keys and values repeated), calibrated on its own and run
+    with per-group bases: its groups *are* the query heads."""
+    from mallocgame.rank.latency import attention_stack
+    from mallocgame.rank.lowrank import layer_params, masked_layer_params
+    from mallocgame.rank.models.smollm2 import perplexity
+
+    m, calib = smollm2, smollm2_calibration
+    H = m.config.n_heads
+    layers = [
+        dict(p, wk=jnp.repeat(p["wk"], 3, axis=1), wv=jnp.repeat(p["wv"], 3, axis=1))
+        for p in m.params["layers"]
+    ]
+    big = dataclasses.replace(
+        m,
+        config=dataclasses.replace(m.config, n_kv_heads=H),
+        params={**m.params, "layers": layers},
+    )
+    big_calib = calibrate(big, smollm2_windows[0])
+    bases = model_bases(m, calib, "whitened+heads")
+    big_bases = model_bases(big, big_calib)
+    assert bases[2].qk_a.shape == bases[2].v_a.shape == (H, 64, 64)
+    np.testing.assert_allclose(bases[2].qk_b, big_bases[2].qk_b, rtol=1e-3, atol=1e-3)
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 96, 576)), jnp.float32)
+    one, big_one = attention_stack(m, 1), attention_stack(big, 1)
+
+    def close(a, b):
+        a, b = np.asarray(a), np.asarray(b)
+        np.testing.assert_allclose(a, b, atol=2e-4 * np.abs(b).max())
+
+    for rq, rv, qg, vg in [
+        (16, 24, None, None),
+        (16, 64, None, None),
+        (64, 8, None, None),
+        (16, 24, (32, 8, 8), (8, 40, 24)),
+    ]:
+        got = layer_params(
+            m, calib, bases[2], 2, rq, rv, "whitened+heads", qk_groups=qg, v_groups=vg
+        )
+        per_head = lambda g: None if g is None else tuple(r for r in g for _ in range(3))  # noqa: E731
+        ref = layer_params(
+            big, big_calib, big_bases[2], 2, rq, rv, qk_groups=per_head(qg), v_groups=per_head(vg)
+        )
+        out = one([got], x)
+        close(out, big_one([ref], x))
+        if rv == 64:  # full values keep the stored per-group weights
+            assert got["wv"].shape == (576, 3, 64)
+        if qg is not None:  # per-head tuples; the masked layout is the same attention
+            assert len(got["qk_a"]) == H and [a.shape[1] for a in got["qk_a"]][::3] == [32, 8, 8]
+            mk = masked_layer_params(m, calib, bases[2], 2, qg, vg, "whitened+heads")
+            assert mk["qk_a"].shape == (H, 64, 32) and mk["wv"].shape == (576, H, 40)
+            close(one([mk], x), out)
+    # per-head bases lose less than per-group ones at the same ranks (held-out window)
+    w = smollm2_windows[1][:1]
+    full = perplexity(m, w)
+    losses = {}
+    for method in ("whitened", "whitened+heads"):
+        cfg = RankConfig.uniform("smollm2", m.model_hash, 16, 16, seq_len=128, method=method)
+        losses[method] = np.log(perplexity(m, w, params=lowrank_params(m, calib, cfg))) - np.log(
+            full
+        )
+    assert 0 < losses["whitened+heads"] < losses["whitened"]

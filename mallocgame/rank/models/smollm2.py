@@ -257,16 +257,37 @@ def fused_causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: floa
     return o[..., :dv].reshape(B, L, G, n, dv).transpose(0, 2, 3, 1, 4)
 
 
-def _rotated_qk(p: Params, cfg: SmolLMConfig, x: jax.Array):
+def kv_units(p: Params, cfg: SmolLMConfig) -> int:
+    """How many key-value units a layer's parameters compute in: the model's ``G`` key-value
+    heads, or one per query head (``H``) where the low-rank runtime learned its bases per
+    query head (``qk_b`` ``[H, hd, r]`` or ``wv`` ``[D, H, r]``, or tuples of ``H`` maps)."""
+    for key, axis in (("qk_b", 0), ("wv", 1)):
+        a = p.get(key)
+        if a is None:
+            continue
+        u = len(a) if isinstance(a, tuple) else a.shape[axis]
+        if u != cfg.n_kv_heads:
+            return u
+    return cfg.n_kv_heads
+
+
+def _repeat_units(a: jax.Array, units: int, axis: int) -> jax.Array:
+    """Key or value heads ``a`` (``G`` along ``axis``) repeated to ``units`` (group-major)."""
+    return a if a.shape[axis] == units else jnp.repeat(a, units // a.shape[axis], axis=axis)
+
+
+def _rotated_qk(p: Params, cfg: SmolLMConfig, x: jax.Array, units: int):
     """Post-RoPE queries ``[B, L, H, hd]`` and keys ``[B, L, G, hd]``, and the same with heads
-    before positions, ``[B, G, n, L, hd]`` and ``[B, G, L, hd]``: the ``[B, G, n, L, L]`` scores
-    then come out of the dot in softmax layout, with no transpose of an ``L x L`` tensor."""
+    before positions, ``[B, U, H/U, L, hd]`` and ``[B, U, L, hd]`` for ``units`` ``U`` (the keys
+    repeated when ``U > G``): the ``[B, U, H/U, L, L]`` scores then come out of the dot in
+    softmax layout, with no transpose of an ``L x L`` tensor."""
     B, L, _ = x.shape
-    H, G, hd = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+    H, hd = cfg.n_heads, cfg.head_dim
     pos = jnp.arange(L)
     q = rope(jnp.einsum("bld,dhk->blhk", x, p["wq"]), pos, cfg.rope_theta)
     k = rope(jnp.einsum("bld,dgk->blgk", x, p["wk"]), pos, cfg.rope_theta)
-    return q, k, q.reshape(B, L, G, H // G, hd).transpose(0, 2, 3, 1, 4), k.transpose(0, 2, 1, 3)
+    qu = q.reshape(B, L, units, H // units, hd).transpose(0, 2, 3, 1, 4)
+    return q, k, qu, _repeat_units(k, units, 2).transpose(0, 2, 1, 3)
 
 
 def attention(
@@ -289,10 +310,12 @@ def attention(
         return _grouped_attention(p, cfg, x, impl), {}
     B, L, _ = x.shape
     H, hd = cfg.n_heads, cfg.head_dim
-    q, k, qg, kr = _rotated_qk(p, cfg, x)
+    U = kv_units(p, cfg)
+    q, k, qg, kr = _rotated_qk(p, cfg, x, U)
     v = jnp.einsum("bld,dgk->blgk", x, p["wv"])
     if "bv" in p:
         v = v + p["bv"]
+    v = _repeat_units(v, U, 2)
     if "qk_a" in p:
         qg = jnp.einsum("bgnld,gdr->bgnlr", qg, p["qk_a"])
         kr = jnp.einsum("bgld,gdr->bglr", kr - p["k_mean"][None, :, None, :], p["qk_b"])
@@ -327,14 +350,15 @@ def _grouped_attention(p: Params, cfg: SmolLMConfig, x: jax.Array, impl: str) ->
     tuples ``qk_a``/``qk_b`` and/or ``wv``/``bv``/``wo``, see
     :func:`mallocgame.rank.lowrank.layer_params`): each group's scores and values are computed in
     its own rank, and the groups' outputs are summed through their output projections."""
-    G, hd = cfg.n_kv_heads, cfg.head_dim
+    G, hd = kv_units(p, cfg), cfg.head_dim
     n = cfg.n_heads // G
-    _, _, qg, kr = _rotated_qk(p, cfg, x)
+    _, _, qg, kr = _rotated_qk(p, cfg, x, G)
     grouped_v = isinstance(p["wv"], tuple)
     if not grouped_v:
         v = jnp.einsum("bld,dgk->bglk", x, p["wv"])
         if "bv" in p:
             v = v + p["bv"][None, :, None, :]
+        v = _repeat_units(v, G, 1)
     out = p["bo"] if "bo" in p else 0.0
     for g in range(G):
         qq, kk = qg[:, g : g + 1], kr[:, g : g + 1]
