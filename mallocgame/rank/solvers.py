@@ -517,7 +517,8 @@ def solve_refine(
     trace: list | None = None,
     **_: Any,
 ) -> np.ndarray:
-    """``greedy`` (``max_evals``, ``top_k``), or the config ``init`` if given, then
+    """``greedy`` (``max_evals``, ``top_k``), or the config ``init`` if given (trimmed to the
+    budget by :func:`trim_to_budget` when it costs more: made for another budget or method), then
     :func:`refine` (``refine_evals``, ``refine_top_k``, ``agree``, ``min_gain``) with the
     calibration evaluator, or without one with the tables' additive estimate
     (:class:`TableLoss`). ``time_limit`` covers both; refine gets what greedy leaves."""
@@ -542,11 +543,6 @@ def solve_refine(
         ):
             raise InputError(
                 f"expected {tables.num_parts} choice indices in 0..{len(tables.choices) - 1}",
-                field="init",
-            )
-        if not _fits(tables, start, budget):
-            raise BudgetError(
-                f"the initial config costs {tables.fraction(start):.4f} > budget {budget:g}",
                 field="init",
             )
     rest = None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0))

@@ -195,8 +195,25 @@ def test_refine_from_an_init_and_its_evaluation_cap() -> None:
     # without an evaluator the tables' additive estimate decides
     est = solvers.solve(t, 0.5, "refine", init=u)
     assert solvers.TableLoss(t)(est)[0] < solvers.TableLoss(t)(u)[0]
-    with pytest.raises(solvers.BudgetError, match="field 'init'"):
-        solvers.solve(t, 0.3, "refine", init=u)
+    # an init over the budget is trimmed first: measured loss per FLOP saved
+    ev = AdditiveEvaluator(t)
+    trace: list = []
+    r = solvers.solve(t, 0.3, "refine", evaluator=ev, init=u, refine_evals=1, trace=trace)
+    trims = [s for s in trace if "trim" in s]
+    assert trims and t.fraction(r) <= 0.3 + 1e-12 and (r <= u).all()
+    assert trims[-1]["fraction"] <= 0.3 + 1e-12 and all(s["fraction"] > 0.3 for s in trims[:-1])
+    # the first lowering is the one with the least measured loss per FLOP saved
+    idx = np.asarray(u)
+    rise = [
+        max(ev(np.where(np.arange(len(idx)) == q, idx - 1, idx))[0] - ev(idx)[0], 0.0)
+        / (t.cost[q, idx[q]] - t.cost[q, idx[q] - 1])
+        if idx[q] > 0
+        else np.inf
+        for q in range(len(idx))
+    ]
+    assert rise[trims[0]["trim"]] == pytest.approx(min(rise))
+    with pytest.raises(solvers.BudgetError):
+        solvers.solve(t, 0.0001, "refine", init=u)
     with pytest.raises(InputError, match="field 'init'"):
         solvers.solve(t, 0.5, "refine", init=u[:-1])
 
