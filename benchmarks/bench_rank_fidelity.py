@@ -129,6 +129,30 @@ def init_config(rows: list[dict[str, Any]], tables: Any, model: str, budget: flo
     raise SystemExit(f"--init-json: no {solver} row for {model} at budget {budget:g}")
 
 
+def cost_only_tables(model: str, spec: Any, choices: tuple[int, ...] | None) -> Any:
+    """Rank tables with the costs and nothing measured (energy, sensitivity, Fisher NaN)."""
+    import numpy as np
+
+    from mallocgame.rank.tables import DEFAULT_CHOICES, RankTables, cost_table
+
+    choices = choices or DEFAULT_CHOICES[model]
+    seq_len = sv.DEFAULT_SEQ_LEN[model]
+    cost, full = cost_table(model, choices, seq_len, spec.method)
+    nan = np.full(cost.shape, np.nan)
+    return RankTables(
+        model,
+        sv.model_file_hash(model),
+        seq_len,
+        spec.method,
+        tuple(choices),
+        cost,
+        full,
+        nan,
+        nan,
+        np.full(cost.shape[0], np.nan),
+    )
+
+
 def group_row(
     row: dict[str, Any],
     tables: Any,
@@ -241,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(METHODS),
         help="how the runtime learns its bases (whitened+heads: one per query head)",
     )
+    ap.add_argument(
+        "--cost-only",
+        action="store_true",
+        help="tables with the FLOP costs only (no per-part measurements, which take most of a "
+        "new method's first run): for refine from --init-json, which measures what it needs",
+    )
     add_calibration_args(ap)
     ap.add_argument("--json-out", default="rank_fidelity.json")
     ap.add_argument("--md-out", default=None, help="markdown table (default: JSON path with .md)")
@@ -283,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
             model_name, a.cal_bases or d.bases, a.cal_loss or d.loss, d.window, d.method
         )
         choices = tuple(int(c) for c in a.choices.split(",")) if a.choices else None
-        tables = sv.build_tables(model_name, spec=spec, choices=choices)
+        if a.cost_only:
+            tables = cost_only_tables(model_name, spec, choices)
+        else:
+            tables = sv.build_tables(model_name, spec=spec, choices=choices)
         setup = sv.load_setup(spec)
         ev = sv.Evaluator(setup, tables.choices)
         held = HeldOut(setup.model, model_name, a.eval_windows, spec.window)

@@ -62,10 +62,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from mallocgame.rank import text
-from mallocgame.rank.config import METHODS, MODEL_SHAPES
+from mallocgame.rank.config import METHODS, MODEL_SHAPES, per_head
 from mallocgame.rank.lowrank import (
     Calibration,
     LayerBases,
+    _has_head_view,
+    _head_view,
     _sym_pow,
     calibrate,
     layer_params,
@@ -478,6 +480,10 @@ def config_entries(cfg: Any) -> tuple[tuple, ...]:
 def energy_table(setup: RankSetup, choices: Sequence[int]) -> np.ndarray:
     """``energy[P, C]`` from the calibration spectra (see the module doc)."""
     model, calib, method = setup.model, setup.calib, setup.spec.method
+    if per_head(method):  # one spectrum per query head (the bases' units)
+        method = "whitened"
+        if _has_head_view(model):
+            model, calib = _head_view(model, calib)
     cfg = model.config
     G, H = cfg.n_kv_heads, cfg.n_heads
     n = H // G

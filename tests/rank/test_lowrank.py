@@ -272,6 +272,17 @@ def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
             mk = masked_layer_params(m, calib, bases[2], 2, qg, vg, "whitened+heads")
             assert mk["qk_a"].shape == (H, 64, 32) and mk["wv"].shape == (576, H, 40)
             close(one([mk], x), out)
+    # the game's spectral energies are the per-head ones
+    from mallocgame.rank import sensitivity as sv
+
+    def energy(model, cal, method):
+        spec = sv.CalibSpec("smollm2", bases=2, loss=1, method=method)
+        return sv.energy_table(sv.RankSetup(model, spec, cal, (), None), (8, 16, 32, 64))
+
+    np.testing.assert_allclose(
+        energy(m, calib, "whitened+heads"), energy(big, big_calib, "whitened"), atol=1e-3
+    )
+    assert not np.allclose(energy(m, calib, "whitened+heads"), energy(m, calib, "whitened"))
     # per-head bases lose less than per-group ones at the same ranks (held-out window)
     w = smollm2_windows[1][:1]
     full = perplexity(m, w)
