@@ -46,14 +46,20 @@ FORMAT_VERSION = 2
 #: versions this reader accepts (1: one rank per layer and part; 2: adds per-group ranks)
 READ_VERSIONS = (1, 2)
 #: how the runtime learns its bases (see :mod:`mallocgame.rank.lowrank`); ``"whitened+heads"``:
-#: whitened bases per query head instead of per key-value group (SmolLM2; the same as
+#: whitened bases per query head instead of per key-value group, for queries-keys and values;
+#: ``"whitened+vheads"``: per query head for the values only (SmolLM2; both the same as
 #: ``"whitened"`` where every query head has its own keys and values, as in MiniLM)
-METHODS = ("whitened", "pca", "whitened+heads")
+METHODS = ("whitened", "pca", "whitened+heads", "whitened+vheads")
 
 
 def per_head(method: str) -> bool:
-    """Whether ``method`` learns one basis per query head (not per key-value group)."""
-    return method.endswith("+heads")
+    """Whether ``method`` learns some bases per query head (not per key-value group)."""
+    return method in ("whitened+heads", "whitened+vheads")
+
+
+def per_head_keys(method: str) -> bool:
+    """Whether ``method`` maps the keys once per query head (not per key-value group)."""
+    return method == "whitened+heads"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +78,10 @@ class ModelShape:
     def key_maps(self, method: str) -> int:
         """How many key projections into the query-key basis a layer computes at run time: one
         per key-value group, or one per query head with a per-head ``method``."""
+        return self.n_heads if per_head_keys(method) else self.n_kv_heads
+
+    def value_maps(self, method: str) -> int:
+        """How many value projections a low-rank layer computes (per group or per head)."""
         return self.n_heads if per_head(method) else self.n_kv_heads
 
 

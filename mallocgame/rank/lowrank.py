@@ -47,7 +47,13 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from mallocgame.rank.config import MODEL_SHAPES, ModelMismatchError, RankConfig, per_head
+from mallocgame.rank.config import (
+    MODEL_SHAPES,
+    ModelMismatchError,
+    RankConfig,
+    per_head,
+    per_head_keys,
+)
 from mallocgame.rank.models import minilm as _minilm
 from mallocgame.rank.models import smollm2 as _smollm2
 
@@ -206,14 +212,21 @@ def _per_head_ranks(ranks: Sequence[int] | None, r: int, G: int, n: int) -> tupl
     return tuple(int(x) for x in (ranks if ranks is not None else (r,) * G) for _ in range(n))
 
 
-def _from_head_view(model: Model, i: int, p: dict[str, Any], values_kept: bool) -> dict:
+def _from_head_view(
+    model: Model, i: int, p: dict[str, Any], values_kept: bool, method: str
+) -> dict:
     """A layer computed on :func:`_head_view` with the stored value weights back where the
-    values keep their full rank (so that only low-rank values are computed per head)."""
+    values keep their full rank (so that only low-rank values are computed per head), and
+    with ``"whitened+vheads"`` the query-key maps back to one per group (the view repeats
+    each group's maps over its heads: keys are then projected once per group)."""
     if values_kept:
         orig = model.params["layers"][i]
         p = {**p, "wv": orig["wv"]}
         if "bv" in orig:
             p["bv"] = orig["bv"]
+    if not per_head_keys(method) and "qk_b" in p:
+        n = model.config.n_heads // model.config.n_kv_heads
+        p = {**p, **{k: p[k][::n] for k in ("qk_a", "qk_b", "k_mean")}}
     return p
 
 
@@ -367,7 +380,7 @@ def layer_params(
             qh = _per_head_ranks(qk_groups, r_qk, G, n)
             vh = _per_head_ranks(v_groups, r_v, G, n)
             p = layer_params(view, vcal, bases, i, r_qk, r_v, "whitened", bypass_full, qh, vh)
-            return _from_head_view(model, i, p, bypass_full and all(r == hd for r in vh))
+            return _from_head_view(model, i, p, bypass_full and all(r == hd for r in vh), method)
     p = model.params["layers"][i]
     st, b = calib.layers[i], bases
     qg = tuple(qk_groups) if qk_groups is not None else (r_qk,) * G
@@ -470,14 +483,14 @@ def masked_layer_params(
     cfg = model.config
     hd = cfg.head_dim
     if per_head(method):
-        method = "whitened"
         if _has_head_view(model):
             n = cfg.n_heads // cfg.n_kv_heads
             qg, vg = _per_head_ranks(qg, 0, 0, n), _per_head_ranks(vg, 0, 0, n)
             view, vcal = _head_view(model, calib)
-            p = _grouped_layer_params(view, vcal, bases, i, qg, vg, method, True)
-            p = _from_head_view(model, i, p, all(r == hd for r in vg))
+            p = _grouped_layer_params(view, vcal, bases, i, qg, vg, "whitened", True)
+            p = _from_head_view(model, i, p, all(r == hd for r in vg), method)
             return _stack_padded(p, hd, multiple)
+        method = "whitened"
     p = _grouped_layer_params(model, calib, bases, i, tuple(qg), tuple(vg), method, True)
     return _stack_padded(p, hd, multiple)
 
@@ -507,10 +520,22 @@ def _stack_padded(p: dict[str, Any], hd: int, multiple: int) -> dict[str, Any]:
 def model_bases(model: Model, calib: Calibration, method: str = "whitened") -> list[LayerBases]:
     """Full ordered bases of every layer (cache these when trying many rank configs); per
     query head for ``"whitened+heads"`` (``[H, hd, hd]`` maps)."""
+    if per_head(method) and _has_head_view(model):
+        view, vcal = _head_view(model, calib)
+        out = [
+            layer_bases(vcal.layers[i], np.asarray(p["wo"]), "whitened")
+            for i, p in enumerate(model.params["layers"])
+        ]
+        if per_head_keys(method):
+            return out
+        n = model.config.n_heads // model.config.n_kv_heads
+        group = model_bases(model, calib, "whitened")  # query-key maps per group, repeated
+        return [
+            LayerBases(np.repeat(g.qk_a, n, 0), np.repeat(g.qk_b, n, 0), h.v_a)
+            for g, h in zip(group, out, strict=True)
+        ]
     if per_head(method):
         method = "whitened"
-        if _has_head_view(model):
-            model, calib = _head_view(model, calib)
     return [
         layer_bases(calib.layers[i], np.asarray(p["wo"]), method)
         for i, p in enumerate(model.params["layers"])
@@ -539,14 +564,14 @@ def attention_flops(
         raise ValueError(f"n_layers must be in 1..{s.n_layers}, got {n_layers}")
     L = config.seq_len if seq_len is None else seq_len
     H, hd, D = s.n_heads, s.head_dim, s.d_model
-    K = s.key_maps(config.method)  # key (and value) maps: per group, or per query head
+    K, V = s.key_maps(config.method), s.value_maps(config.method)  # per group or per head
     qk = pv = basis = vo = 0.0
     for rq, rv in zip(config.r_qk[:n], config.r_v[:n], strict=True):
         qk += 2.0 * H * L * L * rq
         pv += 2.0 * H * L * L * rv
         if s.rope and rq < hd:
             basis += 2.0 * L * hd * rq * (H + K)
-        vo += 2.0 * L * D * rv * (K + H)
+        vo += 2.0 * L * D * rv * (V + H)
     full = 4.0 * H * L * L * hd * n
     total = qk + pv + basis
     return {

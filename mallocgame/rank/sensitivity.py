@@ -62,7 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mallocgame.rank import text
-from mallocgame.rank.config import METHODS, MODEL_SHAPES, per_head
+from mallocgame.rank.config import METHODS, MODEL_SHAPES, per_head, per_head_keys
 from mallocgame.rank.lowrank import (
     Calibration,
     LayerBases,
@@ -477,17 +477,12 @@ def config_entries(cfg: Any) -> tuple[tuple, ...]:
 # ----------------------------------------------------------------------------- tables
 
 
-def energy_table(setup: RankSetup, choices: Sequence[int]) -> np.ndarray:
-    """``energy[P, C]`` from the calibration spectra (see the module doc)."""
-    model, calib, method = setup.model, setup.calib, setup.spec.method
-    if per_head(method):  # one spectrum per query head (the bases' units)
-        method = "whitened"
-        if _has_head_view(model):
-            model, calib = _head_view(model, calib)
+def _spectra(model: Any, calib: Calibration, method: str) -> list[tuple[list, list]]:
+    """Per layer, the per-group (per-unit) query-key and value spectra (module doc)."""
     cfg = model.config
     G, H = cfg.n_kv_heads, cfg.n_heads
     n = H // G
-    rows = []
+    out = []
     for i, p in enumerate(model.params["layers"]):
         st = calib.layers[i]
         wo = np.asarray(p["wo"], np.float64)
@@ -505,6 +500,21 @@ def energy_table(setup: RankSetup, choices: Sequence[int]) -> np.ndarray:
             else:
                 qk.append(np.linalg.eigvalsh((ck + ck.T) / 2))
                 v.append(np.linalg.eigvalsh((co + co.T) / 2))
+        out.append((qk, v))
+    return out
+
+
+def energy_table(setup: RankSetup, choices: Sequence[int]) -> np.ndarray:
+    """``energy[P, C]`` from the calibration spectra (see the module doc); per query head for
+    the parts a per-head method fits per head."""
+    model, calib, method = setup.model, setup.calib, setup.spec.method
+    spectra = per_group = _spectra(model, calib, "whitened" if per_head(method) else method)
+    if per_head(method) and _has_head_view(model):
+        spectra = _spectra(*_head_view(model, calib), "whitened")
+        if not per_head_keys(method):  # query-key bases stay per group
+            spectra = [(g[0], h[1]) for g, h in zip(per_group, spectra, strict=True)]
+    rows = []
+    for qk, v in spectra:
         for kind in PART_KINDS:
             # pool the groups: energy kept at rank r = sum of each group's top r / total
             vals = [np.sort(np.maximum(s, 0.0))[::-1] for s in (qk if kind == "qk" else v)]

@@ -222,9 +222,10 @@ def test_minilm_low_rank_fidelity(minilm, minilm_calibration, lee, minilm_lee_em
 def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
     """``whitened+heads``: one basis per query head. Reference: the same model rebuilt with one
     key-value head per query head (keys and values repeated), calibrated on its own and run
-    with per-group bases: its groups *are* the query heads."""
+    with per-group bases: its groups *are* the query heads. ``whitened+vheads``: the same for
+    the values, with the per-group query-key maps (repeated over the heads in the reference)."""
     from mallocgame.rank.latency import attention_stack
-    from mallocgame.rank.lowrank import layer_params, masked_layer_params
+    from mallocgame.rank.lowrank import LayerBases, layer_params, masked_layer_params
     from mallocgame.rank.models.smollm2 import perplexity
 
     m, calib = smollm2, smollm2_calibration
@@ -240,7 +241,11 @@ def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
     )
     big_calib = calibrate(big, smollm2_windows[0])
     bases = model_bases(m, calib, "whitened+heads")
+    vheads, group = model_bases(m, calib, "whitened+vheads"), model_bases(m, calib)
     big_bases = model_bases(big, big_calib)
+    assert vheads[2].qk_a.shape == (H, 64, 64)  # group maps repeated over the heads
+    np.testing.assert_allclose(vheads[2].qk_a[::3], group[2].qk_a)
+    np.testing.assert_allclose(vheads[2].v_a, bases[2].v_a)
     assert bases[2].qk_a.shape == bases[2].v_a.shape == (H, 64, 64)
     np.testing.assert_allclose(bases[2].qk_b, big_bases[2].qk_b, rtol=1e-3, atol=1e-3)
     x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 96, 576)), jnp.float32)
@@ -272,6 +277,30 @@ def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
             mk = masked_layer_params(m, calib, bases[2], 2, qg, vg, "whitened+heads")
             assert mk["qk_a"].shape == (H, 64, 32) and mk["wv"].shape == (576, H, 40)
             close(one([mk], x), out)
+        # values per head, query-key maps per group (keys projected once per group)
+        vb, gb = vheads[2], group[2]
+        got = layer_params(m, calib, vb, 2, rq, rv, "whitened+vheads", qk_groups=qg, v_groups=vg)
+        rep = lambda a: np.repeat(a, 3, axis=0)  # noqa: E731
+        ref = layer_params(
+            big,
+            big_calib,
+            LayerBases(rep(gb.qk_a), rep(gb.qk_b), big_bases[2].v_a),
+            2,
+            rq,
+            rv,
+            qk_groups=per_head(qg),
+            v_groups=per_head(vg),
+        )
+        out = one([got], x)
+        close(out, big_one([ref], x))
+        if rq < 64:
+            assert len(got["qk_b"]) == 3 and len(got["k_mean"]) == 3
+        if rv < 64 and qg is None:  # values computed per query head
+            assert got["wv"].shape == (576, H, rv) and got["wo"].shape == (H, rv, 576)
+        if qg is not None:
+            mk = masked_layer_params(m, calib, vb, 2, qg, vg, "whitened+vheads")
+            assert mk["qk_a"].shape == (3, 64, 32) and mk["wv"].shape == (576, H, 40)
+            close(one([mk], x), out)
     # the game's spectral energies are the per-head ones
     from mallocgame.rank import sensitivity as sv
 
@@ -283,13 +312,17 @@ def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
         energy(m, calib, "whitened+heads"), energy(big, big_calib, "whitened"), atol=1e-3
     )
     assert not np.allclose(energy(m, calib, "whitened+heads"), energy(m, calib, "whitened"))
+    ev = energy(m, calib, "whitened+vheads")
+    np.testing.assert_allclose(ev[0::2], energy(m, calib, "whitened")[0::2])  # qk: per group
+    np.testing.assert_allclose(ev[1::2], energy(m, calib, "whitened+heads")[1::2])
     # per-head bases lose less than per-group ones at the same ranks (held-out window)
     w = smollm2_windows[1][:1]
     full = perplexity(m, w)
     losses = {}
-    for method in ("whitened", "whitened+heads"):
+    for method in ("whitened", "whitened+heads", "whitened+vheads"):
         cfg = RankConfig.uniform("smollm2", m.model_hash, 16, 16, seq_len=128, method=method)
         losses[method] = np.log(perplexity(m, w, params=lowrank_params(m, calib, cfg))) - np.log(
             full
         )
     assert 0 < losses["whitened+heads"] < losses["whitened"]
+    assert 0 < losses["whitened+vheads"] < losses["whitened"]

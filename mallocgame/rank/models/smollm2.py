@@ -258,17 +258,15 @@ def fused_causal_attention(q: jax.Array, k: jax.Array, v: jax.Array, scale: floa
 
 
 def kv_units(p: Params, cfg: SmolLMConfig) -> int:
-    """How many key-value units a layer's parameters compute in: the model's ``G`` key-value
-    heads, or one per query head (``H``) where the low-rank runtime learned its bases per
-    query head (``qk_b`` ``[H, hd, r]`` or ``wv`` ``[D, H, r]``, or tuples of ``H`` maps)."""
+    """How many key-value units a layer's attention runs in: the model's ``G`` key-value
+    heads, or one per query head (``H``) where the low-rank runtime learned a basis per query
+    head (``qk_b`` ``[H, hd, r]`` or ``wv`` ``[D, H, r]``, or tuples of ``H`` maps)."""
+    units = cfg.n_kv_heads
     for key, axis in (("qk_b", 0), ("wv", 1)):
         a = p.get(key)
-        if a is None:
-            continue
-        u = len(a) if isinstance(a, tuple) else a.shape[axis]
-        if u != cfg.n_kv_heads:
-            return u
-    return cfg.n_kv_heads
+        if a is not None:
+            units = max(units, len(a) if isinstance(a, tuple) else a.shape[axis])
+    return units
 
 
 def _repeat_units(a: jax.Array, units: int, axis: int) -> jax.Array:
@@ -278,16 +276,23 @@ def _repeat_units(a: jax.Array, units: int, axis: int) -> jax.Array:
 
 def _rotated_qk(p: Params, cfg: SmolLMConfig, x: jax.Array, units: int):
     """Post-RoPE queries ``[B, L, H, hd]`` and keys ``[B, L, G, hd]``, and the same with heads
-    before positions, ``[B, U, H/U, L, hd]`` and ``[B, U, L, hd]`` for ``units`` ``U`` (the keys
-    repeated when ``U > G``): the ``[B, U, H/U, L, L]`` scores then come out of the dot in
-    softmax layout, with no transpose of an ``L x L`` tensor."""
+    before positions, ``[B, U, H/U, L, hd]`` for ``units`` ``U`` and ``[B, G, L, hd]``: the
+    ``[B, U, H/U, L, L]`` scores then come out of the dot in softmax layout, with no transpose
+    of an ``L x L`` tensor."""
     B, L, _ = x.shape
     H, hd = cfg.n_heads, cfg.head_dim
     pos = jnp.arange(L)
     q = rope(jnp.einsum("bld,dhk->blhk", x, p["wq"]), pos, cfg.rope_theta)
     k = rope(jnp.einsum("bld,dgk->blgk", x, p["wk"]), pos, cfg.rope_theta)
     qu = q.reshape(B, L, units, H // units, hd).transpose(0, 2, 3, 1, 4)
-    return q, k, qu, _repeat_units(k, units, 2).transpose(0, 2, 1, 3)
+    return q, k, qu, k.transpose(0, 2, 1, 3)
+
+
+def _project_keys(kg: jax.Array, qk_b: jax.Array, k_mean: jax.Array) -> jax.Array:
+    """Centred post-RoPE keys ``kg[B, G, L, hd]`` in the query-key basis: ``[B, K, L, r]`` for
+    ``K`` maps ``qk_b[K, hd, r]`` (one per group, or per query head: keys repeated)."""
+    kk = _repeat_units(kg, qk_b.shape[0], 1) - k_mean[None, :, None, :]
+    return jnp.einsum("bgld,gdr->bglr", kk, qk_b)
 
 
 def attention(
@@ -317,8 +322,9 @@ def attention(
         v = v + p["bv"]
     v = _repeat_units(v, U, 2)
     if "qk_a" in p:
-        qg = jnp.einsum("bgnld,gdr->bgnlr", qg, p["qk_a"])
-        kr = jnp.einsum("bgld,gdr->bglr", kr - p["k_mean"][None, :, None, :], p["qk_b"])
+        qg = jnp.einsum("bgnld,gdr->bgnlr", qg, _repeat_units(p["qk_a"], U, 0))
+        kr = _project_keys(kr, p["qk_b"], p["k_mean"])
+    kr = _repeat_units(kr, U, 1)
     if impl == "blocked":
         o = causal_attention(qg / np.sqrt(hd), kr, v.transpose(0, 2, 1, 3))  # [B, G, n, L, dv]
     else:
@@ -350,28 +356,40 @@ def _grouped_attention(p: Params, cfg: SmolLMConfig, x: jax.Array, impl: str) ->
     tuples ``qk_a``/``qk_b`` and/or ``wv``/``bv``/``wo``, see
     :func:`mallocgame.rank.lowrank.layer_params`): each group's scores and values are computed in
     its own rank, and the groups' outputs are summed through their output projections."""
-    G, hd = kv_units(p, cfg), cfg.head_dim
-    n = cfg.n_heads // G
-    _, _, qg, kr = _rotated_qk(p, cfg, x, G)
+    U, hd = kv_units(p, cfg), cfg.head_dim
+    n = cfg.n_heads // U  # query heads per unit
+    _, _, qg, kg = _rotated_qk(p, cfg, x, U)
     grouped_v = isinstance(p["wv"], tuple)
     if not grouped_v:
         v = jnp.einsum("bld,dgk->bglk", x, p["wv"])
         if "bv" in p:
             v = v + p["bv"][None, :, None, :]
-        v = _repeat_units(v, G, 1)
+        v = _repeat_units(v, U, 1)
+    keys = []  # per query-key map (group or head): the keys in its basis, once each
+    if "qk_a" in p:
+        K = len(p["qk_b"])
+        kk = _repeat_units(kg, K, 1) - jnp.asarray(p["k_mean"])[None, :, None, :]
+        keys = [jnp.einsum("bld,dr->blr", kk[:, j], p["qk_b"][j])[:, None] for j in range(K)]
+    else:
+        kg = _repeat_units(kg, U, 1)
     out = p["bo"] if "bo" in p else 0.0
-    for g in range(G):
-        qq, kk = qg[:, g : g + 1], kr[:, g : g + 1]
-        if "qk_a" in p:
-            kk = kk - p["k_mean"][g]
-            qq = jnp.einsum("bgnld,dr->bgnlr", qq, p["qk_a"][g])
-            kk = jnp.einsum("bgld,dr->bglr", kk, p["qk_b"][g])
-        if grouped_v:
-            vv = (jnp.einsum("bld,dr->blr", x, p["wv"][g]) + p["bv"][g])[:, None]
-            wo = p["wo"][g]  # [n, r_g, D]
+    for u in range(U):
+        qq = qg[:, u : u + 1]
+        if keys:
+            j = u // (U // len(keys))
+            qq = jnp.einsum("bgnld,dr->bgnlr", qq, p["qk_a"][j])
+            kk = keys[j]
         else:
-            vv = v[:, g : g + 1]
-            wo = p["wo"][g * n : (g + 1) * n]
+            kk = kg[:, u : u + 1]
+        if grouped_v:
+            j = u // (U // len(p["wv"]))  # the value map of this unit's heads
+            vv = (jnp.einsum("bld,dr->blr", x, p["wv"][j]) + p["bv"][j])[:, None]
+            w = p["wo"][j]  # [H / V, r_j, D]: this unit's rows of it
+            first = u * n - j * w.shape[0]
+            wo = w[first : first + n]
+        else:
+            vv = v[:, u : u + 1]
+            wo = p["wo"][u * n : (u + 1) * n]
         if impl == "blocked":
             o = causal_attention(qq / np.sqrt(hd), kk, vv)
         else:
