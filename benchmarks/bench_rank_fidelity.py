@@ -166,44 +166,31 @@ def group_row(
     from the equal split, or from ``start_from``'s groups (an earlier ``+groups`` row) in the
     layers and parts where the solver kept the init's rank."""
     from mallocgame.rank.config import RankConfig
-    from mallocgame.rank.groups import split_groups
+    from mallocgame.rank.groups import inherit_groups, split_groups
     from mallocgame.rank.lowrank import attention_flops, lowrank_params
 
-    method = tables.method
     cfg = RankConfig(
-        row["model"], row["model_hash"], row["r_qk"], row["r_v"], tables.seq_len, method=method
+        row["model"],
+        row["model_hash"],
+        row["r_qk"],
+        row["r_v"],
+        tables.seq_len,
+        method=tables.method,
     )
     start = "equal"
     if start_from is not None:
-
-        def kept(kind: str) -> tuple[tuple[int, ...], ...]:
-            ours, theirs = row[f"r_{kind}"], start_from[f"r_{kind}"]
-            groups = start_from[f"{kind}_groups"]
-            return tuple(
-                tuple(g) if r == t else (r,) * len(g)
-                for r, t, g in zip(ours, theirs, groups, strict=True)
-            )
-
-        qg, vg = kept("qk"), kept("v")
-        same = sum(
-            a == b
-            for a, b in zip(
-                row["r_qk"] + row["r_v"], start_from["r_qk"] + start_from["r_v"], strict=True
-            )
-        )
-        cfg = RankConfig(
+        init = RankConfig(
             cfg.model,
             cfg.model_hash,
-            cfg.r_qk,
-            cfg.r_v,
+            start_from["r_qk"],
+            start_from["r_v"],
             cfg.seq_len,
-            method=method,
-            qk_groups=qg,
-            v_groups=vg,
+            qk_groups=tuple(map(tuple, start_from["qk_groups"])),
+            v_groups=tuple(map(tuple, start_from["v_groups"])),
         )
-        start = (
-            "init" if same == len(qg) + len(vg) else f"init ({same}/{len(qg) + len(vg)} parts kept)"
-        )
+        cfg, kept = inherit_groups(cfg, init)
+        parts = 2 * len(cfg.r_qk)
+        start = "init" if kept == parts else f"init ({kept}/{parts} parts kept)"
     res = split_groups(ev, cfg, step=a.group_step, time_limit=a.group_split)
     g = res.config
     return {

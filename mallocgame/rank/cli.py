@@ -395,14 +395,18 @@ def cmd_rank(args: argparse.Namespace) -> int:
     }
     cfg = tables.config(idx, budget=budget, **meta)
     if args.group_split > 0:
-        from mallocgame.rank.groups import split_groups
+        from mallocgame.rank.groups import inherit_groups, split_groups
 
+        start = "equal"
+        if args.init is not None:  # go on from the init's groups where its ranks were kept
+            cfg, kept = inherit_groups(cfg, _load_config(args.init))
+            start = f"init ({kept}/{2 * len(cfg.r_qk)} parts kept)"
         with progress(
             f"splitting ranks among key-value groups ({args.group_split:g} s)", quiet=args.json
         ):
             res = split_groups(evaluator, cfg, step=args.group_step, time_limit=args.group_split)
         meta["calibration_loss"] = res.loss
-        meta["group_split"] = res.summary()
+        meta["group_split"] = {**res.summary(), "start": start}
         meta["evaluations"] = evaluator.n_evaluated
         cfg = dataclasses.replace(res.config, meta={**res.config.meta, **meta})
     out = save_rank_config(cfg, args.out)

@@ -45,6 +45,24 @@ class SplitResult:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "config"}
 
 
+def inherit_groups(config: RankConfig, init: RankConfig) -> tuple[RankConfig, int]:
+    """``config`` with ``init``'s per-group ranks in the parts (layer and kind) where both keep
+    the same rank, the other parts split equally; and how many parts were kept. For going on
+    with a split search after a solver changed some of ``init``'s ranks (or its method)."""
+    if (init.model, len(init.r_qk)) != (config.model, len(config.r_qk)):
+        raise ValueError(f"init is for {init.model}, the config for {config.model}")
+    kept = 0
+    out = {}
+    for kind in ("qk", "v"):
+        ours, theirs = getattr(config, f"r_{kind}"), getattr(init, f"r_{kind}")
+        rows = []
+        for r, t, g in zip(ours, theirs, init.groups_list(kind), strict=True):
+            kept += r == t
+            rows.append(tuple(g) if r == t else (r,) * len(g))
+        out[f"{kind}_groups"] = tuple(rows)
+    return dataclasses.replace(config, **out), kept
+
+
 def split_groups(
     evaluator: Any,
     config: RankConfig,

@@ -109,3 +109,28 @@ def test_evaluator_scores_group_ranks_as_the_runtime_runs_them(smollm2, smollm2_
         ),
         abs=1e-4,
     )
+
+
+def test_inherit_groups_keeps_the_init_split_where_the_rank_is_unchanged():
+    from mallocgame.rank.groups import inherit_groups
+
+    r_qk, r_v = (16, 24) + (64,) * 28, (8, 16) + (64,) * 28
+    init = RankConfig(
+        "smollm2",
+        HASH,
+        r_qk,
+        r_v,
+        512,
+        qk_groups=((32, 8, 8), (24, 36, 12)) + ((64,) * 3,) * 28,
+        v_groups=((4, 8, 12), (16, 16, 16)) + ((64,) * 3,) * 28,
+    )
+    changed = RankConfig(
+        "smollm2", HASH, (16, 16) + r_qk[2:], (8, 24) + r_v[2:], 512, method="whitened+vheads"
+    )
+    out, kept = inherit_groups(changed, init)
+    assert kept == 58 and out.method == "whitened+vheads"
+    assert out.groups(0) == ((32, 8, 8), (4, 8, 12))  # both parts kept their rank
+    assert out.groups(1) == ((16, 16, 16), (24, 24, 24))  # both changed: equal split
+    assert (out.r_qk, out.r_v) == (changed.r_qk, changed.r_v)
+    with pytest.raises(ValueError, match="init is for"):
+        inherit_groups(RankConfig.uniform("minilm", HASH, 16, 16), init)
