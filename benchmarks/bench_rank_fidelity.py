@@ -191,7 +191,7 @@ def group_row(
         cfg, kept = inherit_groups(cfg, init)
         parts = 2 * len(cfg.r_qk)
         start = "init" if kept == parts else f"init ({kept}/{parts} parts kept)"
-    res = split_groups(ev, cfg, step=a.group_step, time_limit=a.group_split)
+    res = split_groups(ev, cfg, step=a.group_step, time_limit=a.group_split, screen=a.group_screen)
     g = res.config
     return {
         **row,
@@ -202,7 +202,12 @@ def group_row(
         "calibration_loss": res.loss,
         "solve_seconds": res.seconds,
         "solver_evaluations": res.evaluations,
-        "group_split": {**res.summary(), "time_limit": a.group_split, "start": start},
+        "group_split": {
+            **res.summary(),
+            "time_limit": a.group_split,
+            "start": start,
+            "screen": a.group_screen,
+        },
         "heldout": held(lowrank_params(setup.model, setup.calib, g, bases=setup.bases)),
     }
 
@@ -237,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         "seconds, and add a row NAME+groups (0 = off)",
     )
     ap.add_argument("--group-step", type=int, default=4, help="ranks moved per group transfer")
+    ap.add_argument(
+        "--group-screen",
+        type=int,
+        default=None,
+        help="measure only the K transfers of a step with the least one-layer output error",
+    )
     ap.add_argument(
         "--choices",
         default=None,

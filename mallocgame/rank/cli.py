@@ -137,6 +137,14 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--group-step", type=int, default=4, help="ranks moved per group transfer (default 4)"
     )
+    p.add_argument(
+        "--group-screen",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="measure only the K transfers of a step whose one-layer output error is least "
+        "(default: measure all)",
+    )
     p.add_argument("--no-cache", action="store_true", help="re-measure the tables and calibration")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(fn=cmd_rank)
@@ -404,7 +412,13 @@ def cmd_rank(args: argparse.Namespace) -> int:
         with progress(
             f"splitting ranks among key-value groups ({args.group_split:g} s)", quiet=args.json
         ):
-            res = split_groups(evaluator, cfg, step=args.group_step, time_limit=args.group_split)
+            res = split_groups(
+                evaluator,
+                cfg,
+                step=args.group_step,
+                time_limit=args.group_split,
+                screen=args.group_screen,
+            )
         meta["calibration_loss"] = res.loss
         meta["group_split"] = {**res.summary(), "start": start}
         meta["evaluations"] = evaluator.n_evaluated

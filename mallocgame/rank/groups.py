@@ -10,7 +10,9 @@ rank between the groups of a layer while the measured calibration loss falls:
 - parts are visited in layer order, query-key then values, skipping full ones;
 - at a part, every transfer of ``step`` dims from one group to another (each group keeping
   ``step`` .. head_dim) is measured in the context of the current config, and the best one is
-  taken while it lowers the loss by more than ``min_gain``; then the next part;
+  taken while it lowers the loss by more than ``min_gain``; then the next part. With
+  ``screen = k``, only the ``k`` transfers whose layer output is closest to the original
+  layer's are measured (a one-layer proxy, ``Evaluator.layer_error``);
 - passes repeat until one changes nothing, the evaluations (``max_evals``) or the time
   (``time_limit``) run out.
 
@@ -72,9 +74,13 @@ def split_groups(
     max_evals: int | None = None,
     time_limit: float | None = None,
     max_passes: int = 3,
+    screen: int | None = None,
     trace: list | None = None,
 ) -> SplitResult:
-    """Per-group ranks for ``config`` (its layer ranks kept) by measured transfers (module doc)."""
+    """Per-group ranks for ``config`` (its layer ranks kept) by measured transfers (module doc).
+
+    ``screen``: measure only the ``screen`` transfers of a step whose layer output is closest
+    to the original layer's (``evaluator.layer_error``: one layer's work each) instead of all."""
     t0 = time.perf_counter()
     shape = config.shape
     G, hd = shape.n_kv_heads, shape.head_dim
@@ -82,6 +88,8 @@ def split_groups(
         raise ValueError(f"{config.model} has no grouped key-value heads to split ranks among")
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
+    if screen is not None and screen < 1:
+        raise ValueError(f"screen must be >= 1, got {screen}")
     n_layers = shape.n_layers
     qk = [list(config.groups(i)[0]) for i in range(n_layers)]
     v = [list(config.groups(i)[1]) for i in range(n_layers)]
@@ -99,20 +107,32 @@ def split_groups(
             return True
         return time_limit is not None and time.perf_counter() - t0 >= time_limit
 
-    def best_transfer(g: list[int]) -> tuple[float, int, int] | None:
-        """(loss, from, to) of the best transfer of ``step`` dims within ``g``, measured."""
+    def score(g: list[int], a: int, b: int, fn: Any) -> float:
+        g[a] -= step
+        g[b] += step
+        try:
+            return fn(entries())
+        finally:
+            g[a] += step
+            g[b] -= step
+
+    def best_transfer(i: int, g: list[int]) -> tuple[float, int, int] | None:
+        """(loss, from, to) of the best transfer of ``step`` dims within layer ``i``'s ``g``,
+        measured (after screening, if asked)."""
+        moves = [
+            (a, b)
+            for a in range(G)
+            for b in range(G)
+            if a != b and g[a] - step >= step and g[b] + step <= hd
+        ]
+        if screen is not None and len(moves) > screen:
+            err = [score(g, a, b, lambda e: evaluator.layer_error(e, i)) for a, b in moves]
+            moves = [moves[k] for k in sorted(range(len(moves)), key=err.__getitem__)[:screen]]
         best = None
-        for a in range(G):
-            for b in range(G):
-                if a == b or g[a] - step < step or g[b] + step > hd:
-                    continue
-                g[a] -= step
-                g[b] += step
-                loss = evaluator.loss_of_ranks(entries())
-                g[a] += step
-                g[b] -= step
-                if best is None or loss < best[0]:
-                    best = (loss, a, b)
+        for a, b in moves:
+            loss = score(g, a, b, evaluator.loss_of_ranks)
+            if best is None or loss < best[0]:
+                best = (loss, a, b)
         return best
 
     n0 = evaluator.n_evaluated
@@ -127,7 +147,7 @@ def split_groups(
                 continue
             evaluator.pin_ranks(entries())
             while not (stopped := out_of_budget()):
-                best = best_transfer(g)
+                best = best_transfer(i, g)
                 if best is None or cur - best[0] <= min_gain:
                     break
                 cur, a, b = best

@@ -430,6 +430,31 @@ class Evaluator:
             idx = idx[None]
         return np.stack([self.window_losses_of_ranks(self.ranks_of(row)) for row in idx])
 
+    def layer_error(self, ranks: tuple[tuple, ...], i: int) -> float:
+        """Squared error of layer ``i``'s output at ``ranks[i]`` against the original layer's
+        output, both on the layer's input under ``ranks[:i]`` (cached or pinned; computed
+        otherwise), summed over the loss windows: one layer's work, a cheap proxy for
+        comparing choices within one layer (e.g. splits of its rank among groups)."""
+        ranks = tuple(ranks)
+        j, xs = i, None
+        while j > 0 and xs is None:  # the deepest cached input of a layer <= i
+            xs = self._pinned.get(ranks[:j])
+            if xs is None:
+                xs = self._prefix.get(ranks[:j])
+            j -= xs is None
+        if xs is None:
+            xs = [self._embed(b) for b in self._batches]
+        for k in range(j, i):
+            p = self.layer(k, *ranks[k])
+            xs = [self._block(p, x, b) for x, b in zip(xs, self._batches, strict=True)]
+        p = self.layer(i, *ranks[i])
+        p0 = self.model.params["layers"][i]
+        err = 0.0
+        for x, b in zip(xs, self._batches, strict=True):
+            d = self._block(p, x, b) - self._block(p0, x, b)
+            err += float(jnp.sum(d * d))
+        return err
+
     def pin(self, choice_idx: Sequence[int] | None) -> None:
         """Keep every layer input of one config (e.g. a local search's current one) cached
         until the next ``pin``, besides the full model's, so that each config that agrees with

@@ -24,6 +24,10 @@ class FakeEvaluator:
     def pin_ranks(self, ranks) -> None:
         self.pins.append(ranks)
 
+    def layer_error(self, ranks, i: int) -> float:  # a perfect proxy: the same loss
+        self.n_screened = getattr(self, "n_screened", 0) + 1
+        return self.loss_of_ranks(ranks) - 0.0 * i
+
     def loss_of_ranks(self, ranks) -> float:
         if ranks not in self.memo:
             self.n_evaluated += 1
@@ -56,6 +60,14 @@ def test_split_moves_rank_to_the_group_that_needs_it_and_keeps_the_flops():
     assert ev.loss_of_ranks(config_entries(out)) == pytest.approx(res.loss)
     assert [t["loss"] for t in trace] == sorted((t["loss"] for t in trace), reverse=True)
     assert ev.pins[-1] is None  # unpinned at the end
+
+    # screening by the (here perfect) proxy: the same split, fewer loss measurements
+    ev2 = FakeEvaluator()
+    screened = split_groups(ev2, cfg, step=4, screen=1)
+    assert screened.config == out and ev2.n_screened > 0
+    assert screened.evaluations < res.evaluations
+    with pytest.raises(ValueError, match="screen"):
+        split_groups(FakeEvaluator(), cfg, screen=0)
 
     # limits: evaluations
     few = split_groups(FakeEvaluator(), cfg, step=4, max_evals=5)
@@ -96,6 +108,15 @@ def test_evaluator_scores_group_ranks_as_the_runtime_runs_them(smollm2, smollm2_
         v_groups=((8, 40, 24),) + ((64,) * 3,) * 29,
     )
     loss = ev.loss_of_ranks(config_entries(cfg))
+    # the one-layer proxy: 0 at full rank, from the layer's input under the config's prefix
+    full = ((64, 64),) * 30
+    assert ev.layer_error(full, 3) == 0.0
+    low = config_entries(cfg)
+    e0 = ev.layer_error(low, 0)
+    assert e0 > 0 and ev.layer_error(low[:1] + ((16, 16),) + full[2:], 1) > 0
+    ev.pin_ranks(low)
+    assert ev.layer_error(low, 0) == pytest.approx(e0)
+    ev.pin_ranks(None)
 
     def nll(params) -> float:
         x, _ = hidden_states(params, smollm2.config, w)
