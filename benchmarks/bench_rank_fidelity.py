@@ -185,13 +185,21 @@ def group_row(
             start_from["r_qk"],
             start_from["r_v"],
             cfg.seq_len,
+            method=(start_from.get("calibration") or {}).get("method", "whitened"),
             qk_groups=tuple(map(tuple, start_from["qk_groups"])),
             v_groups=tuple(map(tuple, start_from["v_groups"])),
         )
         cfg, kept = inherit_groups(cfg, init)
         parts = 2 * len(cfg.r_qk)
         start = "init" if kept == parts else f"init ({kept}/{parts} parts kept)"
-    res = split_groups(ev, cfg, step=a.group_step, time_limit=a.group_split, screen=a.group_screen)
+    res = split_groups(
+        ev,
+        cfg,
+        step=a.group_step,
+        time_limit=a.group_split,
+        screen=a.group_screen,
+        heads=a.group_heads,
+    )
     g = res.config
     return {
         **row,
@@ -207,6 +215,7 @@ def group_row(
             "time_limit": a.group_split,
             "start": start,
             "screen": a.group_screen,
+            "heads": a.group_heads,
         },
         "heldout": held(lowrank_params(setup.model, setup.calib, g, bases=setup.bases)),
     }
@@ -242,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         "seconds, and add a row NAME+groups (0 = off)",
     )
     ap.add_argument("--group-step", type=int, default=4, help="ranks moved per group transfer")
+    ap.add_argument(
+        "--group-heads",
+        action="store_true",
+        help="with a per-head method: split a group's rank among its query heads too",
+    )
     ap.add_argument(
         "--group-screen",
         type=int,

@@ -84,7 +84,8 @@ def add_parsers(sub: Any) -> None:
         "--method",
         default="whitened",
         choices=list(METHODS),
-        help="how the runtime's bases are learned (whitened+heads: one basis per query head)",
+        help="how the runtime's bases are learned (whitened+heads: one basis per query head; "
+        "whitened+vheads: per query head for the values)",
     )
     add_calibration_args(p)
     p.add_argument(
@@ -136,6 +137,11 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument(
         "--group-step", type=int, default=4, help="ranks moved per group transfer (default 4)"
+    )
+    p.add_argument(
+        "--group-heads",
+        action="store_true",
+        help="with a per-head method: split a group's rank among its query heads too",
     )
     p.add_argument(
         "--group-screen",
@@ -195,6 +201,7 @@ def heatmap_bytes(
     title: str,
     fmt: str,
     groups: tuple[list, list] | None = None,
+    kv_groups: int | None = None,
 ) -> bytes:
     """A layers x {qk, v} heat map of the ranks (``fmt``: png, svg or pdf); with ``groups``
     (per-layer group ranks of q-k and of v), one row per part and key-value group."""
@@ -207,9 +214,17 @@ def heatmap_bytes(
         m = np.asarray([r_qk, r_v], np.float64)
         labels = ["q-k", "v"]
     else:
-        qk, v = (np.asarray(g, np.float64).T for g in groups)  # [G, layers]
+
+        def rows(per_layer: list) -> np.ndarray:  # [units, layers]; per-group rows repeated
+            w = max(len(g) for g in per_layer)  # where some layer ranks per query head
+            return np.asarray([np.repeat(g, w // len(g)) for g in per_layer], np.float64).T
+
+        qk, v = (rows(g) for g in groups)
         m = np.concatenate([qk, v])
-        labels = [f"q-k g{g}" for g in range(len(qk))] + [f"v g{g}" for g in range(len(v))]
+        unit = lambda k: "h" if k > (kv_groups or k) else "g"  # noqa: E731 (query head / group)
+        labels = [f"q-k {unit(len(qk))}{g}" for g in range(len(qk))] + [
+            f"v {unit(len(v))}{g}" for g in range(len(v))
+        ]
     n = m.shape[1]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.32 * n + 1.5), 1.4 + 0.4 * len(labels)))
     im = ax.imshow(m, cmap="viridis", vmin=0, vmax=head_dim, aspect="auto")
@@ -249,7 +264,15 @@ def write_heatmap(cfg: Any, path: str | Path, title: str) -> Path:
     groups = (cfg.groups_list("qk"), cfg.groups_list("v")) if cfg.grouped else None
     atomic_write_bytes(
         path,
-        heatmap_bytes(list(cfg.r_qk), list(cfg.r_v), cfg.shape.head_dim, title, fmt, groups),
+        heatmap_bytes(
+            list(cfg.r_qk),
+            list(cfg.r_v),
+            cfg.shape.head_dim,
+            title,
+            fmt,
+            groups,
+            cfg.shape.n_kv_heads,
+        ),
     )
     return path
 
@@ -418,6 +441,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 step=args.group_step,
                 time_limit=args.group_split,
                 screen=args.group_screen,
+                heads=args.group_heads,
             )
         meta["calibration_loss"] = res.loss
         meta["group_split"] = {**res.summary(), "start": start}

@@ -23,7 +23,10 @@ Example (``layers`` has one entry per transformer layer, in order)::
 - ``qk_groups`` / ``v_groups`` (optional, version 2; grouped-query models, i.e. SmolLM2): the
   ranks of the layer's key-value head groups, one per group, when they differ; their mean is
   ``r_qk`` / ``r_v`` (so the FLOPs are those of ``r_qk`` / ``r_v`` in every group). Absent: every
-  group keeps ``r_qk`` / ``r_v``. A config without them is written as version 1.
+  group keeps ``r_qk`` / ``r_v``. With a method that fits a part's bases per query head
+  (``"whitened+heads"``: both, ``"whitened+vheads"``: values) the part's list may instead hold
+  one rank per query head (9 for SmolLM2, group-major). A config without them is written as
+  version 1.
 - ``seq_len``: the sequence length the budget refers to; ``budget``: optional, ``fraction`` of
   the full model's attention FLOPs and/or absolute ``flops``; ``method``: how the runtime
   learns its bases (see :mod:`mallocgame.rank.lowrank`); ``meta``: free-form provenance.
@@ -60,6 +63,16 @@ def per_head(method: str) -> bool:
 def per_head_keys(method: str) -> bool:
     """Whether ``method`` maps the keys once per query head (not per key-value group)."""
     return method == "whitened+heads"
+
+
+#: which parts each per-head method fits per query head (and may rank per query head)
+PER_HEAD_PARTS = {"whitened+heads": ("qk", "v"), "whitened+vheads": ("v",)}
+
+
+def head_ranks_allowed(shape: ModelShape, method: str, kind: str) -> bool:
+    """Whether a ``kind`` (``"qk"``/``"v"``) part may keep one rank per query head under
+    ``method`` (its basis is per query head), besides one per key-value group."""
+    return kind in PER_HEAD_PARTS.get(method, ()) and shape.n_kv_heads != shape.n_heads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,15 +322,25 @@ def _validate(d: Any, where: str | None) -> None:
                 )
             g = layer[key]
             G = shape.n_kv_heads
-            if not isinstance(g, list) or len(g) != G:
-                raise bad(f, f"expected a list of {G} ranks (one per key-value group), got {g!r}")
+            units = (G, shape.n_heads) if head_ranks_allowed(shape, method, key[:-7]) else (G,)
+            if not isinstance(g, list) or len(g) not in units:
+                per_head_note = (
+                    f" or {shape.n_heads} (one per query head)"
+                    if len(units) > 1
+                    else f" (one per query head needs a per-head method: {PER_HEAD_PARTS})"
+                )
+                raise bad(
+                    f,
+                    f"expected a list of {G} ranks (one per key-value group){per_head_note}, "
+                    f"got {g!r}",
+                )
             if not all(_is_int(r) and 1 <= r <= shape.head_dim for r in g):
                 raise bad(f, f"expected integers in 1..{shape.head_dim}, got {g!r}")
-            if sum(g) != G * layer[base]:
+            if sum(g) != len(g) * layer[base]:
                 raise bad(
                     f,
                     f"the group ranks {g} must average {base} = {layer[base]} "
-                    f"(sum {G * layer[base]}), got sum {sum(g)}",
+                    f"(sum {len(g) * layer[base]}), got sum {sum(g)}",
                 )
         extra = set(layer) - {"r_qk", "r_v", "qk_groups", "v_groups"}
         if extra:

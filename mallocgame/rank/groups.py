@@ -26,7 +26,7 @@ import dataclasses
 import time
 from typing import Any
 
-from mallocgame.rank.config import RankConfig
+from mallocgame.rank.config import RankConfig, head_ranks_allowed
 from mallocgame.rank.sensitivity import config_entries, layer_entry
 
 
@@ -75,15 +75,21 @@ def split_groups(
     time_limit: float | None = None,
     max_passes: int = 3,
     screen: int | None = None,
+    heads: bool = False,
     trace: list | None = None,
 ) -> SplitResult:
     """Per-group ranks for ``config`` (its layer ranks kept) by measured transfers (module doc).
 
     ``screen``: measure only the ``screen`` transfers of a step whose layer output is closest
-    to the original layer's (``evaluator.layer_error``: one layer's work each) instead of all."""
+    to the original layer's (``evaluator.layer_error``: one layer's work each) instead of all.
+
+    ``heads``: in the parts whose bases the config's method fits per query head (see
+    :func:`mallocgame.rank.config.head_ranks_allowed`), move rank between the query heads of
+    one key-value group instead (each part's group split kept; the other parts as above)."""
     t0 = time.perf_counter()
     shape = config.shape
-    G, hd = shape.n_kv_heads, shape.head_dim
+    G, hd, H = shape.n_kv_heads, shape.head_dim, shape.n_heads
+    n = H // G
     if G == shape.n_heads:
         raise ValueError(f"{config.model} has no grouped key-value heads to split ranks among")
     if step < 1:
@@ -96,6 +102,10 @@ def split_groups(
     parts = [
         (i, kind, groups[i]) for i in range(n_layers) for kind, groups in (("qk", qk), ("v", v))
     ]
+    if heads:  # one rank per query head where the method allows it
+        for _, kind, g in parts:
+            if head_ranks_allowed(shape, config.method, kind) and len(g) == G:
+                g[:] = [r for r in g for _ in range(n)]
 
     def entries() -> tuple[tuple, ...]:
         return tuple(
@@ -119,11 +129,15 @@ def split_groups(
     def best_transfer(i: int, g: list[int]) -> tuple[float, int, int] | None:
         """(loss, from, to) of the best transfer of ``step`` dims within layer ``i``'s ``g``,
         measured (after screening, if asked)."""
+        per_head = len(g) == H  # then only between the heads of one group
         moves = [
             (a, b)
-            for a in range(G)
-            for b in range(G)
-            if a != b and g[a] - step >= step and g[b] + step <= hd
+            for a in range(len(g))
+            for b in range(len(g))
+            if a != b
+            and g[a] - step >= step
+            and g[b] + step <= hd
+            and (not per_head or a // n == b // n)
         ]
         if screen is not None and len(moves) > screen:
             err = [score(g, a, b, lambda e: evaluator.layer_error(e, i)) for a, b in moves]

@@ -208,7 +208,10 @@ def _head_view(model: Model, calib: Calibration | None = None) -> tuple[Model, C
 
 
 def _per_head_ranks(ranks: Sequence[int] | None, r: int, G: int, n: int) -> tuple[int, ...]:
-    """Per-group ranks (or ``r`` everywhere) as one rank per query head."""
+    """Per-group ranks (or ``r`` everywhere) as one rank per query head; per-head ranks (as
+    many as query heads) as they are."""
+    if ranks is not None and len(ranks) != G:
+        return tuple(int(x) for x in ranks)
     return tuple(int(x) for x in (ranks if ranks is not None else (r,) * G) for _ in range(n))
 
 
@@ -484,8 +487,9 @@ def masked_layer_params(
     hd = cfg.head_dim
     if per_head(method):
         if _has_head_view(model):
-            n = cfg.n_heads // cfg.n_kv_heads
-            qg, vg = _per_head_ranks(qg, 0, 0, n), _per_head_ranks(vg, 0, 0, n)
+            G = cfg.n_kv_heads
+            n = cfg.n_heads // G
+            qg, vg = _per_head_ranks(qg, 0, G, n), _per_head_ranks(vg, 0, G, n)
             view, vcal = _head_view(model, calib)
             p = _grouped_layer_params(view, vcal, bases, i, qg, vg, "whitened", True)
             p = _from_head_view(model, i, p, all(r == hd for r in vg), method)

@@ -91,6 +91,29 @@ def test_bad_group_ranks_name_the_field(layer, version, message):
     assert f"layers[0].{key}" in str(e.value) and "ranks.json" in str(e.value)
 
 
+def test_per_head_ranks_with_a_per_head_method(tmp_path):
+    """A part fitted per query head may rank each head (9 entries, group-major)."""
+    v = [(64,) * 3] * 30
+    heads = (60, 58, 56, 64, 64, 64, 64, 64, 64)  # mean 62
+    v[2] = heads
+    r_v = [64] * 30
+    r_v[2] = 62
+    cfg = RankConfig(
+        "smollm2", HASH, (8,) * 30, r_v, 512, method="whitened+vheads", v_groups=tuple(v)
+    )
+    assert cfg.groups(2)[1] == heads and cfg.groups(2)[0] == (8, 8, 8)
+    assert load_rank_config(save_rank_config(cfg, tmp_path / "r.json")) == cfg
+    d = cfg.to_dict()
+    with pytest.raises(InputError, match="per-head method") as e:
+        RankConfig.from_dict({**d, "method": "whitened"}, where="r.json")
+    assert "layers[2].v_groups" in str(e.value)
+    d2 = json.loads(json.dumps(d))
+    d2["layers"][0]["qk_groups"] = [16, 4, 4, 8, 8, 8, 8, 8, 8]
+    with pytest.raises(InputError, match="list of 3"):  # query-key maps stay per group
+        RankConfig.from_dict(d2)
+    assert RankConfig.from_dict({**d2, "method": "whitened+heads"}).groups(0)[0][0] == 16
+
+
 def test_group_ranks_are_refused_for_minilm():
     d = RankConfig.uniform("minilm", HASH, 16, 16).to_dict()
     d["version"] = 2

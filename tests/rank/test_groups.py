@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from mallocgame.rank.config import RankConfig
@@ -24,21 +26,24 @@ class FakeEvaluator:
     def pin_ranks(self, ranks) -> None:
         self.pins.append(ranks)
 
-    def layer_error(self, ranks, i: int) -> float:  # a perfect proxy: the same loss
+    def layer_error(self, ranks, i: int) -> float:  # a perfect proxy: the loss, unmeasured
         self.n_screened = getattr(self, "n_screened", 0) + 1
-        return self.loss_of_ranks(ranks) - 0.0 * i
+        return self.value(ranks)
+
+    def value(self, ranks) -> float:
+        loss = 0.0
+        for e in ranks:
+            qg = e[2] if len(e) > 2 and e[2] is not None else (e[0],) * 3
+            vg = e[3] if len(e) > 2 and e[3] is not None else (e[1],) * 3
+            for g in (qg, vg):
+                if min(g) < 64:
+                    loss += sum(w / r for w, r in zip((4.0, 1.0, 1.0), g, strict=True))
+        return loss
 
     def loss_of_ranks(self, ranks) -> float:
         if ranks not in self.memo:
             self.n_evaluated += 1
-            loss = 0.0
-            for e in ranks:
-                qg = e[2] if len(e) > 2 and e[2] is not None else (e[0],) * 3
-                vg = e[3] if len(e) > 2 and e[3] is not None else (e[1],) * 3
-                for g in (qg, vg):
-                    if min(g) < 64:
-                        loss += sum(w / r for w, r in zip((4.0, 1.0, 1.0), g, strict=True))
-            self.memo[ranks] = loss
+            self.memo[ranks] = self.value(ranks)
         return self.memo[ranks]
 
 
@@ -155,3 +160,34 @@ def test_inherit_groups_keeps_the_init_split_where_the_rank_is_unchanged():
     assert (out.r_qk, out.r_v) == (changed.r_qk, changed.r_v)
     with pytest.raises(ValueError, match="init is for"):
         inherit_groups(RankConfig.uniform("minilm", HASH, 16, 16), init)
+
+
+class HeadEvaluator(FakeEvaluator):
+    """Loss = sum over low-rank parts and query heads of w_h / r_h (head 1 matters 4x)."""
+
+    def value(self, ranks) -> float:
+        loss = 0.0
+        for e in ranks:
+            for k, r in ((2, e[0]), (3, e[1])):
+                g = e[k] if len(e) > 2 and e[k] is not None else (r,) * 3
+                g = g if len(g) == 9 else tuple(x for x in g for _ in range(3))
+                if min(g) < 64:
+                    loss += sum((4.0 if h == 1 else 1.0) / x for h, x in enumerate(g))
+        return loss
+
+
+def test_split_among_the_heads_of_a_group_with_a_per_head_method():
+    cfg = RankConfig(
+        "smollm2", HASH, (8,) + (64,) * 29, (8,) + (64,) * 29, 512, method="whitened+vheads"
+    )
+    res = split_groups(HeadEvaluator(), cfg, step=4, heads=True)
+    qk, v = res.config.groups(0)
+    assert len(qk) == 3 and len(v) == 9  # query-key maps stay per group under vheads
+    assert v[:3] in ((8, 12, 4), (4, 12, 8)) and v[3:] == (8,) * 6  # moves within a group
+    assert sum(v) == 9 * 8 and res.config.r_v == cfg.r_v and res.loss < res.start_loss
+    both = split_groups(
+        HeadEvaluator(), dataclasses.replace(cfg, method="whitened+heads"), heads=True
+    )
+    assert len(both.config.groups(0)[0]) == 9
+    plain = split_groups(HeadEvaluator(), dataclasses.replace(cfg, method="whitened"), heads=True)
+    assert len(plain.config.groups(0)[1]) == 3  # no per-head bases: per group only

@@ -251,6 +251,9 @@ def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
     x = jnp.asarray(np.random.default_rng(2).normal(size=(1, 96, 576)), jnp.float32)
     one, big_one = attention_stack(m, 1), attention_stack(big, 1)
 
+    def per_head(g):  # per-group ranks as per-head ones (per-head ones as they are)
+        return g if g is None or len(g) == H else tuple(r for r in g for _ in range(3))
+
     def close(a, b):
         a, b = np.asarray(a), np.asarray(b)
         np.testing.assert_allclose(a, b, atol=2e-4 * np.abs(b).max())
@@ -260,11 +263,11 @@ def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
         (16, 64, None, None),
         (64, 8, None, None),
         (16, 24, (32, 8, 8), (8, 40, 24)),
+        (16, 24, (32, 8, 8), (8, 16, 24, 40, 32, 24, 24, 24, 24)),  # values ranked per head
     ]:
         got = layer_params(
             m, calib, bases[2], 2, rq, rv, "whitened+heads", qk_groups=qg, v_groups=vg
         )
-        per_head = lambda g: None if g is None else tuple(r for r in g for _ in range(3))  # noqa: E731
         ref = layer_params(
             big, big_calib, big_bases[2], 2, rq, rv, qk_groups=per_head(qg), v_groups=per_head(vg)
         )
