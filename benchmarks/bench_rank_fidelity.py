@@ -45,7 +45,7 @@ from typing import Any
 from mallocgame.bench.rank import HeldOut, solve_and_judge
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
-from mallocgame.rank.cli import add_calibration_args
+from mallocgame.rank.cli import add_calibration_args, add_group_split_args, group_split
 from mallocgame.rank.config import METHODS
 from mallocgame.workload import atomic_write_text
 
@@ -166,7 +166,6 @@ def group_row(
     from the equal split, or from ``start_from``'s groups (an earlier ``+groups`` row) in the
     layers and parts where the solver kept the init's rank."""
     from mallocgame.rank.config import RankConfig
-    from mallocgame.rank.groups import inherit_groups, split_groups
     from mallocgame.rank.lowrank import attention_flops, lowrank_params
 
     cfg = RankConfig(
@@ -177,7 +176,7 @@ def group_row(
         tables.seq_len,
         method=tables.method,
     )
-    start = "equal"
+    init = None
     if start_from is not None:
         init = RankConfig(
             cfg.model,
@@ -189,17 +188,7 @@ def group_row(
             qk_groups=tuple(map(tuple, start_from["qk_groups"])),
             v_groups=tuple(map(tuple, start_from["v_groups"])),
         )
-        cfg, kept = inherit_groups(cfg, init)
-        parts = 2 * len(cfg.r_qk)
-        start = "init" if kept == parts else f"init ({kept}/{parts} parts kept)"
-    res = split_groups(
-        ev,
-        cfg,
-        step=a.group_step,
-        time_limit=a.group_split,
-        screen=a.group_screen,
-        heads=a.group_heads,
-    )
+    res, start = group_split(ev, cfg, a, init)
     g = res.config
     return {
         **row,
@@ -242,25 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         help="refine starts from the --init-solver row of this earlier bench JSON (same budget)",
     )
     ap.add_argument("--init-solver", default="greedy")
-    ap.add_argument(
-        "--group-split",
-        type=float,
-        default=0.0,
-        help="SmolLM2: after each solver that measures (greedy, refine, agent), split its "
-        "layers' ranks among the key-value groups (mallocgame.rank.groups) for up to this many "
-        "seconds, and add a row NAME+groups (0 = off)",
-    )
-    ap.add_argument("--group-step", type=int, default=4, help="ranks moved per group transfer")
-    ap.add_argument(
-        "--group-heads",
-        action="store_true",
-        help="with a per-head method: split a group's rank among its query heads too",
-    )
-    ap.add_argument(
-        "--group-screen",
-        type=int,
-        default=None,
-        help="measure only the K transfers of a step with the least one-layer output error",
+    add_group_split_args(
+        ap,
+        "; here after each solver that measures (greedy, refine, agent), adding a row NAME+groups",
     )
     ap.add_argument(
         "--choices",

@@ -31,6 +31,58 @@ from mallocgame.rank.config import METHODS
 _RANK_FIELDS = ("r_qk", "r_v")
 
 
+def add_group_split_args(p: argparse.ArgumentParser, what: str = "") -> None:
+    """The options of the per-group rank split (``mallocgame.rank.groups``); ``what``: how a
+    tool uses ``--group-split``, after the common text."""
+    p.add_argument(
+        "--group-split",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="smollm2: then split each layer's ranks among its key-value head groups by measured "
+        "transfers, for up to this many seconds (same FLOPs; the config gains qk_groups / "
+        f"v_groups; 0 = off){what}",
+    )
+    p.add_argument(
+        "--group-step", type=int, default=4, help="ranks moved per group transfer (default 4)"
+    )
+    p.add_argument(
+        "--group-heads",
+        action="store_true",
+        help="with a per-head method: split a group's rank among its query heads too",
+    )
+    p.add_argument(
+        "--group-screen",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="measure only the K transfers of a step whose one-layer output error is least "
+        "(default: measure all)",
+    )
+
+
+def group_split(evaluator: Any, cfg: Any, args: argparse.Namespace, init: Any = None) -> tuple:
+    """``(SplitResult, start)``: ``cfg``'s ranks split among groups as ``args`` say (see
+    :func:`add_group_split_args`), from ``init``'s groups where it keeps their rank
+    (``start`` says which), else from the equal split."""
+    from mallocgame.rank.groups import inherit_groups, split_groups
+
+    start = "equal"
+    if init is not None:
+        cfg, kept = inherit_groups(cfg, init)
+        parts = 2 * len(cfg.r_qk)
+        start = "init" if kept == parts else f"init ({kept}/{parts} parts kept)"
+    res = split_groups(
+        evaluator,
+        cfg,
+        step=args.group_step,
+        time_limit=args.group_split,
+        screen=args.group_screen,
+        heads=args.group_heads,
+    )
+    return res, start
+
+
 def add_calibration_args(p: Any) -> None:
     """``--cal-bases`` / ``--cal-loss``: the calibration text of the rank tables (shared by
     ``mallocgame rank`` and ``benchmarks/bench_rank_fidelity.py``)."""
@@ -126,31 +178,7 @@ def add_parsers(sub: Any) -> None:
         default=None,
         help="seconds for the solver's search (greedy: then by estimate)",
     )
-    p.add_argument(
-        "--group-split",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="smollm2: then split each layer's ranks among its key-value head groups by measured "
-        "transfers, for up to this many seconds (same FLOPs; the config gains qk_groups / "
-        "v_groups; 0 = off)",
-    )
-    p.add_argument(
-        "--group-step", type=int, default=4, help="ranks moved per group transfer (default 4)"
-    )
-    p.add_argument(
-        "--group-heads",
-        action="store_true",
-        help="with a per-head method: split a group's rank among its query heads too",
-    )
-    p.add_argument(
-        "--group-screen",
-        type=positive_int,
-        default=None,
-        metavar="K",
-        help="measure only the K transfers of a step whose one-layer output error is least "
-        "(default: measure all)",
-    )
+    add_group_split_args(p)
     p.add_argument("--no-cache", action="store_true", help="re-measure the tables and calibration")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(fn=cmd_rank)
@@ -426,23 +454,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
     }
     cfg = tables.config(idx, budget=budget, **meta)
     if args.group_split > 0:
-        from mallocgame.rank.groups import inherit_groups, split_groups
-
-        start = "equal"
-        if args.init is not None:  # go on from the init's groups where its ranks were kept
-            cfg, kept = inherit_groups(cfg, _load_config(args.init))
-            start = f"init ({kept}/{2 * len(cfg.r_qk)} parts kept)"
+        init_cfg = _load_config(args.init) if args.init is not None else None
         with progress(
             f"splitting ranks among key-value groups ({args.group_split:g} s)", quiet=args.json
         ):
-            res = split_groups(
-                evaluator,
-                cfg,
-                step=args.group_step,
-                time_limit=args.group_split,
-                screen=args.group_screen,
-                heads=args.group_heads,
-            )
+            res, start = group_split(evaluator, cfg, args, init_cfg)
         meta["calibration_loss"] = res.loss
         meta["group_split"] = {**res.summary(), "start": start}
         meta["evaluations"] = evaluator.n_evaluated
