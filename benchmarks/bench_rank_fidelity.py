@@ -205,6 +205,7 @@ def group_row(
             "start": start,
             "screen": a.group_screen,
             "heads": a.group_heads,
+            "start_layer": a.group_start_layer,
         },
         "heldout": held(lowrank_params(setup.model, setup.calib, g, bases=setup.bases)),
     }

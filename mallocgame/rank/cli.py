@@ -52,6 +52,14 @@ def add_group_split_args(p: argparse.ArgumentParser, what: str = "") -> None:
         help="with a per-head method: split a group's rank among its query heads too",
     )
     p.add_argument(
+        "--group-start-layer",
+        type=int,
+        default=0,
+        metavar="I",
+        help="each split pass starts at layer I, then wraps around (to go on where a capped "
+        "run stopped; default 0)",
+    )
+    p.add_argument(
         "--group-screen",
         type=positive_int,
         default=None,
@@ -79,6 +87,7 @@ def group_split(evaluator: Any, cfg: Any, args: argparse.Namespace, init: Any = 
         time_limit=args.group_split,
         screen=args.group_screen,
         heads=args.group_heads,
+        start_layer=args.group_start_layer,
     )
     return res, start
 

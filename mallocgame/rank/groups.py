@@ -76,6 +76,7 @@ def split_groups(
     max_passes: int = 3,
     screen: int | None = None,
     heads: bool = False,
+    start_layer: int = 0,
     trace: list | None = None,
 ) -> SplitResult:
     """Per-group ranks for ``config`` (its layer ranks kept) by measured transfers (module doc).
@@ -85,7 +86,10 @@ def split_groups(
 
     ``heads``: in the parts whose bases the config's method fits per query head (see
     :func:`mallocgame.rank.config.head_ranks_allowed`), move rank between the query heads of
-    one key-value group instead (each part's group split kept; the other parts as above)."""
+    one key-value group instead (each part's group split kept; the other parts as above).
+
+    ``start_layer``: each pass visits the layers from this one on, then those before it (to go
+    on where a run capped by time stopped)."""
     t0 = time.perf_counter()
     shape = config.shape
     G, hd, H = shape.n_kv_heads, shape.head_dim, shape.n_heads
@@ -99,9 +103,10 @@ def split_groups(
     n_layers = shape.n_layers
     qk = [list(config.groups(i)[0]) for i in range(n_layers)]
     v = [list(config.groups(i)[1]) for i in range(n_layers)]
-    parts = [
-        (i, kind, groups[i]) for i in range(n_layers) for kind, groups in (("qk", qk), ("v", v))
-    ]
+    if not 0 <= start_layer < n_layers:
+        raise ValueError(f"start_layer must be in 0..{n_layers - 1}, got {start_layer}")
+    order = list(range(start_layer, n_layers)) + list(range(start_layer))
+    parts = [(i, kind, groups[i]) for i in order for kind, groups in (("qk", qk), ("v", v))]
     if heads:  # one rank per query head where the method allows it
         for _, kind, g in parts:
             if head_ranks_allowed(shape, config.method, kind) and len(g) == G:

@@ -73,6 +73,12 @@ def test_split_moves_rank_to_the_group_that_needs_it_and_keeps_the_flops():
     assert screened.evaluations < res.evaluations
     with pytest.raises(ValueError, match="screen"):
         split_groups(FakeEvaluator(), cfg, screen=0)
+    # a pass may start at a later layer (wrapping around): the same optimum here
+    late: list = []
+    wrapped = split_groups(FakeEvaluator(), cfg, step=4, start_layer=1, trace=late)
+    assert wrapped.config == out and late[0]["layer"] == 1
+    with pytest.raises(ValueError, match="start_layer"):
+        split_groups(FakeEvaluator(), cfg, start_layer=30)
 
     # limits: evaluations
     few = split_groups(FakeEvaluator(), cfg, step=4, max_evals=5)
