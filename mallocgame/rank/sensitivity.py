@@ -351,7 +351,7 @@ class Evaluator:
 
     def _lookup(self, ranks: tuple[tuple[int, int], ...]) -> tuple[int, list]:
         """The deepest cached layer input for a prefix of ``ranks``: (layer index, states)."""
-        for i in range(self.n_layers, 0, -1):
+        for i in range(len(ranks), 0, -1):
             key = ranks[:i]
             xs = self._pinned.get(key)
             if xs is None:
@@ -436,14 +436,7 @@ class Evaluator:
         otherwise), summed over the loss windows: one layer's work, a cheap proxy for
         comparing choices within one layer (e.g. splits of its rank among groups)."""
         ranks = tuple(ranks)
-        j, xs = i, None
-        while j > 0 and xs is None:  # the deepest cached input of a layer <= i
-            xs = self._pinned.get(ranks[:j])
-            if xs is None:
-                xs = self._prefix.get(ranks[:j])
-            j -= xs is None
-        if xs is None:
-            xs = [self._embed(b) for b in self._batches]
+        j, xs = self._lookup(ranks[:i])  # the deepest cached input of a layer <= i
         for k in range(j, i):
             p = self.layer(k, *ranks[k])
             xs = [self._block(p, x, b) for x, b in zip(xs, self._batches, strict=True)]
@@ -533,11 +526,13 @@ def energy_table(setup: RankSetup, choices: Sequence[int]) -> np.ndarray:
     """``energy[P, C]`` from the calibration spectra (see the module doc); per query head for
     the parts a per-head method fits per head."""
     model, calib, method = setup.model, setup.calib, setup.spec.method
-    spectra = per_group = _spectra(model, calib, "whitened" if per_head(method) else method)
     if per_head(method) and _has_head_view(model):
         spectra = _spectra(*_head_view(model, calib), "whitened")
         if not per_head_keys(method):  # query-key bases stay per group
-            spectra = [(g[0], h[1]) for g, h in zip(per_group, spectra, strict=True)]
+            group = _spectra(model, calib, "whitened")
+            spectra = [(g[0], h[1]) for g, h in zip(group, spectra, strict=True)]
+    else:
+        spectra = _spectra(model, calib, "whitened" if per_head(method) else method)
     rows = []
     for qk, v in spectra:
         for kind in PART_KINDS:
