@@ -206,6 +206,7 @@ def group_row(
             "screen": a.group_screen,
             "heads": a.group_heads,
             "start_layer": a.group_start_layer,
+            "min_rank": a.group_min_rank,
         },
         "heldout": held(lowrank_params(setup.model, setup.calib, g, bases=setup.bases)),
     }

@@ -26,7 +26,7 @@ import numpy as np
 
 from mallocgame.argtypes import fraction, positive_int
 from mallocgame.errors import InputError
-from mallocgame.rank.config import METHODS
+from mallocgame.rank.config import METHODS, MODEL_SHAPES
 
 _RANK_FIELDS = ("r_qk", "r_v")
 
@@ -45,6 +45,14 @@ def add_group_split_args(p: argparse.ArgumentParser, what: str = "") -> None:
     )
     p.add_argument(
         "--group-step", type=int, default=4, help="ranks moved per group transfer (default 4)"
+    )
+    p.add_argument(
+        "--group-min-rank",
+        type=int,
+        default=None,
+        metavar="R",
+        help="the least rank a group or head keeps (default: the step); 0 lets the split empty "
+        "one: uniform attention (query-key) or a pruned head (values)",
     )
     p.add_argument(
         "--group-heads",
@@ -88,6 +96,7 @@ def group_split(evaluator: Any, cfg: Any, args: argparse.Namespace, init: Any = 
         screen=args.group_screen,
         heads=args.group_heads,
         start_layer=args.group_start_layer,
+        min_rank=args.group_min_rank,
     )
     return res, start
 
@@ -399,6 +408,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
         )
     if args.group_step < 1:
         raise InputError(f"must be >= 1, got {args.group_step}", field="group-step")
+    hd = MODEL_SHAPES[args.model].head_dim
+    if args.group_min_rank is not None and not 0 <= args.group_min_rank <= hd:
+        raise InputError(f"must be in 0..{hd}, got {args.group_min_rank}", field="group-min-rank")
     d = sv.CalibSpec.default(args.model, args.method)
     spec = sv.CalibSpec(
         args.model, args.cal_bases or d.bases, args.cal_loss or d.loss, d.window, args.method

@@ -25,8 +25,9 @@ Example (``layers`` has one entry per transformer layer, in order)::
   ``r_qk`` / ``r_v`` (so the FLOPs are those of ``r_qk`` / ``r_v`` in every group). Absent: every
   group keeps ``r_qk`` / ``r_v``. With a method that fits a part's bases per query head
   (``"whitened+heads"``: both, ``"whitened+vheads"``: values) the part's list may instead hold
-  one rank per query head (9 for SmolLM2, group-major). A config without them is written as
-  version 1.
+  one rank per query head (9 for SmolLM2, group-major). A group or head may keep rank 0:
+  query-key 0 attends uniformly to the causal prefix, value 0 outputs the head's mean value
+  (the head is pruned). A config without them is written as version 1.
 - ``seq_len``: the sequence length the budget refers to; ``budget``: optional, ``fraction`` of
   the full model's attention FLOPs and/or absolute ``flops``; ``method``: how the runtime
   learns its bases (see :mod:`mallocgame.rank.lowrank`); ``meta``: free-form provenance.
@@ -334,8 +335,8 @@ def _validate(d: Any, where: str | None) -> None:
                     f"expected a list of {G} ranks (one per key-value group){per_head_note}, "
                     f"got {g!r}",
                 )
-            if not all(_is_int(r) and 1 <= r <= shape.head_dim for r in g):
-                raise bad(f, f"expected integers in 1..{shape.head_dim}, got {g!r}")
+            if not all(_is_int(r) and 0 <= r <= shape.head_dim for r in g):
+                raise bad(f, f"expected integers in 0..{shape.head_dim}, got {g!r}")
             if sum(g) != len(g) * layer[base]:
                 raise bad(
                     f,

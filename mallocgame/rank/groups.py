@@ -9,7 +9,9 @@ rank between the groups of a layer while the measured calibration loss falls:
 
 - parts are visited in layer order, query-key then values, skipping full ones;
 - at a part, every transfer of ``step`` dims from one group to another (each group keeping
-  ``step`` .. head_dim) is measured in the context of the current config, and the best one is
+  ``min_rank`` .. head_dim; ``min_rank`` defaults to ``step``, and 0 lets a transfer empty a
+  group or head: uniform attention or a pruned head, see :mod:`mallocgame.rank.config`) is
+  measured in the context of the current config, and the best one is
   taken while it lowers the loss by more than ``min_gain``; then the next part. With
   ``screen = k``, only the ``k`` transfers whose layer output is closest to the original
   layer's are measured (a one-layer proxy, ``Evaluator.layer_error``);
@@ -77,6 +79,7 @@ def split_groups(
     screen: int | None = None,
     heads: bool = False,
     start_layer: int = 0,
+    min_rank: int | None = None,
     trace: list | None = None,
 ) -> SplitResult:
     """Per-group ranks for ``config`` (its layer ranks kept) by measured transfers (module doc).
@@ -89,7 +92,8 @@ def split_groups(
     one key-value group instead (each part's group split kept; the other parts as above).
 
     ``start_layer``: each pass visits the layers from this one on, then those before it (to go
-    on where a run capped by time stopped)."""
+    on where a run capped by time stopped). ``min_rank``: the least rank a group or head keeps
+    (default ``step``; 0 allows emptying one)."""
     t0 = time.perf_counter()
     shape = config.shape
     G, hd, H = shape.n_kv_heads, shape.head_dim, shape.n_heads
@@ -98,6 +102,9 @@ def split_groups(
         raise ValueError(f"{config.model} has no grouped key-value heads to split ranks among")
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
+    lo = step if min_rank is None else min_rank
+    if not 0 <= lo <= hd:
+        raise ValueError(f"min_rank must be in 0..{hd}, got {min_rank}")
     if screen is not None and screen < 1:
         raise ValueError(f"screen must be >= 1, got {screen}")
     n_layers = shape.n_layers
@@ -140,7 +147,7 @@ def split_groups(
             for a in range(len(g))
             for b in range(len(g))
             if a != b
-            and g[a] - step >= step
+            and g[a] - step >= lo
             and g[b] + step <= hd
             and (not per_head or a // n == b // n)
         ]

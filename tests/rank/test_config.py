@@ -78,7 +78,8 @@ def test_group_ranks_round_trip_as_version_2(tmp_path):
         ({"r_qk": 8, "r_v": 64, "qk_groups": [16, 4, 4]}, 1, "version 2"),
         ({"r_qk": 8, "r_v": 64, "qk_groups": [16, 4]}, 2, "list of 3"),
         ({"r_qk": 8, "r_v": 64, "qk_groups": [16, 8, 4]}, 2, "average r_qk"),
-        ({"r_qk": 8, "r_v": 64, "v_groups": [64, 65, 63]}, 2, "1..64"),
+        ({"r_qk": 8, "r_v": 64, "v_groups": [64, 65, 63]}, 2, "0..64"),
+        ({"r_qk": 8, "r_v": 64, "qk_groups": [-4, 12, 16]}, 2, "0..64"),
     ],
 )
 def test_bad_group_ranks_name_the_field(layer, version, message):

@@ -197,3 +197,28 @@ def test_split_among_the_heads_of_a_group_with_a_per_head_method():
     assert len(both.config.groups(0)[0]) == 9
     plain = split_groups(HeadEvaluator(), dataclasses.replace(cfg, method="whitened"), heads=True)
     assert len(plain.config.groups(0)[1]) == 3  # no per-head bases: per group only
+
+
+class ZeroEvaluator(FakeEvaluator):
+    """Loss = sum over low-rank parts of w_g / r_g with weights 4, 1, 0: group 2 does not
+    matter at any rank, even 0 (a group emptied where it matters costs infinity)."""
+
+    def value(self, ranks) -> float:
+        loss = 0.0
+        for e in ranks:
+            vg = e[3] if len(e) > 2 and e[3] is not None else (e[1],) * 3
+            if min(vg) < 64:
+                for w, r in zip((4.0, 1.0, 0.0), vg, strict=True):
+                    loss += w / r if r else (float("inf") if w else 0.0)
+        return loss
+
+
+def test_split_may_empty_a_group_with_min_rank_zero():
+    cfg = RankConfig("smollm2", HASH, (64,) * 30, (8,) + (64,) * 29, 512)
+    kept = split_groups(ZeroEvaluator(), cfg, step=4)  # default: each group keeps >= step
+    assert kept.config.groups(0)[1] == (12, 8, 4)
+    emptied = split_groups(ZeroEvaluator(), cfg, step=4, min_rank=0)
+    assert emptied.config.groups(0)[1] == (16, 8, 0) and emptied.loss < kept.loss
+    assert RankConfig.from_dict(emptied.config.to_dict()) == emptied.config  # 0 is valid
+    with pytest.raises(ValueError, match="min_rank"):
+        split_groups(ZeroEvaluator(), cfg, min_rank=65)

@@ -329,3 +329,45 @@ def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
         )
     assert 0 < losses["whitened+heads"] < losses["whitened"]
     assert 0 < losses["whitened+vheads"] < losses["whitened"]
+
+
+def test_smollm2_rank_zero_groups_and_heads(smollm2, smollm2_calibration):
+    """Rank 0: a query-key group attends uniformly to its causal prefix (its queries do not
+    matter), a value head outputs its calibration mean (its values and scores do not matter).
+    The runtime's shortcuts (running mean, skipped head) agree with the masked layout, where
+    the same ranks are zero columns in the ordinary softmax."""
+    from mallocgame.rank.latency import attention_stack
+    from mallocgame.rank.lowrank import attention_flops, layer_params, masked_layer_params
+
+    m, calib = smollm2, smollm2_calibration
+    bases = model_bases(m, calib, "whitened+vheads")[2]
+    qg, vg = (0, 24, 24), (24, 24, 24, 0, 0, 0, 24, 24, 24)  # means 16 and 16
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(1, 96, 576)), jnp.float32)
+    one = attention_stack(m, 1)
+
+    def run(model):
+        p = layer_params(
+            model, calib, bases, 2, 16, 16, "whitened+vheads", qk_groups=qg, v_groups=vg
+        )
+        return np.asarray(one([p], x))
+
+    out = run(m)
+    mk = masked_layer_params(m, calib, bases, 2, qg, vg, "whitened+vheads")
+    np.testing.assert_allclose(np.asarray(one([mk], x)), out, atol=2e-4 * np.abs(out).max())
+
+    def perturbed(key, index):
+        layers = list(m.params["layers"])
+        w = np.array(layers[2][key])
+        w[index] += np.random.default_rng(4).normal(size=w[index].shape)
+        layers[2] = dict(layers[2], **{key: jnp.asarray(w)})
+        return run(dataclasses.replace(m, params={**m.params, "layers": layers}))
+
+    tol = 1e-5 * np.abs(out).max()
+    np.testing.assert_allclose(perturbed("wq", np.s_[:, 0:3]), out, atol=tol)  # qk group 0
+    np.testing.assert_allclose(perturbed("wq", np.s_[:, 3:6]), out, atol=tol)  # pruned heads
+    np.testing.assert_allclose(perturbed("wv", np.s_[:, 1]), out, atol=tol)  # pruned heads
+    assert np.abs(perturbed("wq", np.s_[:, 6:9]) - out).max() > 100 * tol  # a live head
+
+    cfg = RankConfig("smollm2", m.model_hash, (16,) * 30, (16,) * 30, 512, method="whitened+vheads")
+    grouped = dataclasses.replace(cfg, qk_groups=(qg,) * 30, v_groups=(vg,) * 30)
+    assert attention_flops(grouped)["total"] == attention_flops(cfg)["total"]

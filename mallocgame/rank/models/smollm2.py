@@ -355,7 +355,9 @@ def _grouped_attention(p: Params, cfg: SmolLMConfig, x: jax.Array, impl: str) ->
     """:func:`attention` for a layer whose key-value groups keep different ranks (per-group
     tuples ``qk_a``/``qk_b`` and/or ``wv``/``bv``/``wo``, see
     :func:`mallocgame.rank.lowrank.layer_params`): each group's scores and values are computed in
-    its own rank, and the groups' outputs are summed through their output projections."""
+    its own rank, and the groups' outputs are summed through their output projections. A unit
+    at query-key rank 0 attends uniformly to its causal prefix (a running mean of its values);
+    one at value rank 0 adds nothing beyond the value mean already in ``bo``."""
     U, hd = kv_units(p, cfg), cfg.head_dim
     n = cfg.n_heads // U  # query heads per unit
     _, _, qg, kg = _rotated_qk(p, cfg, x, U)
@@ -390,7 +392,13 @@ def _grouped_attention(p: Params, cfg: SmolLMConfig, x: jax.Array, impl: str) ->
         else:
             vv = v[:, u : u + 1]
             wo = p["wo"][u * n : (u + 1) * n]
-        if impl == "blocked":
+        if vv.shape[-1] == 0:  # rank 0 values: the heads' outputs are their mean, in "bo"
+            continue
+        if qq.shape[-1] == 0:  # rank 0 scores: uniform over the causal prefix (no L x L)
+            L = vv.shape[2]
+            o = jnp.cumsum(vv, axis=2) / jnp.arange(1, L + 1, dtype=vv.dtype)[:, None]
+            o = jnp.broadcast_to(o[:, :, None], (o.shape[0], 1, n, L, o.shape[-1]))
+        elif impl == "blocked":
             o = causal_attention(qq / np.sqrt(hd), kk, vv)
         else:
             o = fused_causal_attention(qq, kk, vv, 1.0 / np.sqrt(hd), impl)
