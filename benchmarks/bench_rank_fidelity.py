@@ -113,20 +113,30 @@ def parse_solver(name: str) -> tuple[str, dict[str, Any]]:
     return base, kw
 
 
+def init_row(
+    rows: list[dict[str, Any]], model: str, budget: float, solver: str, groups: bool = False
+) -> dict[str, Any]:
+    """``solver``'s row at ``model`` / ``budget`` in an earlier run (one with per-group ranks
+    if ``groups``)."""
+    for r in rows:
+        if r["model"] == model and r["budget"] == budget and r["solver"] == solver:
+            if groups and "qk_groups" not in r:
+                raise SystemExit(f"--init-json: the {solver} row has no per-group ranks")
+            return r
+    raise SystemExit(f"--init-json: no {solver} row for {model} at budget {budget:g}")
+
+
 def init_config(rows: list[dict[str, Any]], tables: Any, model: str, budget: float, solver: str):
     """Choice indices of ``solver``'s config at ``model`` / ``budget`` in an earlier run."""
     import numpy as np
 
-    for r in rows:
-        if r["model"] == model and r["budget"] == budget and r["solver"] == solver:
-            if r["model_hash"] != tables.model_hash:
-                raise SystemExit(f"--init-json: {solver} row is for other weights ({model})")
-            ch = list(tables.choices)
-            return np.asarray(
-                [ch.index(x) for pair in zip(r["r_qk"], r["r_v"], strict=True) for x in pair],
-                np.int64,
-            )
-    raise SystemExit(f"--init-json: no {solver} row for {model} at budget {budget:g}")
+    r = init_row(rows, model, budget, solver)
+    if r["model_hash"] != tables.model_hash:
+        raise SystemExit(f"--init-json: {solver} row is for other weights ({model})")
+    ch = list(tables.choices)
+    return np.asarray(
+        [ch.index(x) for pair in zip(r["r_qk"], r["r_v"], strict=True) for x in pair], np.int64
+    )
 
 
 def cost_only_tables(model: str, spec: Any, choices: tuple[int, ...] | None) -> Any:
@@ -150,6 +160,22 @@ def cost_only_tables(model: str, spec: Any, choices: tuple[int, ...] | None) -> 
         nan,
         nan,
         np.full(cost.shape[0], np.nan),
+    )
+
+
+def groups_config(row: dict[str, Any], seq_len: int, method: str):
+    """The rank config (per-group ranks included) of a bench row with groups."""
+    from mallocgame.rank.config import RankConfig
+
+    return RankConfig(
+        row["model"],
+        row["model_hash"],
+        row["r_qk"],
+        row["r_v"],
+        seq_len,
+        method=method,
+        qk_groups=tuple(map(tuple, row["qk_groups"])),
+        v_groups=tuple(map(tuple, row["v_groups"])),
     )
 
 
@@ -178,15 +204,10 @@ def group_row(
     )
     init = None
     if start_from is not None:
-        init = RankConfig(
-            cfg.model,
-            cfg.model_hash,
-            start_from["r_qk"],
-            start_from["r_v"],
+        init = groups_config(
+            start_from,
             cfg.seq_len,
-            method=(start_from.get("calibration") or {}).get("method", "whitened"),
-            qk_groups=tuple(map(tuple, start_from["qk_groups"])),
-            v_groups=tuple(map(tuple, start_from["v_groups"])),
+            (start_from.get("calibration") or {}).get("method", "whitened"),
         )
     res, start = group_split(ev, cfg, a, init)
     g = res.config
@@ -233,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         help="refine starts from the --init-solver row of this earlier bench JSON (same budget)",
     )
     ap.add_argument("--init-solver", default="greedy")
+    ap.add_argument(
+        "--refine-keep-groups",
+        action="store_true",
+        help="refine on the layer ranks with the --init-solver row's per-group split in place "
+        "(parts whose rank changes keep it in proportion); the row then lists its groups",
+    )
     add_group_split_args(
         ap,
         "; here after each solver that measures (greedy, refine, agent), adding a row NAME+groups",
@@ -320,6 +347,12 @@ def main(argv: list[str] | None = None) -> int:
                     kw = {"refine_evals": a.refine_evals, "refine_top_k": a.refine_top_k} | kw
                     if a.init_json:
                         kw["init"] = init_config(init_rows, tables, model_name, b, a.init_solver)
+                    if a.refine_keep_groups:
+                        ev.group_template = groups_config(
+                            init_row(init_rows, model_name, b, a.init_solver, groups=True),
+                            tables.seq_len,
+                            tables.method,
+                        )
                 r = solve_and_judge(
                     tables,
                     setup,
@@ -333,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                     calibration_loss=not a.no_calib_loss,
                     solver_kw=kw,
                 )
+                ev.group_template = None
                 h, t_solve = r["heldout"], r.pop("solve_s")
                 rows.append(
                     {
@@ -363,15 +397,19 @@ def main(argv: list[str] | None = None) -> int:
                     and base in solvers.USES_EVALUATOR
                     and (model_name, b, name + "+groups") not in done
                 ):
-                    prev = next(
-                        (
-                            r
-                            for r in init_rows
-                            if "qk_groups" in r
-                            and (r["model"], r["budget"], r["solver"])
-                            == (model_name, b, a.init_solver)
-                        ),
-                        None,
+                    prev = (
+                        rows[-1]  # refine kept a split: go on from it
+                        if "qk_groups" in rows[-1]
+                        else next(
+                            (
+                                r
+                                for r in init_rows
+                                if "qk_groups" in r
+                                and (r["model"], r["budget"], r["solver"])
+                                == (model_name, b, a.init_solver)
+                            ),
+                            None,
+                        )
                     )
                     rows.append(group_row(rows[-1], tables, setup, ev, held, a, prev))
                     save()

@@ -108,7 +108,8 @@ def solve_and_judge(
 ) -> dict[str, Any]:
     """One rank solver at one budget: its config, FLOPs, calibration loss (optional, measured
     with ``ev``) and held-out fidelity (``held``), with the solve's time and evaluations.
-    ``solver_kw``: further keyword arguments of the solver (e.g. ``refine``'s)."""
+    ``solver_kw``: further keyword arguments of the solver (e.g. ``refine``'s). Where ``ev``
+    keeps a per-group split (``group_template``), the answer keeps it too."""
     from mallocgame.rank import solvers as rs
     from mallocgame.rank.lowrank import attention_flops, lowrank_params
 
@@ -120,11 +121,22 @@ def solve_and_judge(
     solve_s = time.perf_counter() - t0
     evaluations = ev.n_evaluated - n0
     rcfg = tables.config(idx, budget=budget, solver=solver)
+    groups = {}
+    template = getattr(ev, "group_template", None)
+    if template is not None:  # the evaluator kept this split: so does the answer
+        from mallocgame.rank.groups import inherit_groups
+
+        rcfg = inherit_groups(rcfg, template, rescale=True)[0]
+        groups = {
+            "qk_groups": [list(x) for x in rcfg.groups_list("qk")],
+            "v_groups": [list(x) for x in rcfg.groups_list("v")],
+        }
     params = lowrank_params(setup.model, setup.calib, rcfg, bases=setup.bases)
     return {
         "flops_fraction": attention_flops(rcfg)["fraction"],
         "r_qk": list(rcfg.r_qk),
         "r_v": list(rcfg.r_v),
+        **groups,
         "calibration_loss": float(ev(idx)[0]) if calibration_loss else None,
         "solve_s": solve_s,
         "solver_evaluations": evaluations,

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 from mallocgame.rank.config import RankConfig, head_ranks_allowed
 from mallocgame.rank.sensitivity import config_entries, layer_entry
@@ -49,12 +52,34 @@ class SplitResult:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "config"}
 
 
-def inherit_groups(config: RankConfig, init: RankConfig) -> tuple[RankConfig, int]:
+def rescale_groups(groups: Sequence[int], rank: int, head_dim: int) -> tuple[int, ...]:
+    """A part's group (or head) ranks ``groups`` brought to the layer rank ``rank``: in
+    proportion to the old ones (a group at 0 stays at 0), each at most ``head_dim``, summing to
+    ``len(groups) * rank`` (the leftover dims go to the largest remainders)."""
+    g = np.asarray(groups, np.float64)
+    total = len(g) * rank
+    if g.sum() <= 0 or not 0 <= rank <= head_dim:
+        raise ValueError(f"cannot rescale {tuple(groups)} to rank {rank}")
+    target = np.minimum(g * total / g.sum(), head_dim)
+    out = np.floor(target).astype(np.int64)
+    while out.sum() < total:
+        room = out < head_dim
+        # the largest remainders first; where every target is spent, the widest live group
+        want = np.where(room, target - out + 1e-9 * (g > 0) + 1e-12 * g, -np.inf)
+        out[int(np.argmax(want))] += 1
+    return tuple(int(x) for x in out)
+
+
+def inherit_groups(
+    config: RankConfig, init: RankConfig, rescale: bool = False
+) -> tuple[RankConfig, int]:
     """``config`` with ``init``'s per-group ranks in the parts (layer and kind) where both keep
-    the same rank, the other parts split equally; and how many parts were kept. For going on
-    with a split search after a solver changed some of ``init``'s ranks (or its method)."""
+    the same rank, the other parts split equally (or, with ``rescale``, ``init``'s split
+    brought to the new rank by :func:`rescale_groups`); and how many parts were kept. For going
+    on with a split search after a solver changed some of ``init``'s ranks (or its method)."""
     if (init.model, len(init.r_qk)) != (config.model, len(config.r_qk)):
         raise ValueError(f"init is for {init.model}, the config for {config.model}")
+    hd = config.shape.head_dim
     kept = 0
     out = {}
     for kind in ("qk", "v"):
@@ -62,7 +87,10 @@ def inherit_groups(config: RankConfig, init: RankConfig) -> tuple[RankConfig, in
         rows = []
         for r, t, g in zip(ours, theirs, init.groups_list(kind), strict=True):
             kept += r == t
-            rows.append(tuple(g) if r == t else (r,) * len(g))
+            if r == t:
+                rows.append(tuple(g))
+            else:
+                rows.append(rescale_groups(g, r, hd) if rescale else (r,) * len(g))
         out[f"{kind}_groups"] = tuple(rows)
     return dataclasses.replace(config, **out), kept
 

@@ -234,6 +234,11 @@ class Evaluator:
 
     ``evaluator(choice_idx int64[N, P] or [P]) -> float64[N]``. ``n_evaluated`` counts the
     configs actually run (memo misses), ``n_calls`` all configs asked for.
+
+    ``group_template`` (a :class:`~mallocgame.rank.config.RankConfig` with per-group ranks, or
+    None): choice vectors then keep its split, in the parts whose rank they change brought to
+    the new rank (:func:`mallocgame.rank.groups.rescale_groups`), so that a solver over the
+    layer ranks (``refine``) works with a split in place.
     """
 
     def __init__(
@@ -266,6 +271,8 @@ class Evaluator:
         self._full = ((self.hd, self.hd),) * self.n_layers
         self._batches = self._make_batches(batch_size)
         self._pinned: dict[tuple, list] = {}
+        #: per-group ranks that choice vectors keep (see :meth:`ranks_of`); None: equal split
+        self.group_template: Any = None
         self._reference = self._run_full()
 
     # -- data
@@ -390,7 +397,19 @@ class Evaluator:
         if idx.min() < 0 or idx.max() >= len(self.choices):
             raise ValueError(f"choice indices must be in 0..{len(self.choices) - 1}")
         r = np.asarray(self.choices)[idx]
-        return tuple((int(a), int(b)) for a, b in zip(r[0::2], r[1::2], strict=True))
+        plain = tuple((int(a), int(b)) for a, b in zip(r[0::2], r[1::2], strict=True))
+        if self.group_template is None:
+            return plain
+        from mallocgame.rank.groups import inherit_groups
+
+        cfg = dataclasses.replace(
+            self.group_template,
+            r_qk=[a for a, _ in plain],
+            r_v=[b for _, b in plain],
+            qk_groups=None,
+            v_groups=None,
+        )
+        return config_entries(inherit_groups(cfg, self.group_template, rescale=True)[0])
 
     def window_losses_of_ranks(self, ranks: tuple[tuple[int, int], ...]) -> np.ndarray:
         """Calibration loss of per-layer ``(r_qk, r_v)`` ranks on each loss window (SmolLM2:

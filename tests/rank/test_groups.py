@@ -93,22 +93,29 @@ def test_layer_entry_is_canonical():
     assert layer_entry(8, 16, (16, 4, 4), None) == (8, 16, (16, 4, 4), None)
 
 
+def _tiny_evaluator(smollm2, calibration, split):
+    """An evaluator on one 128-token window of the calibration text."""
+    from mallocgame.rank import sensitivity as sv
+    from mallocgame.rank import text
+    from mallocgame.rank.lowrank import model_bases
+    from mallocgame.rank.models.smollm2 import encode
+
+    w = text.token_windows(lambda s: encode(smollm2, s), split.calibration, 128, 3)[2:3]
+    spec = sv.CalibSpec("smollm2", bases=2, loss=1, window=128)
+    setup = sv.RankSetup(smollm2, spec, calibration, tuple(model_bases(smollm2, calibration)), w)
+    return sv.Evaluator(setup)
+
+
 def test_evaluator_scores_group_ranks_as_the_runtime_runs_them(smollm2, smollm2_calibration, split):
     """The evaluator's masked layout gives the loss that the runtime's per-group computation
     (lowrank_params with groups) gives on the same text."""
     import jax.numpy as jnp
 
-    from mallocgame.rank import sensitivity as sv
-    from mallocgame.rank import text
-    from mallocgame.rank.lowrank import lowrank_params, model_bases
-    from mallocgame.rank.models.smollm2 import _token_nll, encode, hidden_states
+    from mallocgame.rank.lowrank import lowrank_params
+    from mallocgame.rank.models.smollm2 import _token_nll, hidden_states
 
-    w = text.token_windows(lambda s: encode(smollm2, s), split.calibration, 128, 3)[2:3]
-    spec = sv.CalibSpec("smollm2", bases=2, loss=1, window=128)
-    setup = sv.RankSetup(
-        smollm2, spec, smollm2_calibration, tuple(model_bases(smollm2, smollm2_calibration)), w
-    )
-    ev = sv.Evaluator(setup)
+    ev = _tiny_evaluator(smollm2, smollm2_calibration, split)
+    w = ev.setup.loss_data
     cfg = RankConfig(
         "smollm2",
         smollm2.model_hash,
@@ -222,3 +229,58 @@ def test_split_may_empty_a_group_with_min_rank_zero():
     assert RankConfig.from_dict(emptied.config.to_dict()) == emptied.config  # 0 is valid
     with pytest.raises(ValueError, match="min_rank"):
         split_groups(ZeroEvaluator(), cfg, min_rank=65)
+
+
+def test_rescale_groups_keeps_proportions_zeros_and_the_sum():
+    from mallocgame.rank.groups import inherit_groups, rescale_groups
+
+    assert rescale_groups((16, 8, 0), 16, 64) == (32, 16, 0)
+    assert rescale_groups((16, 8, 0), 4, 64) == (8, 4, 0)
+    assert rescale_groups((12, 24, 12), 8, 64) == (6, 12, 6)
+    wide = rescale_groups((60, 60, 60, 28, 28, 28, 60, 56, 52), 56, 64)  # capped at 64
+    assert max(wide) == 64 and sum(wide) == 9 * 56 and wide[3] == wide[4] == wide[5]
+    assert sum(rescale_groups((0, 0, 24), 40, 64)) == 120  # more than one group can hold
+    with pytest.raises(ValueError, match="rescale"):
+        rescale_groups((0, 0, 0), 8, 64)
+
+    init = RankConfig(
+        "smollm2",
+        HASH,
+        (16,) * 30,
+        (8,) * 30,
+        512,
+        qk_groups=((32, 16, 0),) * 30,
+        v_groups=((16, 8, 0),) * 30,
+    )
+    changed = RankConfig("smollm2", HASH, (8,) + (16,) * 29, (16,) + (8,) * 29, 512)
+    out, kept = inherit_groups(changed, init, rescale=True)
+    assert kept == 58 and out.groups(0) == ((16, 8, 0), (32, 16, 0))
+    assert out.groups(1) == ((32, 16, 0), (16, 8, 0))
+    assert inherit_groups(changed, init)[0].groups(0) == ((8, 8, 8), (16, 16, 16))
+
+
+def test_evaluator_choice_vectors_keep_a_group_template(smollm2, smollm2_calibration, split):
+    """``Evaluator.group_template``: a choice vector (as ``refine`` asks) is scored with the
+    template's split, rescaled where its rank differs."""
+    from mallocgame.rank import sensitivity as sv
+    from mallocgame.rank.groups import inherit_groups
+
+    ev = _tiny_evaluator(smollm2, smollm2_calibration, split)
+    t = RankConfig(
+        "smollm2",
+        smollm2.model_hash,
+        (16,) * 30,
+        (16,) * 30,
+        512,
+        qk_groups=((32, 16, 0),) + ((16,) * 3,) * 29,
+        v_groups=((24, 24, 0),) + ((16,) * 3,) * 29,
+    )
+    idx = [ev.choices.index(16)] * 60
+    idx[0] = ev.choices.index(8)  # layer 0's query-key rank lowered
+    assert ev.ranks_of(idx)[0] == (8, 16)
+    ev.group_template = t
+    entries = ev.ranks_of(idx)
+    assert entries[0] == (8, 16, (16, 8, 0), (24, 24, 0)) and entries[1] == (16, 16)
+    cfg = RankConfig("smollm2", smollm2.model_hash, (8,) + (16,) * 29, (16,) * 30, 512)
+    assert entries == sv.config_entries(inherit_groups(cfg, t, rescale=True)[0])
+    assert ev(idx)[0] == pytest.approx(ev.loss_of_ranks(entries))
