@@ -187,7 +187,8 @@ def add_parsers(sub: Any) -> None:
         "--init",
         default=None,
         help="refine: start from this rank config (same model, weights, method, calibration and "
-        "choices) instead of greedy's answer",
+        "choices) instead of greedy's answer; its per-group split, if any, stays in place "
+        "(rescaled in the parts whose rank refine changes)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -434,6 +435,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
             use_cache=use_cache,
             progress=None if args.json else sv._progress_to_stderr,
         )
+    init_cfg = _load_config(args.init) if args.init is not None else None
+    if init_cfg is not None and init_cfg.grouped:  # refine keeps the init's split in place
+        evaluator.group_template = init_cfg
     t1 = time.perf_counter()
     with progress(f"solving with {args.solver}", quiet=args.json):
         kw: dict[str, Any] = {}
@@ -474,8 +478,12 @@ def cmd_rank(args: argparse.Namespace) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     cfg = tables.config(idx, budget=budget, **meta)
+    if evaluator is not None and evaluator.group_template is not None:
+        from mallocgame.rank.groups import inherit_groups
+
+        cfg = inherit_groups(cfg, evaluator.group_template, rescale=True)[0]
+        init_cfg, evaluator.group_template = cfg, None
     if args.group_split > 0:
-        init_cfg = _load_config(args.init) if args.init is not None else None
         with progress(
             f"splitting ranks among key-value groups ({args.group_split:g} s)", quiet=args.json
         ):
