@@ -14,7 +14,8 @@ rank between the groups of a layer while the measured calibration loss falls:
   measured in the context of the current config, and the best one is
   taken while it lowers the loss by more than ``min_gain``; then the next part. With
   ``screen = k``, only the ``k`` transfers whose layer output is closest to the original
-  layer's are measured (a one-layer proxy, ``Evaluator.layer_error``);
+  layer's are measured (a one-layer proxy, ``Evaluator.layer_error``), and with ``min_rank``
+  0 also the best-screened transfer that empties a group;
 - passes repeat until one changes nothing, the evaluations (``max_evals``) or the time
   (``time_limit``) run out.
 
@@ -181,7 +182,15 @@ def split_groups(
         ]
         if screen is not None and len(moves) > screen:
             err = [score(g, a, b, lambda e: evaluator.layer_error(e, i)) for a, b in moves]
-            moves = [moves[k] for k in sorted(range(len(moves)), key=err.__getitem__)[:screen]]
+            order = sorted(range(len(moves)), key=err.__getitem__)
+            keep = order[:screen]
+            # an emptied group's lost output counts fully in the layer's error, though the
+            # loss may not miss it (e.g. a head the model barely uses): measure the best such
+            # move too
+            empty = next((k for k in order if g[moves[k][0]] == step), None)
+            if lo == 0 and empty is not None and empty not in keep:
+                keep.append(empty)
+            moves = [moves[k] for k in keep]
         best = None
         for a, b in moves:
             loss = score(g, a, b, evaluator.loss_of_ranks)

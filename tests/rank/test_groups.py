@@ -284,3 +284,17 @@ def test_evaluator_choice_vectors_keep_a_group_template(smollm2, smollm2_calibra
     cfg = RankConfig("smollm2", smollm2.model_hash, (8,) + (16,) * 29, (16,) * 30, 512)
     assert entries == sv.config_entries(inherit_groups(cfg, t, rescale=True)[0])
     assert ev(idx)[0] == pytest.approx(ev.loss_of_ranks(entries))
+
+
+class BiasedProxyEvaluator(ZeroEvaluator):
+    """A screening proxy that ranks every transfer emptying a group last."""
+
+    def layer_error(self, ranks, i: int) -> float:
+        vg = ranks[i][3] if len(ranks[i]) > 2 and ranks[i][3] is not None else (ranks[i][1],) * 3
+        return 1e9 * (min(vg) == 0) + self.value(ranks)
+
+
+def test_screened_split_still_measures_emptying_a_group():
+    cfg = RankConfig("smollm2", HASH, (64,) * 30, (8,) + (64,) * 29, 512)
+    out = split_groups(BiasedProxyEvaluator(), cfg, step=4, min_rank=0, screen=1)
+    assert out.config.groups(0)[1] == (16, 8, 0)
