@@ -120,13 +120,9 @@ def solve_and_judge(
     idx = rs.solve(tables, budget, solver, evaluator=ev, seed=seed, time_limit=time_limit, **kw)
     solve_s = time.perf_counter() - t0
     evaluations = ev.n_evaluated - n0
-    rcfg = tables.config(idx, budget=budget, solver=solver)
+    rcfg = ev.keep_groups(tables.config(idx, budget=budget, solver=solver))
     groups = {}
-    template = getattr(ev, "group_template", None)
-    if template is not None:  # the evaluator kept this split: so does the answer
-        from mallocgame.rank.groups import inherit_groups
-
-        rcfg = inherit_groups(rcfg, template, rescale=True)[0]
+    if rcfg.grouped:  # the evaluator kept a split: so does the answer
         groups = {
             "qk_groups": [list(x) for x in rcfg.groups_list("qk")],
             "v_groups": [list(x) for x in rcfg.groups_list("v")],

@@ -479,9 +479,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     }
     cfg = tables.config(idx, budget=budget, **meta)
     if evaluator is not None and evaluator.group_template is not None:
-        from mallocgame.rank.groups import inherit_groups
-
-        cfg = inherit_groups(cfg, evaluator.group_template, rescale=True)[0]
+        cfg = evaluator.keep_groups(cfg)
         init_cfg, evaluator.group_template = cfg, None
     if args.group_split > 0:
         with progress(

@@ -400,8 +400,6 @@ class Evaluator:
         plain = tuple((int(a), int(b)) for a, b in zip(r[0::2], r[1::2], strict=True))
         if self.group_template is None:
             return plain
-        from mallocgame.rank.groups import inherit_groups
-
         cfg = dataclasses.replace(
             self.group_template,
             r_qk=[a for a, _ in plain],
@@ -409,7 +407,16 @@ class Evaluator:
             qk_groups=None,
             v_groups=None,
         )
-        return config_entries(inherit_groups(cfg, self.group_template, rescale=True)[0])
+        return config_entries(self.keep_groups(cfg))
+
+    def keep_groups(self, cfg: Any) -> Any:
+        """``cfg`` with :attr:`group_template`'s split (rescaled in the parts whose rank
+        differs), as :meth:`ranks_of` scores it; ``cfg`` itself without a template."""
+        if self.group_template is None:
+            return cfg
+        from mallocgame.rank.groups import inherit_groups
+
+        return inherit_groups(cfg, self.group_template, rescale=True)[0]
 
     def window_losses_of_ranks(self, ranks: tuple[tuple[int, int], ...]) -> np.ndarray:
         """Calibration loss of per-layer ``(r_qk, r_v)`` ranks on each loss window (SmolLM2:
