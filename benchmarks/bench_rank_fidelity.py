@@ -397,20 +397,18 @@ def main(argv: list[str] | None = None) -> int:
                     and base in solvers.USES_EVALUATOR
                     and (model_name, b, name + "+groups") not in done
                 ):
-                    prev = (
-                        rows[-1]  # refine kept a split: go on from it
-                        if "qk_groups" in rows[-1]
-                        else next(
+                    prev = rows[-1]  # refine kept a split: go on from it
+                    if "qk_groups" not in prev:
+                        prev = next(
                             (
                                 r
                                 for r in init_rows
                                 if "qk_groups" in r
-                                and (r["model"], r["budget"], r["solver"])
-                                == (model_name, b, a.init_solver)
+                                and r["solver"] == a.init_solver
+                                and (r["model"], r["budget"]) == (model_name, b)
                             ),
                             None,
                         )
-                    )
                     rows.append(group_row(rows[-1], tables, setup, ev, held, a, prev))
                     save()
                     g = rows[-1]

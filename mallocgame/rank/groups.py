@@ -187,9 +187,10 @@ def split_groups(
             # an emptied group's lost output counts fully in the layer's error, though the
             # loss may not miss it (e.g. a head the model barely uses): measure the best such
             # move too
-            empty = next((k for k in order if g[moves[k][0]] == step), None)
-            if lo == 0 and empty is not None and empty not in keep:
-                keep.append(empty)
+            if lo == 0:
+                empty = next((k for k in order if g[moves[k][0]] == step), None)
+                if empty is not None and empty not in keep:
+                    keep.append(empty)
             moves = [moves[k] for k in keep]
         best = None
         for a, b in moves:
