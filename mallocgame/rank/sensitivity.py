@@ -198,12 +198,29 @@ def _spec_key(model_hash: str, spec: CalibSpec, extra: dict[str, Any] | None = N
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def calib_path(model_hash: str, spec: CalibSpec) -> Path:
+    """The cached calibration of ``spec``: keyed by the model and the bases' text alone
+    (``bases`` windows / documents of ``window`` tokens), so that runs with other loss windows
+    or another method share it (the statistics do not depend on them)."""
+    blob = json.dumps(
+        {
+            "v": TABLES_VERSION,
+            "hash": model_hash,
+            "model": spec.model,
+            "bases": spec.bases,
+            "window": spec.window,
+        },
+        sort_keys=True,
+    )
+    return cache_dir() / f"calib-{spec.model}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.npz"
+
+
 @functools.lru_cache(maxsize=4)
 def load_setup(spec: CalibSpec, use_cache: bool = True) -> RankSetup:
     """Model, calibration (cached on disk), bases and loss text for ``spec`` (memoised)."""
     model = load_model(spec.model)
     bases_data, loss_data = calibration_text(model, spec)
-    path = cache_dir() / f"calib-{spec.model}-{_spec_key(model.model_hash, spec)}.npz"
+    path = calib_path(model.model_hash, spec)
     calib = None
     if use_cache and path.is_file():
         try:

@@ -252,6 +252,23 @@ def test_evaluator_matches_a_direct_forward_and_tables_are_cached(ranked, env) -
     np.testing.assert_allclose(t.cost, cost_table("minilm", (16, 32), 128)[0])
 
 
+def test_calibration_cache_is_shared_across_loss_windows_and_methods(ranked, env, cache) -> None:
+    """The calibration depends on the bases' text alone: a setup with more loss windows or
+    another method reads the cached file instead of calibrating again."""
+    from mallocgame.rank import sensitivity as sv
+
+    h = sv.model_file_hash("minilm")
+    p = sv.calib_path(h, sv.CalibSpec("minilm", bases=8, loss=1))
+    assert p.is_file()  # written by the fixture's run
+    assert sv.calib_path(h, sv.CalibSpec("minilm", bases=8, loss=3, method="pca")) == p
+    assert sv.calib_path(h, sv.CalibSpec("minilm", bases=9, loss=1)) != p
+    assert sv.calib_path(h, sv.CalibSpec("minilm", bases=8, loss=1, window=256)) != p
+    before = sorted(cache.glob("rank/calib-*")), p.stat().st_mtime_ns
+    setup = sv.load_setup(sv.CalibSpec("minilm", bases=8, loss=2, method="pca"))
+    assert (sorted(cache.glob("rank/calib-*")), p.stat().st_mtime_ns) == before
+    assert len(setup.loss_data) == 2
+
+
 def test_rank_refine_from_a_greedy_config(ranked, env, tmp_path, capsys) -> None:
     """``--solver refine --init`` starts from another run's config and never ends worse on the
     calibration loss; an --init of other calibration text, or without refine, is refused."""
