@@ -288,8 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     add_calibration_args(ap)
     ap.add_argument("--json-out", default="rank_fidelity.json")
     ap.add_argument("--md-out", default=None, help="markdown table (default: JSON path with .md)")
+    ap.add_argument(
+        "--eval-batch",
+        type=int,
+        default=2,
+        help="loss windows per forward pass of the calibration evaluator (default 2; a GPU "
+        "wants more)",
+    )
     ap.add_argument("--resume", action="store_true", help="keep rows already in --json-out")
     a = ap.parse_args(argv)
+    if a.eval_batch < 1:
+        ap.error(f"--eval-batch must be >= 1, got {a.eval_batch}")
 
     command = "python benchmarks/bench_rank_fidelity.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
@@ -332,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tables = sv.build_tables(model_name, spec=spec, choices=choices)
         setup = sv.load_setup(spec)
-        ev = sv.Evaluator(setup, tables.choices)
+        ev = sv.Evaluator(setup, tables.choices, batch_size=a.eval_batch)
         held = HeldOut(setup.model, model_name, a.eval_windows, spec.window)
         print(
             f"{model_name}: tables and full model in {time.perf_counter() - t0:.0f} s", flush=True
