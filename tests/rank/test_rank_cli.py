@@ -338,3 +338,20 @@ def test_tables_with_a_new_rank_reuse_the_default_tables(ranked, env, monkeypatc
     np.testing.assert_allclose(t.sens[:, 0], sv.Evaluator(ev.setup, (8, 16, 32))(rows))
     assert np.all(t.sens[:, 0] >= t.sens[:, 1] - 1e-3)
     assert sv.build_tables("minilm", choices=(8, 16, 32), spec=spec).meta["cached"]
+
+
+def test_evaluator_trims_the_heap_at_most_every_so_often(monkeypatch) -> None:
+    """Freed heap pages go back to the OS (glibc's malloc_trim) at most once per interval, so
+    a long search's resident memory stays near what its caches hold."""
+    from mallocgame.rank import sensitivity as sv
+
+    calls = []
+    monkeypatch.setattr(sv, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
+    monkeypatch.setattr(sv, "_TRIMMED", [float("-inf")])
+    sv._release_free_heap(every=3600.0)  # never trimmed: trims
+    sv._release_free_heap(every=3600.0)  # within the hour: does not
+    assert calls == [0]
+    sv._release_free_heap(every=0.0)
+    assert calls == [0, 0]
+    monkeypatch.setattr(sv, "_MALLOC_TRIM", None)  # not glibc: nothing to call
+    sv._release_free_heap(every=0.0)
