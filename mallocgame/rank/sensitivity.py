@@ -265,9 +265,9 @@ def _release_free_heap(every: float = 30.0) -> None:
     """Give the heap's free pages back to the OS, at most once per ``every`` seconds (glibc's
     ``malloc_trim``; nothing elsewhere). Each evaluation frees layer states of a few MB that
     the prefix cache's survivors pin in place, and glibc keeps such holes: without this a
-    search with 8 loss windows held 4.8 GB after 40 evaluations where a trimmed one held 3.5
+    search with 8 loss windows held 4.5 GB after 35 evaluations where a trimmed one held 3.4
     GB, and one with 16 windows 11.8 GB after 25 minutes, 5.4 GB once trimmed
-    (benchmarks/RESULTS.md)."""
+    (benchmarks/RESULTS.md, benchmarks/rank_evaluator_memory.py)."""
     now = time.monotonic()
     if _MALLOC_TRIM is not None and now - _TRIMMED[0] >= every:
         _MALLOC_TRIM(0)
