@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import jax
+from bench_rank_fidelity import cost_only_tables, groups_config  # beside this script
 
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
-from mallocgame.rank.config import METHODS, RankConfig
-from mallocgame.rank.tables import DEFAULT_CHOICES, RankTables, cost_table
+from mallocgame.rank.config import METHODS
 
 
 def resident_gb() -> float:
@@ -54,34 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_trim:
         sv._MALLOC_TRIM = None
     spec = sv.CalibSpec("smollm2", bases=a.cal_bases, loss=a.cal_loss, method=a.method)
-    choices = DEFAULT_CHOICES["smollm2"]
-    cost, full = cost_table("smollm2", choices, sv.DEFAULT_SEQ_LEN["smollm2"], a.method)
-    nan = cost * float("nan")
-    tables = RankTables(
-        "smollm2",
-        row["model_hash"],
-        sv.DEFAULT_SEQ_LEN["smollm2"],
-        a.method,
-        choices,
-        cost,
-        full,
-        nan,
-        nan,
-        nan[:, 0],
-    )
+    tables = cost_only_tables("smollm2", spec, None)
+    choices = tables.choices
     t0 = time.perf_counter()
     setup = sv.load_setup(spec)
     ev = sv.Evaluator(setup, choices)
-    ev.group_template = RankConfig(
-        "smollm2",
-        row["model_hash"],
-        row["r_qk"],
-        row["r_v"],
-        tables.seq_len,
-        method=a.method,
-        qk_groups=tuple(map(tuple, row["qk_groups"])),
-        v_groups=tuple(map(tuple, row["v_groups"])),
-    )
+    ev.group_template = groups_config(row, tables.seq_len, a.method)
     ch = list(choices)
     start = [ch.index(x) for pair in zip(row["r_qk"], row["r_v"], strict=True) for x in pair]
     print(

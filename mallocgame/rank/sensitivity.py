@@ -190,29 +190,23 @@ def calibration_text(model: Any, spec: CalibSpec) -> tuple[Any, Any]:
     return docs[: spec.bases], docs[spec.bases : spec.bases + spec.loss]
 
 
-def _spec_key(model_hash: str, spec: CalibSpec, extra: dict[str, Any] | None = None) -> str:
-    blob = json.dumps(
-        {"v": TABLES_VERSION, "hash": model_hash, "spec": spec.to_dict(), **(extra or {})},
-        sort_keys=True,
-    )
+def _key(fields: dict[str, Any]) -> str:
+    blob = json.dumps({"v": TABLES_VERSION, **fields}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _spec_key(model_hash: str, spec: CalibSpec, extra: dict[str, Any] | None = None) -> str:
+    return _key({"hash": model_hash, "spec": spec.to_dict(), **(extra or {})})
 
 
 def calib_path(model_hash: str, spec: CalibSpec) -> Path:
     """The cached calibration of ``spec``: keyed by the model and the bases' text alone
     (``bases`` windows / documents of ``window`` tokens), so that runs with other loss windows
     or another method share it (the statistics do not depend on them)."""
-    blob = json.dumps(
-        {
-            "v": TABLES_VERSION,
-            "hash": model_hash,
-            "model": spec.model,
-            "bases": spec.bases,
-            "window": spec.window,
-        },
-        sort_keys=True,
+    key = _key(
+        {"hash": model_hash, "model": spec.model, "bases": spec.bases, "window": spec.window}
     )
-    return cache_dir() / f"calib-{spec.model}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.npz"
+    return cache_dir() / f"calib-{spec.model}-{key}.npz"
 
 
 @functools.lru_cache(maxsize=4)
