@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mallocgame.argtypes import positive_int
 from mallocgame.bench.rank import HeldOut, solve_and_judge
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
@@ -290,15 +291,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md-out", default=None, help="markdown table (default: JSON path with .md)")
     ap.add_argument(
         "--eval-batch",
-        type=int,
+        type=positive_int,
         default=2,
         help="loss windows per forward pass of the calibration evaluator (default 2; a GPU "
         "wants more)",
     )
     ap.add_argument("--resume", action="store_true", help="keep rows already in --json-out")
     a = ap.parse_args(argv)
-    if a.eval_batch < 1:
-        ap.error(f"--eval-batch must be >= 1, got {a.eval_batch}")
 
     command = "python benchmarks/bench_rank_fidelity.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
