@@ -216,7 +216,7 @@ size_t batch_index(const B& b, int64_t i) {
   return static_cast<size_t>(i < 0 ? i + n : i);
 }
 
-// The methods every batch (BatchOf<G>) shares: len, sizes, game(i) / [i], step and observe.
+// The methods every batch (BatchOf<G>) shares: len, sizes, game(i) / [i], step, observe and reset.
 // `move` names an action in the illegal-action error; `step_doc` documents step's arrays.
 template <class B, class Cls>
 Cls& bind_batch(Cls& cls, const std::string& move, const char* step_doc) {
@@ -261,7 +261,36 @@ Cls& bind_batch(Cls& cls, const std::string& move, const char* step_doc) {
              py::gil_scoped_release nogil;
              b.observe(o, mk, d);
            },
-           py::arg("obs"), py::arg("mask"), py::arg("done"));
+           py::arg("obs"), py::arg("mask"), py::arg("done"))
+      .def("reset",
+           [](B& b, py::object indices) {
+             if (indices.is_none()) {
+               py::gil_scoped_release nogil;
+               b.reset_all();
+               return;
+             }
+             std::vector<size_t> idx;
+             for (int64_t i : int_vector(indices, "indices")) {
+               if (i < 0 || i >= static_cast<int64_t>(b.size())) {
+                 throw py::index_error("reset: game index " + std::to_string(i) + " out of range [0, " +
+                                       std::to_string(b.size()) + ")");
+               }
+               idx.push_back(static_cast<size_t>(i));
+             }
+             py::gil_scoped_release nogil;
+             b.reset(idx);
+           },
+           py::arg("indices") = py::none(), "Resets the given games (all when None).")
+      .def("reset_done",
+           [](B& b) {
+             std::vector<int64_t> out;
+             {
+               py::gil_scoped_release nogil;
+               out = b.reset_done();
+             }
+             return to_numpy(out);
+           },
+           "Resets the finished games; returns their indices (int64).");
   return cls;
 }
 
@@ -423,36 +452,7 @@ The games are shared, not copied; they must agree on num_actions and observation
            "Steps every game that is not done with actions[N] (int32 or int64) and writes "
            "obs[N, obs_size] float32, mask[N, K + 1] bool, rewards[N] float32, done[N] bool. "
            "A done game ignores its action (reward 0). Raises ValueError, stepping nothing, "
-           "when an action is illegal.")
-      .def("reset",
-           [](BatchedGames& b, py::object indices) {
-             if (indices.is_none()) {
-               py::gil_scoped_release nogil;
-               b.reset_all();
-               return;
-             }
-             std::vector<size_t> idx;
-             for (int64_t i : int_vector(indices, "indices")) {
-               if (i < 0 || i >= static_cast<int64_t>(b.size())) {
-                 throw py::value_error("reset: game index " + std::to_string(i) + " out of range [0, " +
-                                       std::to_string(b.size()) + ")");
-               }
-               idx.push_back(static_cast<size_t>(i));
-             }
-             py::gil_scoped_release nogil;
-             b.reset(idx);
-           },
-           py::arg("indices") = py::none(), "Resets the given games (all when None).")
-      .def("reset_done",
-           [](BatchedGames& b) {
-             std::vector<int64_t> out;
-             {
-               py::gil_scoped_release nogil;
-               out = b.reset_done();
-             }
-             return to_numpy(out);
-           },
-           "Resets the finished games; returns their indices (int64).");
+           "when an action is illegal.");
 
   bind_rank_game(m);
   bind_packing(m);
@@ -688,36 +688,7 @@ arrays. The games are shared, not copied; they must agree on C, F and K (not on 
              b.write_choices(out.mutable_data(), width);
              return out;
            },
-           "int64[N, max P]: each game's choices, -1 while undecided and past its own P.")
-      .def("reset",
-           [](BatchedRankGames& b, py::object indices) {
-             if (indices.is_none()) {
-               py::gil_scoped_release nogil;
-               b.reset_all();
-               return;
-             }
-             std::vector<size_t> idx;
-             for (int64_t i : int_vector(indices, "indices")) {
-               if (i < 0 || i >= static_cast<int64_t>(b.size())) {
-                 throw py::index_error("reset: game index " + std::to_string(i) + " out of range [0, " +
-                                       std::to_string(b.size()) + ")");
-               }
-               idx.push_back(static_cast<size_t>(i));
-             }
-             py::gil_scoped_release nogil;
-             b.reset(idx);
-           },
-           py::arg("indices") = py::none(), "Resets the given games (all when None).")
-      .def("reset_done",
-           [](BatchedRankGames& b) {
-             std::vector<int64_t> out;
-             {
-               py::gil_scoped_release nogil;
-               out = b.reset_done();
-             }
-             return to_numpy(out);
-           },
-           "Resets the finished games; returns their indices (int64).");
+           "int64[N, max P]: each game's choices, -1 while undecided and past its own P.");
 }
 
 // ------------------------------------------------------------------------------- packing

@@ -707,7 +707,7 @@ def test_batched_api_and_errors() -> None:
     games[1].step(1)
     batch.reset()
     assert games[1].turn == 0
-    with pytest.raises(ValueError, match="out of range"):
+    with pytest.raises(IndexError, match="out of range"):
         batch.reset([5])
     # Construction checks.
     with pytest.raises(ValueError, match="at least one"):
