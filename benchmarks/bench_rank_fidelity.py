@@ -140,30 +140,6 @@ def init_config(rows: list[dict[str, Any]], tables: Any, model: str, budget: flo
     )
 
 
-def cost_only_tables(model: str, spec: Any, choices: tuple[int, ...] | None) -> Any:
-    """Rank tables with the costs and nothing measured (energy, sensitivity, Fisher NaN)."""
-    import numpy as np
-
-    from mallocgame.rank.tables import DEFAULT_CHOICES, RankTables, cost_table
-
-    choices = choices or DEFAULT_CHOICES[model]
-    seq_len = sv.DEFAULT_SEQ_LEN[model]
-    cost, full = cost_table(model, choices, seq_len, spec.method)
-    nan = np.full(cost.shape, np.nan)
-    return RankTables(
-        model,
-        sv.model_file_hash(model),
-        seq_len,
-        spec.method,
-        tuple(choices),
-        cost,
-        full,
-        nan,
-        nan,
-        np.full(cost.shape[0], np.nan),
-    )
-
-
 def groups_config(row: dict[str, Any], seq_len: int, method: str):
     """The rank config (per-group ranks included) of a bench row with groups."""
     from mallocgame.rank.config import RankConfig
@@ -336,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         choices = tuple(int(c) for c in a.choices.split(",")) if a.choices else None
         if a.cost_only:
-            tables = cost_only_tables(model_name, spec, choices)
+            tables = sv.cost_only_tables(model_name, spec.method, choices)
         else:
             tables = sv.build_tables(model_name, spec=spec, choices=choices)
         setup = sv.load_setup(spec)

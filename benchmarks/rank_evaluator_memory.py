@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import jax
-from bench_rank_fidelity import cost_only_tables, groups_config  # beside this script
+from bench_rank_fidelity import groups_config  # beside this script
 
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.no_trim:
         sv._MALLOC_TRIM = None
     spec = sv.CalibSpec("smollm2", bases=a.cal_bases, loss=a.cal_loss, method=a.method)
-    tables = cost_only_tables("smollm2", spec, None)
+    tables = sv.cost_only_tables("smollm2", spec.method)
     choices = tables.choices
     t0 = time.perf_counter()
     setup = sv.load_setup(spec)

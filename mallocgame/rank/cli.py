@@ -383,21 +383,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from mallocgame.rank import sensitivity as sv
     from mallocgame.rank import solvers
     from mallocgame.rank.config import save_rank_config
-    from mallocgame.rank.tables import DEFAULT_CHOICES, RankTables, cost_table
+    from mallocgame.rank.tables import DEFAULT_CHOICES, RankTables
 
     t0 = time.perf_counter()
     choices = _parse_choices(args.choices) or DEFAULT_CHOICES[args.model]
     seq_len = args.seq_len or sv.DEFAULT_SEQ_LEN[args.model]
     try:
-        cost, full = cost_table(args.model, choices, seq_len, args.method)
+        probe = RankTables.cost_only(args.model, "0", choices, seq_len, args.method)
     except ValueError as e:
         raise InputError(str(e), field="choices") from None
     # Fail fast on an impossible budget, before any measurement.
-    P = cost.shape[0]
-    nan = np.full(cost.shape, np.nan)
-    probe = RankTables(
-        args.model, "0", seq_len, args.method, choices, cost, full, nan, nan, np.full(P, np.nan)
-    )
     budget = solvers.check_budget(probe, args.budget)
     solvers.load(args.solver)  # "agent unavailable" before measuring anything
     if args.group_split < 0:
@@ -423,18 +418,23 @@ def cmd_rank(args: argparse.Namespace) -> int:
         init = _init_choices(args.init, args.model, sv.model_file_hash(args.model), choices, spec)
     use_cache = not args.no_cache
     evaluator = None
-    with progress(f"{args.model}: rank tables (calibration text)", quiet=args.json):
+    measure = solvers.needs_measured_tables(args.solver, init is not None)
+    what = "rank tables" if measure else "model and calibration"
+    with progress(f"{args.model}: {what} (calibration text)", quiet=args.json):
         if args.solver in solvers.USES_EVALUATOR or args.group_split > 0:
             evaluator = sv.Evaluator(sv.load_setup(spec, use_cache), choices)
-        tables = sv.build_tables(
-            args.model,
-            choices=choices,
-            seq_len=seq_len,
-            spec=spec,
-            evaluator=evaluator,
-            use_cache=use_cache,
-            progress=None if args.json else sv._progress_to_stderr,
-        )
+        if measure:
+            tables = sv.build_tables(
+                args.model,
+                choices=choices,
+                seq_len=seq_len,
+                spec=spec,
+                evaluator=evaluator,
+                use_cache=use_cache,
+                progress=None if args.json else sv._progress_to_stderr,
+            )
+        else:  # the solver measures what it needs: the costs are enough
+            tables = sv.cost_only_tables(args.model, args.method, choices, seq_len)
     init_cfg = _load_config(args.init) if args.init is not None else None
     if init_cfg is not None and init_cfg.grouped:  # refine keeps the init's split in place
         evaluator.group_template = init_cfg

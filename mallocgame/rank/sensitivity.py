@@ -745,6 +745,23 @@ def _default_tables(
     return t
 
 
+def cost_only_tables(
+    model_name: str,
+    method: str = "whitened",
+    choices: Sequence[int] | None = None,
+    seq_len: int | None = None,
+) -> RankTables:
+    """:meth:`RankTables.cost_only` for ``model_name``'s weights, nothing measured (defaults
+    as in :func:`build_tables`)."""
+    return RankTables.cost_only(
+        model_name,
+        model_file_hash(model_name),
+        tuple(int(c) for c in (choices or DEFAULT_CHOICES[model_name])),
+        seq_len or DEFAULT_SEQ_LEN[model_name],
+        method,
+    )
+
+
 def build_tables(
     model_name: str,
     *,

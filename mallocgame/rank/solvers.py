@@ -579,6 +579,14 @@ SOLVERS: dict[str, Solver] = {
 #: solvers that use the calibration evaluator when one is given
 USES_EVALUATOR = frozenset({"greedy", "refine", "agent"})
 
+
+def needs_measured_tables(name: str, init: bool = False) -> bool:
+    """Whether solver ``name`` reads the tables' measurements (energy, sensitivity, Fisher),
+    not only their costs: all but ``uniform``, and ``refine`` from a start config (``init``),
+    which measures its own marginals (the tables' are only a prior until then)."""
+    return not (name == "uniform" or (name == "refine" and init))
+
+
 _LAZY = {"agent": ("mallocgame.rank.agent", "solve")}
 
 

@@ -79,6 +79,31 @@ class RankTables:
     fisher: np.ndarray
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def cost_only(
+        cls, model: str, model_hash: str, choices: tuple[int, ...], seq_len: int, method: str
+    ) -> RankTables:
+        """Tables with the FLOP costs alone, nothing measured (energy, sensitivity and Fisher
+        NaN): enough for a solver that measures what it needs (``uniform``, ``refine`` from a
+        start config) and for checking a budget, without the per-part calibration runs that
+        take most of a new calibration's first :func:`~mallocgame.rank.sensitivity.build_tables`."""
+        cost, full = cost_table(model, choices, seq_len, method)
+        P = cost.shape[0]
+        nan = np.full(cost.shape, np.nan)
+        return cls(
+            model,
+            model_hash,
+            seq_len,
+            method,
+            tuple(choices),
+            cost,
+            full,
+            nan,
+            nan.copy(),
+            np.full(P, np.nan),
+            meta={"measured": False},
+        )
+
     @property
     def parts(self) -> list[tuple[int, str]]:
         return parts(self.model)

@@ -269,13 +269,17 @@ def test_calibration_cache_is_shared_across_loss_windows_and_methods(ranked, env
     assert len(setup.loss_data) == 2
 
 
-def test_rank_refine_from_a_greedy_config(ranked, env, tmp_path, capsys) -> None:
+def test_rank_refine_from_a_greedy_config(ranked, env, tmp_path, capsys, monkeypatch) -> None:
     """``--solver refine --init`` starts from another run's config and never ends worse on the
-    calibration loss; an --init of other calibration text, or without refine, is refused."""
+    calibration loss, without measuring the rank tables (it measures its own moves); an --init
+    of other calibration text, or without refine, is refused."""
+    from mallocgame.rank import sensitivity as sv
+
     summary, out = ranked
     ref = tmp_path / "refined.json"
     args = ["rank", "--model", "minilm", "--budget", "0.6", "--solver", "refine"] + SMALL
     capsys.readouterr()
+    monkeypatch.setattr(sv, "build_tables", lambda *a, **k: pytest.fail("tables measured"))
     rc = main(
         args
         + ["--init", str(out), "--refine-evals", "8", "--agree", "1", "--out", str(ref), "--json"]
@@ -293,6 +297,11 @@ def test_rank_refine_from_a_greedy_config(ranked, env, tmp_path, capsys) -> None
     greedy = ["rank", "--model", "minilm", "--budget", "0.6", "--solver", "greedy"] + SMALL
     assert main(greedy + ["--init", str(out), "--out", str(ref)]) == 2
     assert "field 'init'" in capsys.readouterr().err
+    # uniform reads only the costs too
+    uniform = ["rank", "--model", "minilm", "--budget", "0.6", "--solver", "uniform"] + SMALL
+    assert main(uniform + ["--out", str(tmp_path / "u.json"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["r_qk"] == [16] * 6 and r["flops_fraction"] <= 0.6
 
 
 def test_evaluator_window_losses_and_pin(ranked, env) -> None:
