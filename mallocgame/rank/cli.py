@@ -186,9 +186,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--init",
         default=None,
-        help="refine: start from this rank config (same model, weights, method, calibration and "
-        "choices) instead of greedy's answer; its per-group split, if any, stays in place "
-        "(rescaled in the parts whose rank refine changes)",
+        help="refine: start from this rank config (same model, weights, method, --cal-bases "
+        "and choices; --cal-loss may differ) instead of greedy's answer; its per-group split, "
+        "if any, stays in place (rescaled in the parts whose rank refine changes)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -350,7 +350,8 @@ def _init_choices(
     path: str, model: str, model_hash: str, choices: tuple[int, ...], spec: Any
 ) -> np.ndarray:
     """Choice indices of the rank config at ``path`` (refine's ``--init``), checked against
-    this run's model, weights, method, calibration and choices."""
+    this run's model, weights, method, bases' calibration text and choices (its loss windows
+    may differ: they steered the search that made the config, not the config)."""
     cfg = _load_config(path)
     if cfg.model != model or cfg.model_hash != model_hash:
         raise InputError(
@@ -359,10 +360,10 @@ def _init_choices(
             path,
             field="model_hash",
         )
-    if cfg.method != spec.method or _spec_of(cfg, path) != spec:
+    if cfg.method != spec.method or not _spec_of(cfg, path).same_bases(spec):
         raise InputError(
-            f"the config's method / calibration ({cfg.method}, {cfg.meta.get('calibration')}) "
-            f"differ from this run's ({spec.to_dict()})",
+            f"the config's method / bases' calibration ({cfg.method}, "
+            f"{cfg.meta.get('calibration')}) differ from this run's ({spec.to_dict()})",
             path,
             field="meta.calibration",
         )

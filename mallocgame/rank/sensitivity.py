@@ -111,6 +111,11 @@ class CalibSpec:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def same_bases(self, other: CalibSpec) -> bool:
+        """Whether ``other`` fits the runtime's bases as this does (model, method, the same
+        bases windows): the loss windows only steer a search, not what a config means."""
+        return dataclasses.replace(self, loss=other.loss) == other
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CalibSpec:
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls) if f.name in d})
