@@ -101,7 +101,6 @@ class RankTables:
             nan,
             nan.copy(),
             np.full(P, np.nan),
-            meta={"measured": False},
         )
 
     @property
