@@ -435,7 +435,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 progress=None if args.json else sv._progress_to_stderr,
             )
         else:  # the solver measures what it needs: the costs are enough
-            tables = sv.cost_only_tables(args.model, args.method, choices, seq_len)
+            tables = dataclasses.replace(probe, model_hash=sv.model_file_hash(args.model))
     init_cfg = _load_config(args.init) if args.init is not None else None
     if init_cfg is not None and init_cfg.grouped:  # refine keeps the init's split in place
         evaluator.group_template = init_cfg
