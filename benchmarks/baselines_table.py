@@ -10,13 +10,13 @@ lower bound (unlimited fast memory). Usage::
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from pathlib import Path
 
-from mallocgame import api, solvers
-from mallocgame.workload import atomic_write_text
+from mallocgame import api
+from mallocgame.io import atomic_write_text, describe_host
+from mallocgame.memory import solvers
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
@@ -35,21 +35,6 @@ def instances(zoo: bool, traces: bool):
             yield p.name, api.load_workload(p)
 
 
-def machine() -> str:
-    """CPU model and core count, for the record."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="tpuv4i")
@@ -62,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.solvers.split(",")
     caps = args.capacities.split(",")
     lines = [
-        f"Target `{args.target}`; machine: {machine()}; restarts get 1 s each.",
+        f"Target `{args.target}`; machine: {describe_host()}; restarts get 1 s each.",
         "Each cell: speed-up over all-slow (gap to the unlimited-fast lower bound).",
         "",
         "| workload | buffers | capacity | " + " | ".join(names) + " |",

@@ -1,17 +1,17 @@
 """The agent on the held-out split and on minimalloc's challenging suite (a script, not a test).
 
-Held-out measurement: every held-out workload (``mallocgame.splits.HELDOUT``; ``--split
+Held-out measurement: every held-out workload (``mallocgame.memory.splits.HELDOUT``; ``--split
 heldout-large``: ``HELDOUT_LARGE``, 800-1900 buffers) at 10%, 25% and 50% of its peak live bytes
 on ``tpuv4i``, for each seed:
 
-- ``agent``: ``mallocgame.agent_solver.agent_solve`` with ``--budget`` seconds (the agent's
+- ``agent``: ``mallocgame.memory.solvers.agent.agent_solve`` with ``--budget`` seconds (the agent's
   batched-search games, then the exact local search it guides; setup = load + compile is done
   once per process and not counted);
 - ``restarts``: the equal-time search baseline, given the agent's actual wall-clock (at least
   the budget);
 - ``msa``: XLA's heuristic (deterministic);
 - ``msa-skip``: msa with the lowest-density buffers left slow (deterministic; a stronger
-  heuristic bar, ``mallocgame.solvers``);
+  heuristic bar, ``mallocgame.memory.solvers``);
 - ``local-search`` (with ``--ablation``): the agent's local search alone from the heuristics'
   lines (``msa``'s and ``msa-skip``'s),
   no agent games and no policy ordering its moves, given the agent's wall-clock as well --
@@ -45,8 +45,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mallocgame import api, solvers, splits  # noqa: E402
-from mallocgame.agent_solver import agent_solve, load_agent  # noqa: E402
+from mallocgame import api  # noqa: E402
+from mallocgame.io import datasets_dir  # noqa: E402
+from mallocgame.memory import solvers, splits  # noqa: E402
+from mallocgame.memory.solvers.agent import agent_solve, load_agent  # noqa: E402
 
 
 def iqm_ci(tasks: list[np.ndarray], seed: int = 0) -> tuple[float, float, float]:
@@ -80,7 +82,7 @@ def heldout(args, agent, log) -> dict:
                 t0 = time.perf_counter()
                 off, extra = agent_solve(p, budget=args.budget, seed=seed, copies=args.copies, agent=agent)
                 wall = time.perf_counter() - t0 - extra["setup_s"]
-                from mallocgame.problem import Solution
+                from mallocgame.memory.problem import Solution
 
                 sol = Solution(p, "agent", off, wall, extra)
                 rs = solvers.solve(p, "restarts", seed=seed, time_limit=max(args.budget, wall))
@@ -144,7 +146,7 @@ def summarise(rows: list[dict], caps: list[str]) -> dict:
 
 
 def fit_all(args, agent, log) -> dict:
-    folder = splits.datasets_dir() / "minimalloc-challenging"
+    folder = datasets_dir() / "minimalloc-challenging"
     files = sorted(folder.glob("*.csv"))
     rows = []
     for f in files:
@@ -157,7 +159,7 @@ def fit_all(args, agent, log) -> dict:
         t0 = time.perf_counter()
         off, extra = agent_solve(p, budget=args.fit_all_budget, seed=0, copies=args.copies, agent=agent)
         wall = time.perf_counter() - t0 - extra["setup_s"]
-        from mallocgame.problem import Solution
+        from mallocgame.memory.problem import Solution
 
         sol = Solution(p, "agent", off, wall, extra)
         s = sol.summary()

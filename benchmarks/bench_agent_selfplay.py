@@ -8,7 +8,7 @@
 device-resident inputs and blocks on the result: the ceiling for one search per move.
 "self-play" runs :class:`agent.selfplay.Actor` on the reference :class:`agent.KnapsackEnv`
 (``--env knapsack``, tiny games: many finish every move) or on the mallocGame itself
-(``--env malloc``: :class:`mallocgame.rl.MallocEnv`, native games of one workload at one
+(``--env malloc``: :class:`mallocgame.memory.env.MallocEnv`, native games of one workload at one
 capacity, the shipped agent's network shape with ``--hidden 128 --latent 64``): search, host
 transfer, env step, trajectory recording, replay insertion of finished games.
 The ratio self-play / bare is the fraction of search throughput the actor keeps (goal >= 0.5).
@@ -50,7 +50,7 @@ def main() -> None:
 
     if args.env == "malloc":
         from mallocgame import api
-        from mallocgame.rl import MallocEnv
+        from mallocgame.memory.env import MallocEnv
 
         problem = api.make_problem(api.load_workload(args.workload), args.capacity)
         env = MallocEnv([problem], args.num_envs, seed=0)

@@ -3,7 +3,7 @@ older commit (``old``; default 6dc4a66, before optimize's adaptive budget split)
 else this checkout's -- the comparison in benchmarks/RESULTS.md ("optimize: adaptive split").
 
     .venv/bin/python benchmarks/bench_agent_split.py new --seeds 2 --budget 5 --workloads resnet50.csv,resnet_train --no-fit-all --out runs/bench-split-new
-    .venv/bin/python benchmarks/bench_agent_split.py old --policy mallocgame/pretrained/policy.npz --seeds 2 --budget 5 --workloads resnet50.csv,resnet_train --no-fit-all --out runs/bench-split-old
+    .venv/bin/python benchmarks/bench_agent_split.py old --policy mallocgame/memory/pretrained/policy.npz --seeds 2 --budget 5 --workloads resnet50.csv,resnet_train --no-fit-all --out runs/bench-split-old
 
 ``old@REV`` picks another commit. The old module is read with ``git show`` into a temporary
 folder; the repository is not touched.

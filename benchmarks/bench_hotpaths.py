@@ -9,9 +9,9 @@ Run: ``.venv/bin/python -m pytest benchmarks/bench_hotpaths.py --benchmark-enabl
   offsets and mask are computed inside ``step``), plus reading them out (``candidates()``,
   ``legal_mask()``);
 - whole game: ``play_best_fit`` from the start (1042 moves in C++);
-- cost model: :func:`mallocgame.cost.program_time` from scratch (numpy) and the per-buffer
-  :func:`mallocgame.cost.solo_benefit`;
-- validator: :func:`mallocgame.validate.validate` of the ``msa`` mapping;
+- cost model: :func:`mallocgame.memory.cost.program_time` from scratch (numpy) and the per-buffer
+  :func:`mallocgame.memory.cost.solo_benefit`;
+- validator: :func:`mallocgame.memory.validate.validate` of the ``msa`` mapping;
 - solvers: ``msa`` end to end (order + game).
 """
 
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mallocgame import cost
 from mallocgame.api import make_problem
-from mallocgame.csvio import read_csv
-from mallocgame.validate import validate
+from mallocgame.memory import cost
+from mallocgame.memory.csvio import read_csv
+from mallocgame.memory.validate import validate
 
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 TRACE = DATASETS / "ml-traces" / "resnet50.csv"
@@ -41,7 +41,7 @@ def problem():
 
 @pytest.fixture(scope="module")
 def msa_offsets(problem):
-    from mallocgame.solvers import solve
+    from mallocgame.memory.solvers import solve
 
     return solve(problem, "msa").offsets
 
@@ -50,7 +50,7 @@ def msa_offsets(problem):
 def midgame(problem):
     """A game halfway through the msa order, at a turn where best fit is legal."""
     _native = pytest.importorskip("mallocgame._native")
-    from mallocgame.solvers import msa_order
+    from mallocgame.memory.solvers import msa_order
 
     game = _native.Game(problem.instance(msa_order(problem)))
     n = problem.workload.num_buffers
@@ -85,7 +85,7 @@ def test_candidate_offsets(benchmark, midgame):
 
 def test_native_whole_game_best_fit(benchmark, problem):
     _native = pytest.importorskip("mallocgame._native")
-    from mallocgame.solvers import msa_order
+    from mallocgame.memory.solvers import msa_order
 
     inst = problem.instance(msa_order(problem))
 
@@ -117,7 +117,7 @@ def test_validator(benchmark, problem, msa_offsets):
 
 
 def test_msa_end_to_end(benchmark, problem):
-    from mallocgame.solvers import solve
+    from mallocgame.memory.solvers import solve
 
     sol = benchmark(solve, problem, "msa")
     assert sol.check().valid

@@ -42,13 +42,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mallocgame.argtypes import positive_int
 from mallocgame.bench.rank import HeldOut, solve_and_judge
+from mallocgame.cli.argtypes import positive_int
+from mallocgame.cli.rank import add_calibration_args, add_group_split_args, group_split
+from mallocgame.io import atomic_write_text
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
-from mallocgame.rank.cli import add_calibration_args, add_group_split_args, group_split
 from mallocgame.rank.config import METHODS
-from mallocgame.workload import atomic_write_text
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mallocgame.io import atomic_write_text
 from mallocgame.rank import text
 from mallocgame.rank.config import METHODS, RankConfig
 from mallocgame.rank.latency import attention_stack as _attention_stack
@@ -42,7 +43,6 @@ from mallocgame.rank.latency import time_call as _time
 from mallocgame.rank.lowrank import attention_flops, calibrate, lowrank_params
 from mallocgame.rank.models import minilm as mm
 from mallocgame.rank.models import smollm2 as sm
-from mallocgame.workload import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,8 +17,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mallocgame import splits  # noqa: E402
-from mallocgame.rl import PreparedProblem  # noqa: E402
+from mallocgame.memory import splits  # noqa: E402
+from mallocgame.memory.env import PreparedProblem  # noqa: E402
 
 
 def max_benefit(pp: PreparedProblem) -> float:

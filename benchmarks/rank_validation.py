@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from mallocgame.io import atomic_write_text
 from mallocgame.rank import sensitivity as sv
 from mallocgame.rank.tables import DEFAULT_CHOICES
-from mallocgame.workload import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:

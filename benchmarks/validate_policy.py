@@ -2,7 +2,7 @@
 (one greedy game per problem, all in one batch; geometric-mean speed-up over ``msa``), and
 prints per-problem speed-ups.
 
-    .venv/bin/python benchmarks/validate_policy.py mallocgame/pretrained/policy.npz runs/wide-val/last-policy.npz
+    .venv/bin/python benchmarks/validate_policy.py mallocgame/memory/pretrained/policy.npz runs/wide-val/last-policy.npz
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mallocgame.agent_solver import load_agent  # noqa: E402
-from mallocgame.train import TrainOptions, build_val_pool, play_pool, validation_metrics  # noqa: E402
+from mallocgame.memory.solvers.agent import load_agent  # noqa: E402
+from mallocgame.memory.train import TrainOptions, build_val_pool, play_pool, validation_metrics  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mallocgame import api, solvers
-from mallocgame.agent_solver import PRETRAINED_POLICY, agent_solve, load_agent, play_agent
-from mallocgame.cli import main
-from mallocgame.csvio import read_csv
+from mallocgame import api
+from mallocgame.cli.main import main
 from mallocgame.errors import MallocGameError
-from mallocgame.targets import Target
-from mallocgame.validate import validate
-from mallocgame.workload import Workload
+from mallocgame.memory import solvers
+from mallocgame.memory.csvio import read_csv
+from mallocgame.memory.solvers.agent import PRETRAINED_POLICY, agent_solve, load_agent, play_agent
+from mallocgame.memory.targets import Target
+from mallocgame.memory.validate import validate
+from mallocgame.memory.workload import Workload
 from tests.conftest import random_workload
 
 T = Target(
@@ -34,7 +35,7 @@ COPIES = 4
 def policy_file(tmp_path_factory) -> Path:
     """A tiny policy (random init, K = 8 like the real game), saved as the CLI would load it."""
     from agent.trainer import Trainer
-    from mallocgame.train import ScaledMallocEnv, make_config, tiny_options
+    from mallocgame.memory.train import ScaledMallocEnv, make_config, tiny_options
 
     o = tiny_options(out=str(tmp_path_factory.mktemp("policy")))
     problems = [api.make_problem(random_workload(np.random.default_rng(0), n=12), "30%", T)]
@@ -75,7 +76,7 @@ def test_best_is_never_worse_than_msa(agent, seed):
     p = problem(seed)
     offsets, extra = agent_solve(p, budget=0.3, seed=seed, copies=COPIES, agent=agent)
     msa = solvers.solve(p, "msa")
-    from mallocgame.problem import Solution
+    from mallocgame.memory.problem import Solution
 
     sol = Solution(p, "agent", offsets, 0.0, extra)
     assert sol.check().valid
@@ -148,7 +149,7 @@ def test_large_workload_leaves_time_to_the_local_search(agent):
     at most half the budget (the greedy game always completes: the sampled copies are dropped
     when the first moves show the round would overrun) and the local search gets at least the
     other half."""
-    from mallocgame import splits
+    from mallocgame.memory import splits
 
     wl = splits.zoo("gpt2_train").load()  # the zoo's default gpt2_train (cached on disk)
     assert wl.num_buffers > 1000
@@ -176,7 +177,7 @@ def test_large_workload_leaves_time_to_the_local_search(agent):
     assert steps["descend"]["steps"] > 0 and steps["reorder"]["steps"] > 0
     spent = steps["descend"]["s"] + steps["reorder"]["s"]
     assert min(steps["descend"]["s"], steps["reorder"]["s"]) >= spent / 3 - 0.1
-    from mallocgame.problem import Solution
+    from mallocgame.memory.problem import Solution
 
     sol = Solution(p, "agent", offsets, 0.0, extra)
     assert sol.check().valid
@@ -208,7 +209,7 @@ def test_local_search_kinds_of_step(agent):
     import time
 
     from mallocgame import _native
-    from mallocgame.agent_solver import best_fit_line, improve
+    from mallocgame.memory.solvers.agent import best_fit_line, improve
 
     p = problem(4, n=40, capacity="20%")
     order = solvers.msa_order(p)

@@ -4,9 +4,9 @@ import sys
 
 import pytest
 
-from mallocgame.cli import main
-from mallocgame.csvio import read_csv
-from mallocgame.validate import validate
+from mallocgame.cli.main import main
+from mallocgame.memory.csvio import read_csv
+from mallocgame.memory.validate import validate
 
 
 def test_solve_resnet50_done_criterion(datasets, tmp_path, capsys):
@@ -75,7 +75,7 @@ def test_capacity_warning_for_time(tmp_path, capsys):
 
 
 def test_console_script_help():
-    r = subprocess.run([sys.executable, "-m", "mallocgame.cli", "solve", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "mallocgame.cli.main", "solve", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "--capacity" in r.stdout
 
 

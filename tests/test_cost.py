@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mallocgame import cost
-from mallocgame.targets import Target
+from mallocgame.memory import cost
+from mallocgame.memory.targets import Target
 
 T = Target("t", fast_capacity_bytes=1000, alignment_bytes=1, slow_bandwidth_bytes_per_s=100.0,
            fast_bandwidth_bytes_per_s=400.0, peak_flops_per_s=10.0)
@@ -28,7 +28,7 @@ def test_solo_benefit_matches_program_time(tiny):
 
 
 def test_instructions_without_accesses():
-    from mallocgame.workload import Workload
+    from mallocgame.memory.workload import Workload
 
     # The last two instructions touch nothing (XLA's tuple/parameter bookkeeping does this).
     w = Workload("w", [0], [100], [0], [1], [0.0, 20.0, 0.0], [0, 1, 1, 1], [0], [100.0])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mallocgame.csvio import read_csv, write_solution_csv
 from mallocgame.errors import InputError
+from mallocgame.memory.csvio import read_csv, write_solution_csv
 
 
 def write(tmp_path, text, name="t.csv"):

@@ -9,11 +9,12 @@ import time
 import numpy as np
 import pytest
 
-from mallocgame import _native, api, solvers
+from mallocgame import _native, api
 from mallocgame.errors import MallocGameError
-from mallocgame.packing import minimize_peak, pack
-from mallocgame.validate import validate
-from mallocgame.workload import Workload
+from mallocgame.memory import solvers
+from mallocgame.memory.solvers.packing import minimize_peak, pack
+from mallocgame.memory.validate import validate
+from mallocgame.memory.workload import Workload
 
 RULES = (
     "canonical_only",

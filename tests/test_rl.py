@@ -2,8 +2,8 @@ import numpy as np
 
 from agent.env import check_env, random_legal_actions
 from mallocgame import api
-from mallocgame.rl import MallocEnv
-from mallocgame.targets import Target
+from mallocgame.memory.env import MallocEnv
+from mallocgame.memory.targets import Target
 from tests.conftest import random_workload
 
 T = Target("t", fast_capacity_bytes=1000, alignment_bytes=16, slow_bandwidth_bytes_per_s=100.0,
@@ -47,7 +47,7 @@ def test_random_play_keeps_every_placement_valid():
     obs, legal = env.reset()
     for _ in range(30):
         obs, legal, r, d = env.step(random_legal_actions(rng, legal))
-    from mallocgame.validate import validate
+    from mallocgame.memory.validate import validate
 
     for i, g in enumerate(env._games):
         w = env.pool[int(env._slot_problem[i])].problem.workload

@@ -1,10 +1,11 @@
 import numpy as np
 import pytest
 
-from mallocgame import api, solvers
+from mallocgame import api
 from mallocgame.errors import InputError
-from mallocgame.problem import Problem
-from mallocgame.targets import Target
+from mallocgame.memory import solvers
+from mallocgame.memory.problem import Problem
+from mallocgame.memory.targets import Target
 from tests.conftest import random_workload
 
 T = Target("t", fast_capacity_bytes=1000, alignment_bytes=1, slow_bandwidth_bytes_per_s=100.0,
@@ -61,7 +62,7 @@ def test_msa_skip_leaves_a_long_low_density_buffer_slow():
     # all under it; 100 bytes of fast memory. msa presents the big one first (its boundedness
     # grows with sqrt(size) under the trace proxy) and it blocks every short one; their density
     # (benefit per byte and position) is 10x its, so msa-skip leaves it slow and places them.
-    from mallocgame.workload import Workload
+    from mallocgame.memory.workload import Workload
 
     n = 11
     wl = Workload.from_intervals("skip", np.arange(n), [100] + [60] * 10, [0] + list(range(10)),

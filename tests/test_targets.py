@@ -3,7 +3,7 @@ import json
 import pytest
 
 from mallocgame.errors import InputError
-from mallocgame.targets import list_presets, load_target, parse_capacity
+from mallocgame.memory.targets import list_presets, load_target, parse_capacity
 
 
 def test_presets_have_sources():

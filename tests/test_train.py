@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mallocgame import api, splits
-from mallocgame.cli import main
-from mallocgame.targets import Target
-from mallocgame.train import (
+from mallocgame import api
+from mallocgame.cli.main import main
+from mallocgame.memory import splits
+from mallocgame.memory.targets import Target
+from mallocgame.memory.train import (
     ScaledMallocEnv,
     TrainOptions,
     demo_episode,
@@ -84,7 +85,7 @@ def test_scaled_env_scales_rewards_and_baseline():
 
 
 def test_demonstrations_replay_to_their_returns():
-    from mallocgame.rl import PreparedProblem
+    from mallocgame.memory.env import PreparedProblem
 
     pp = PreparedProblem(tiny_problems(1, seed=4)[0])
     lines = demo_lines(pp, seconds=0.2)
@@ -128,7 +129,7 @@ _CHILD = """
 import sys
 sys.path.insert(0, {repo!r})
 from tests.test_train import tiny_problems
-from mallocgame.train import tiny_options, train_run
+from mallocgame.memory.train import tiny_options, train_run
 train_run(tiny_options(out={out!r}, steps=100000, checkpoint_every=5, log_every=5, problems=tiny_problems()))
 """
 

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from mallocgame import splits
-from mallocgame.cli import main
-from mallocgame.rl import PreparedProblem
-from mallocgame.train import play_pool, tiny_options, train_run, validation_metrics
+from mallocgame.cli.main import main
+from mallocgame.memory import splits
+from mallocgame.memory.env import PreparedProblem
+from mallocgame.memory.train import play_pool, tiny_options, train_run, validation_metrics
 from tests.test_train import tiny_problems
 
 
@@ -106,7 +106,7 @@ def test_validation_metrics_score_is_a_geometric_mean_of_speedups():
 # --------------------------------------------------------------------------- selection
 def test_training_keeps_the_policy_that_scores_best_on_validation(tmp_path):
     from agent.trainer import load_policy
-    from mallocgame.agent_solver import Agent
+    from mallocgame.memory.solvers.agent import Agent
 
     out = tmp_path / "run"
     val = tiny_problems(3, seed=11)

@@ -1,6 +1,6 @@
 import numpy as np
 
-from mallocgame.validate import validate
+from mallocgame.memory.validate import validate
 
 
 def v(offsets, capacity=100, alignment=1, **kw):

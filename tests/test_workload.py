@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mallocgame.errors import InputError
-from mallocgame.workload import Workload
+from mallocgame.memory.workload import Workload
 
 
 def test_peak_live_bytes_half_open(tiny):
@@ -71,7 +71,7 @@ def test_atomic_write_concurrent_writers_never_mix(tmp_path):
     import stat
     import threading
 
-    from mallocgame.workload import atomic_write_bytes
+    from mallocgame.io import atomic_write_bytes
 
     target = tmp_path / "out.bin"
     payloads = [bytes([i]) * 200_000 for i in range(8)]

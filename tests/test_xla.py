@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mallocgame import xla
 from mallocgame.errors import InputError
-from mallocgame.workload import Workload
+from mallocgame.memory import xla
+from mallocgame.memory.workload import Workload
 
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
@@ -101,7 +101,7 @@ def test_fresh_matmul_tanh(dumps):
     wl = xla.read_dump_folder(dumps["matmul"])
     _check_matmul_tanh(wl)
     src = wl.source
-    assert src["reader"] == "mallocgame.xla.read_dump_folder"
+    assert src["reader"] == "mallocgame.memory.xla.read_dump_folder"
     assert src["jax"] == jax.__version__ and src["jaxlib"]
     assert src["xla_module"] == "jit__matmul_tanh" == wl.name
     for kind in ("hlo", "buffer_assignment", "values", "live_range"):

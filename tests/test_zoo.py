@@ -9,7 +9,7 @@ jax = pytest.importorskip("jax")
 pytest.importorskip("haiku")
 
 from mallocgame.errors import InputError  # noqa: E402
-from mallocgame.workload import Workload  # noqa: E402
+from mallocgame.memory.workload import Workload  # noqa: E402
 from workloads.zoo import ZOO, build, extract, list_zoo  # noqa: E402
 
 REQUIRED = {"mlp_train", "resnet_train", "gpt2_forward", "gpt2_train", "attention_long", "rnn_scan"}

@@ -6,7 +6,7 @@ Each entry is a builder ``builder(small=False, **overrides) -> (fn, example_args
 allocated: :func:`extract` only lowers and compiles, it never runs the program.
 
 ``extract(name, **overrides)`` compiles one entry into a temporary XLA dump folder and reads it
-with :func:`mallocgame.xla.read_dump_folder`. ``small=True`` gives a tiny version of the same
+with :func:`mallocgame.memory.xla.read_dump_folder`. ``small=True`` gives a tiny version of the same
 program that compiles in seconds (for tests).
 
 Entries (``list_zoo()``):
@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mallocgame.errors import InputError
-from mallocgame.workload import Workload
-from mallocgame.xla import compile_to_dump, read_dump_folder
+from mallocgame.memory.workload import Workload
+from mallocgame.memory.xla import compile_to_dump, read_dump_folder
 
 Builder = Callable[..., tuple[Callable[..., Any], tuple[Any, ...]]]
 
@@ -544,7 +544,7 @@ def extract(name: str, compile_options: dict[str, Any] | None = None, **override
 
     ``compile_options``: extra XLA options for the compile, e.g.
     ``{"xla_backend_optimization_level": 0}`` (faster; same workload, see
-    :func:`mallocgame.xla.compile_to_dump`)."""
+    :func:`mallocgame.memory.xla.compile_to_dump`)."""
     fn, args = build(name, **overrides)
     with tempfile.TemporaryDirectory(prefix=f"mallocgame-{name}-") as tmp:
         seconds = compile_to_dump(fn, args, tmp, backend="cpu", compile_options=compile_options)

@@ -1,7 +1,7 @@
 """The benchmark harness: ``mallocgame bench {malloc,pack}`` (see ``docs/bench.md``).
 
 Importing this package registers the exact solver ``cpsat`` (OR-Tools CP-SAT, see
-:mod:`mallocgame.bench.exact`) into :data:`mallocgame.solvers.SOLVERS`, so that
+:mod:`mallocgame.bench.exact`) into :data:`mallocgame.memory.solvers.SOLVERS`, so that
 ``solve(problem, "cpsat", time_limit=...)`` works like any baseline.
 
 Modules: :mod:`~mallocgame.bench.runner` (runs, isolation, resume), :mod:`~.suites`
@@ -13,7 +13,7 @@ Modules: :mod:`~mallocgame.bench.runner` (runs, isolation, resume), :mod:`~.suit
 from __future__ import annotations
 
 from mallocgame.bench.exact import cpsat_solver
-from mallocgame.solvers import SOLVERS, register_solver
+from mallocgame.memory.solvers import SOLVERS, register_solver
 
 if "cpsat" not in SOLVERS:
     register_solver("cpsat", cpsat_solver)

@@ -28,7 +28,7 @@ coefficient is rounded **down**, so the integer model is a relaxation and its pr
 divided by ``sigma``, is a valid lower bound on the true optimum. When the coefficients are
 integers already (trace workloads on a target whose bandwidth ratio is an integer) the integer
 model is the cost model exactly (``info["exact_scaling"]``). The objective of a solution is
-always re-evaluated with :func:`mallocgame.cost.program_time`.
+always re-evaluated with :func:`mallocgame.memory.cost.program_time`.
 
 Cheaper bounds for large instances: :func:`knapsack_bound` (LP relaxation, or a time-limited
 MILP's dual bound, of the model without geometry: at every maximal clique only ``capacity``
@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame import cost
-from mallocgame.problem import Problem
+from mallocgame.memory import cost
+from mallocgame.memory.problem import Problem
 
 DEFAULT_TIME_LIMIT = 10.0
 # CP-SAT workers for the registered ``cpsat`` solver; the bench sets it from ``--threads``.
@@ -528,7 +528,7 @@ def peak_bound(problem: Problem) -> Bound:
 
 # --------------------------------------------------------------------------- as a solver
 def cpsat_solver(problem: Problem, rng: np.random.Generator, time_limit: float | None) -> tuple[np.ndarray, dict]:
-    """The ``cpsat`` entry of :data:`mallocgame.solvers.SOLVERS`: CP-SAT (objective ``time``:
+    """The ``cpsat`` entry of :data:`mallocgame.memory.solvers.SOLVERS`: CP-SAT (objective ``time``:
     warm-started with the ``msa`` mapping when the native core is there), ``NUM_WORKERS``
     workers, ``time_limit`` seconds (default 10). ``extra`` carries the proven ``bound`` and
     ``status``."""
@@ -540,7 +540,7 @@ def cpsat_solver(problem: Problem, rng: np.random.Generator, time_limit: float |
         # at the first buffer that does not fit) misleads the search (challenging K: solved
         # in 1 s without it, not in 20 s with it).
         try:
-            from mallocgame.solvers import msa_order, play_best_fit
+            from mallocgame.memory.solvers import msa_order, play_best_fit
 
             hint, _ = play_best_fit(problem, msa_order(problem))
         except Exception:  # the native core may be missing or older: no hint then

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mallocgame.errors import InputError
-from mallocgame.problem import Problem
+from mallocgame.memory.problem import Problem
 
 PREFIX = "omnimalloc:"
 

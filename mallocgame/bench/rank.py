@@ -32,7 +32,7 @@ import numpy as np
 from mallocgame.bench import stats
 from mallocgame.bench.runner import RunLog, host_info, read_jsonl
 from mallocgame.errors import InputError
-from mallocgame.workload import atomic_write_bytes, atomic_write_text
+from mallocgame.io import atomic_write_bytes, atomic_write_text
 
 DETERMINISTIC = ("uniform", "spectral", "fisher", "greedy", "refine")
 DEFAULT_BUDGETS = (0.5, 0.3)
@@ -471,7 +471,7 @@ def _pictures(out: Path, runs: list[dict[str, Any]]) -> dict[str, str]:
 
     import matplotlib.pyplot as plt
 
-    from mallocgame.rank.cli import heatmap_bytes
+    from mallocgame.cli.rank import heatmap_bytes
     from mallocgame.rank.config import MODEL_SHAPES
 
     pics: dict[str, str] = {}

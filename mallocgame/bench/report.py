@@ -28,7 +28,7 @@ import numpy as np
 from mallocgame.bench import stats
 from mallocgame.bench.runner import best_bound, gap, read_jsonl
 from mallocgame.errors import InputError
-from mallocgame.workload import atomic_write_bytes, atomic_write_text
+from mallocgame.io import atomic_write_bytes, atomic_write_text
 
 Task = tuple[str, str]
 
@@ -506,8 +506,8 @@ def _pictures(out: Path, runs: list[dict[str, Any]], tasks: list[Task], solvers:
 
 def _draw_best(out: Path, task: Task, mode: str) -> str | None:
     from mallocgame.bench.runner import _best_paths
-    from mallocgame.csvio import read_csv
-    from mallocgame.show import draw_memory_map
+    from mallocgame.memory.csvio import read_csv
+    from mallocgame.memory.show import draw_memory_map
 
     csv_path, json_path = _best_paths(out, task[0], task[1])
     if not (csv_path.exists() and json_path.exists()):
@@ -521,9 +521,9 @@ def _draw_best(out: Path, task: Task, mode: str) -> str | None:
         return None
     benefit = None
     try:
-        from mallocgame import cost
         from mallocgame.bench import suites
-        from mallocgame.targets import load_target
+        from mallocgame.memory import cost
+        from mallocgame.memory.targets import load_target
 
         kind = "zoo" if str(meta.get("source", "")).startswith("zoo") else (
             "tiny" if str(meta.get("source", "")).startswith("tiny:") else "file")

@@ -23,7 +23,6 @@ import json
 import math
 import multiprocessing
 import os
-import platform
 import resource
 import signal
 import sys
@@ -36,11 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame import cost
+from mallocgame import io
 from mallocgame.bench import exact, peers, suites
 from mallocgame.errors import InputError, MallocGameError
-from mallocgame.problem import Problem
-from mallocgame.validate import validate
+from mallocgame.memory import cost
+from mallocgame.memory.problem import Problem
+from mallocgame.memory.validate import validate
 
 SCHEMA = 1
 MODES = ("malloc", "pack")
@@ -61,7 +61,7 @@ KNOWN_OPTIONAL = {"agent": "the agent solver is not registered (it needs a train
 
 @dataclasses.dataclass
 class BenchConfig:
-    """Everything a bench needs; :mod:`mallocgame.bench.cli` builds it from the command line."""
+    """Everything a bench needs; :mod:`mallocgame.cli.bench` builds it from the command line."""
 
     mode: str
     out: Path
@@ -115,7 +115,7 @@ def plan_solvers(names: list[str] | None, mode: str) -> tuple[list[str], dict[st
     """``(runnable, unavailable)``: the solvers to run and, for the others, why not.
 
     Unknown names raise :class:`InputError` (field ``solvers``)."""
-    from mallocgame import solvers as _solvers
+    from mallocgame.memory import solvers as _solvers
 
     import_bench_solvers()
     _solvers._load_plugins()
@@ -157,7 +157,7 @@ def plan_solvers(names: list[str] | None, mode: str) -> tuple[list[str], dict[st
 
 
 def import_bench_solvers() -> None:
-    """Register ``cpsat`` into :data:`mallocgame.solvers.SOLVERS` (idempotent)."""
+    """Register ``cpsat`` into :data:`mallocgame.memory.solvers.SOLVERS` (idempotent)."""
     import mallocgame.bench  # noqa: F401  (registers on import)
 
 
@@ -261,7 +261,7 @@ def _solver_job(problem: Problem, solver: str, seed: int, time_limit: float, thr
     if peers.is_peer(solver):
         offsets, extra, wall = peers.solve_peer(problem, solver, seed=seed, time_limit=time_limit, threads=threads)
     else:
-        from mallocgame.solvers import solve
+        from mallocgame.memory.solvers import solve
 
         sol = solve(problem, solver, seed=seed, time_limit=time_limit)
         offsets, extra, wall = sol.offsets, sol.extra, sol.wall_s
@@ -410,23 +410,9 @@ def run_key(r: dict[str, Any]) -> tuple[str, str, int, str]:
 
 
 def host_info() -> dict[str, Any]:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "numpy": np.__version__,
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "omnimalloc": peers.omnimalloc_version(),
-    }
+    """:func:`mallocgame.io.host_info` plus the versions of the bench's optional peers."""
+    info = io.host_info()
+    info["omnimalloc"] = peers.omnimalloc_version()
     try:
         import ortools
 
@@ -550,7 +536,7 @@ def _prepare_out(cfg: BenchConfig, host: dict[str, Any]) -> None:
                         f"{invocation['config'].get(key)!r} would mix results", field=key,
                     )
     history.append(invocation)
-    from mallocgame.workload import atomic_write_text
+    from mallocgame.io import atomic_write_text
 
     atomic_write_text(cfg_path, json.dumps({"schema": SCHEMA, "mode": cfg.mode, "invocations": history}, indent=2))
 
@@ -566,8 +552,8 @@ def iter_jobs(instances: list[suites.InstanceSpec], caps: list[str], solvers: li
 def run_bench(cfg: BenchConfig) -> BenchOutcome:
     """Run the bench that ``cfg`` describes; write ``runs.jsonl``, ``bounds.jsonl``,
     ``results.md`` and pictures under ``cfg.out``."""
-    from mallocgame.api import make_problem
     from mallocgame.bench import report
+    from mallocgame.memory.sources import make_problem
 
     _check_config(cfg)
     cfg.out = Path(cfg.out)
@@ -792,7 +778,7 @@ def _update_best(cfg: BenchConfig, best: dict[tuple[str, str], dict[str, Any]], 
     cur = best.get(key)
     if cur is not None and tuple(cur["rank"]) <= _rank(rec, cfg.mode):
         return
-    from mallocgame.csvio import write_solution_csv
+    from mallocgame.memory.csvio import write_solution_csv
 
     csv_path, json_path = _best_paths(cfg.out, spec.name, cap)
     write_solution_csv(csv_path, problem.workload, offsets)
@@ -805,6 +791,6 @@ def _update_best(cfg: BenchConfig, best: dict[tuple[str, str], dict[str, Any]], 
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from mallocgame.workload import atomic_write_text
+    from mallocgame.io import atomic_write_text
 
     atomic_write_text(path, json.dumps(obj, indent=2, default=str))

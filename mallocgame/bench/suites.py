@@ -9,7 +9,7 @@ An instance is named on the command line as
 - a file: minimalloc CSV (``A.1048576.csv``: the number is the capacity) or
   ``*.workload.json[.gz]``;
 - a folder: every CSV and workload file in it (sorted), or, when it holds none, an XLA dump
-  folder read by :func:`mallocgame.api.load_workload`;
+  folder read by :func:`mallocgame.memory.sources.load_workload`;
 - ``tiny:K``: small synthetic instances (6-8 buffers, with instructions and FLOPs) that
   exhaustive search can solve, for tests and for checking the exact solver.
 
@@ -35,22 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
-from mallocgame.api import capacity_from_name
 from mallocgame.errors import InputError
-from mallocgame.targets import parse_capacity
-from mallocgame.workload import Workload
+from mallocgame.io import REPO, datasets_dir
+from mallocgame.memory.sources import capacity_from_name
+from mallocgame.memory.targets import parse_capacity
+from mallocgame.memory.workload import Workload
 
-REPO = Path(__file__).resolve().parents[2]
 SUITES = ("zoo", "zoo-small", "challenging", "traces", "tiny")
 DEFAULT_SUITE = {"malloc": "zoo", "pack": "challenging"}
 DEFAULT_CAPACITIES = {"malloc": ("10%", "25%", "50%"), "pack": ("auto",)}
 NUM_TINY = 4
 ZOO_TIMEOUT_S = 1800.0
-
-
-def datasets_dir() -> Path:
-    env = os.environ.get("MALLOCGAME_DATASETS")
-    return Path(env) if env else REPO.parent / "shared" / "datasets"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +231,7 @@ def load_instance(spec: InstanceSpec, cache_dir: Path) -> tuple[Workload, float]
     if spec.kind == "zoo":
         prefix, name = spec.source.split(":", 1)
         return extract_zoo(name, prefix == "zoo-small", cache_dir)
-    from mallocgame.api import load_workload
+    from mallocgame.memory.sources import load_workload
 
     return load_workload(spec.source), 0.0
 

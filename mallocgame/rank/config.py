@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from mallocgame.errors import InputError, MallocGameError
-from mallocgame.workload import atomic_write_text
+from mallocgame.io import atomic_write_text
 
 FORMAT_NAME = "mallocgame-ranks"
 FORMAT_VERSION = 2

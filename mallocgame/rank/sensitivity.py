@@ -50,7 +50,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -61,6 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mallocgame.io import cache_dir
 from mallocgame.rank import text
 from mallocgame.rank.config import METHODS, MODEL_SHAPES, per_head, per_head_keys
 from mallocgame.rank.lowrank import (
@@ -125,13 +125,6 @@ class CalibSpec:
         if model == "smollm2":
             return cls("smollm2", bases=8, loss=1, window=512, method=method)
         return cls("minilm", bases=120, loss=8, window=512, method=method)
-
-
-def cache_dir() -> Path:
-    """``$MALLOCGAME_CACHE/rank`` or ``~/.cache/mallocgame/rank``."""
-    root = os.environ.get("MALLOCGAME_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "mallocgame"
-    return base / "rank"
 
 
 # ----------------------------------------------------------------------------- setup
@@ -211,7 +204,7 @@ def calib_path(model_hash: str, spec: CalibSpec) -> Path:
     key = _key(
         {"hash": model_hash, "model": spec.model, "bases": spec.bases, "window": spec.window}
     )
-    return cache_dir() / f"calib-{spec.model}-{key}.npz"
+    return cache_dir("rank") / f"calib-{spec.model}-{key}.npz"
 
 
 @functools.lru_cache(maxsize=4)
@@ -233,7 +226,7 @@ def load_setup(spec: CalibSpec, use_cache: bool = True) -> RankSetup:
         if use_cache:
             import io
 
-            from mallocgame.workload import atomic_write_bytes
+            from mallocgame.io import atomic_write_bytes
 
             buf = io.BytesIO()
             calib.save(buf)
@@ -737,7 +730,7 @@ def _default_tables(
     key = _spec_key(
         model.model_hash, spec, {"choices": list(default), "fisher_probes": fisher_probes}
     )
-    path = cache_dir() / f"tables-{spec.model}-{key}.npz"
+    path = cache_dir("rank") / f"tables-{spec.model}-{key}.npz"
     if not path.is_file():
         return None
     try:
@@ -796,7 +789,7 @@ def build_tables(
     key = _spec_key(
         model.model_hash, spec, {"choices": list(choices), "fisher_probes": fisher_probes}
     )
-    path = cache_dir() / f"tables-{model_name}-{key}.npz"
+    path = cache_dir("rank") / f"tables-{model_name}-{key}.npz"
     meta = {"calibration": spec.to_dict(), "fisher_probes": fisher_probes, "cache": str(path)}
     if use_cache and path.is_file():
         try:

@@ -136,7 +136,7 @@ class RankTables:
         return float(self.cost[np.arange(self.num_parts), idx].sum() / self.full_cost)
 
     def save(self, path: str) -> None:
-        from mallocgame.workload import atomic_write_bytes
+        from mallocgame.io import atomic_write_bytes
 
         buf = io.BytesIO()
         np.savez(

@@ -10,12 +10,12 @@ import pytest
 
 pytest.importorskip("ortools")
 
-from mallocgame import cost  # noqa: E402
 from mallocgame.bench import exact  # noqa: E402
-from mallocgame.problem import Problem  # noqa: E402
-from mallocgame.targets import load_target  # noqa: E402
-from mallocgame.validate import validate  # noqa: E402
-from mallocgame.workload import Workload  # noqa: E402
+from mallocgame.memory import cost  # noqa: E402
+from mallocgame.memory.problem import Problem  # noqa: E402
+from mallocgame.memory.targets import load_target  # noqa: E402
+from mallocgame.memory.validate import validate  # noqa: E402
+from mallocgame.memory.workload import Workload  # noqa: E402
 
 TPU = load_target("tpuv4i")
 
@@ -166,7 +166,7 @@ def test_fit_all_infeasible_capacity_is_proven():
 
 def test_cpsat_is_a_registered_solver_and_its_result_validates():
     import mallocgame.bench  # noqa: F401  (registers cpsat)
-    from mallocgame.solvers import SOLVERS, solve
+    from mallocgame.memory.solvers import SOLVERS, solve
 
     assert "cpsat" in SOLVERS
     w = random_instance(0, unit=512, max_units=4)

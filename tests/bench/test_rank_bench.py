@@ -8,8 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from mallocgame.bench import cli, rank
+from mallocgame.bench import rank
 from mallocgame.bench.report import update_readme
+from mallocgame.cli import bench as cli
 from mallocgame.errors import InputError
 
 

@@ -9,7 +9,8 @@ import pytest
 pytest.importorskip("ortools")
 pytest.importorskip("mallocgame._native")
 
-from mallocgame.bench import cli, report  # noqa: E402
+from mallocgame.bench import report  # noqa: E402
+from mallocgame.cli import bench as cli
 from mallocgame.errors import InputError  # noqa: E402
 
 README = """# project

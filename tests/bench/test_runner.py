@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("ortools")
 pytest.importorskip("mallocgame._native")
 
-from mallocgame.bench import cli, peers, runner  # noqa: E402
+from mallocgame.bench import peers, runner  # noqa: E402
+from mallocgame.cli import bench as cli
 from mallocgame.errors import InputError  # noqa: E402
 
 
@@ -99,7 +100,7 @@ def test_pack_with_a_peer(tmp_path):
 
 
 def test_unavailable_solvers_are_reported_not_fatal():
-    from mallocgame.solvers import SOLVERS
+    from mallocgame.memory.solvers import SOLVERS
 
     plan, unavailable = runner.plan_solvers(["msa", "omnimalloc:supermalloc"], "malloc")
     assert plan == ["msa"] and "pack only" in unavailable["omnimalloc:supermalloc"]
@@ -158,7 +159,7 @@ def _overlaps(problem, rng, time_limit):
 
 
 def test_refusing_crashing_and_invalid_solvers(tmp_path):
-    from mallocgame.solvers import SOLVERS, register_solver
+    from mallocgame.memory.solvers import SOLVERS, register_solver
 
     fakes = {"fake-refuses": _refuses, "fake-crashes": _crashes, "fake-overlaps": _overlaps}
     for k, v in fakes.items():

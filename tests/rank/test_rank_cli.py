@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from mallocgame.cli import main
+from mallocgame.cli.main import main
 
 pytestmark = pytest.mark.rank
 
@@ -206,8 +206,8 @@ def test_rank_bad_input(env, tmp_path, capsys, monkeypatch) -> None:
 
 def test_heatmap_formats(tmp_path) -> None:
     pytest.importorskip("matplotlib")
+    from mallocgame.cli.rank import write_heatmap
     from mallocgame.errors import InputError
-    from mallocgame.rank.cli import write_heatmap
     from mallocgame.rank.config import RankConfig
 
     cfg = RankConfig("minilm", "ab", (8, 16, 32, 4, 4, 32), tuple(np.full(6, 16)), 256)

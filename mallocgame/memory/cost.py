@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mallocgame.targets import Target
-from mallocgame.workload import Workload
+from mallocgame.memory.targets import Target
+from mallocgame.memory.workload import Workload
 
 
 def program_time(workload: Workload, target: Target, fast: np.ndarray) -> float:

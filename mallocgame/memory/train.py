@@ -1,8 +1,8 @@
 """Training driver: the MuZero agent (``agent/``) on a pool of mallocGame problems.
 
 ``train_run(TrainOptions(...))`` (and ``mallocgame train``) builds the problems of a split
-(every workload x capacity on the target, see :mod:`mallocgame.splits`), a
-:class:`mallocgame.rl.MallocEnv` over them (rewards scaled by ``reward_scale``), the agent's
+(every workload x capacity on the target, see :mod:`mallocgame.memory.splits`), a
+:class:`mallocgame.memory.env.MallocEnv` over them (rewards scaled by ``reward_scale``), the agent's
 :class:`agent.config.Config` and :class:`agent.trainer.Trainer`, and trains with:
 
 - periodic atomic checkpoints (``RUN/checkpoint.npz``; ``--resume`` continues a killed run
@@ -12,7 +12,7 @@
 - an optional periodic greedy evaluation on held-out problems (monitoring only: the run never
   selects a checkpoint by it), recorded in the curves as ``eval_*``;
 - an optional periodic greedy evaluation on the ``validation`` split (``val_every``; programs
-  in neither the training nor the held-out split, :mod:`mallocgame.splits`), recorded as
+  in neither the training nor the held-out split, :mod:`mallocgame.memory.splits`), recorded as
   ``val_*``: the run keeps the parameters that score best on it (checkpoint selection / early
   stopping by validation). With validation on, ``RUN/policy.npz`` is that best policy,
   ``RUN/last-policy.npz`` the latest one, and ``RUN/best.json`` says which update was picked.
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame.rl import MallocEnv, PreparedProblem, new_batch
-from mallocgame.workload import atomic_write_text
+from mallocgame.io import atomic_write_text, describe_host
+from mallocgame.memory.env import MallocEnv, PreparedProblem, new_batch
 
 
 # --------------------------------------------------------------------------- env
@@ -158,7 +158,7 @@ def build_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[
 
 def _split_pool(split: str, max_buffers: int, o: TrainOptions) -> tuple[list, list, list[str]]:
     """(loaded workloads, prepared problems, names) of ``split`` at every capacity of ``o``."""
-    from mallocgame import splits
+    from mallocgame.memory import splits
 
     loaded = splits.load_split(split, max_buffers=max_buffers)
     pool, names = [], []
@@ -170,7 +170,7 @@ def _split_pool(split: str, max_buffers: int, o: TrainOptions) -> tuple[list, li
 
 
 def build_eval_pool(o: TrainOptions) -> list[PreparedProblem]:
-    from mallocgame import splits
+    from mallocgame.memory import splits
 
     if o.eval_problems is not None:
         return [p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.eval_problems]
@@ -247,7 +247,7 @@ def validation_metrics(returns: np.ndarray, pool: list[PreparedProblem], prefix:
 
 
 class _LiveAgent:
-    """One :class:`mallocgame.agent_solver.Agent` over a trainer, compiled once: each call
+    """One :class:`mallocgame.memory.solvers.agent.Agent` over a trainer, compiled once: each call
     returns it with the trainer's current parameters (a new Agent per evaluation would
     compile its search again)."""
 
@@ -256,7 +256,7 @@ class _LiveAgent:
         self.agent = None
 
     def __call__(self):
-        from mallocgame.agent_solver import Agent
+        from mallocgame.memory.solvers.agent import Agent
 
         if self.agent is None:
             self.agent = Agent.from_trainer(self.trainer)
@@ -266,7 +266,7 @@ class _LiveAgent:
 
 def evaluate_greedy(agent, pool: list[PreparedProblem]) -> dict[str, float]:
     """One greedy agent game per problem: mean return, mean msa return, win/not-worse rates."""
-    from mallocgame.agent_solver import play_agent
+    from mallocgame.memory.solvers.agent import play_agent
 
     ret, base = [], []
     for pp in pool:
@@ -286,8 +286,8 @@ def evaluate_greedy(agent, pool: list[PreparedProblem]) -> dict[str, float]:
 # --------------------------------------------------------------------------- demonstrations
 def demo_lines(pp: PreparedProblem, seconds: float, seed: int = 0) -> list[list[int]]:
     """Lines of play to imitate on one problem: ``msa``'s line and, when the exact local
-    search of :mod:`mallocgame.agent_solver` finds one within ``seconds``, a better line."""
-    from mallocgame.agent_solver import best_fit_line, improve
+    search of :mod:`mallocgame.memory.solvers.agent` finds one within ``seconds``, a better line."""
+    from mallocgame.memory.solvers.agent import best_fit_line, improve
 
     msa = best_fit_line(pp.instance, "msa")
     lines = [msa.actions]
@@ -454,18 +454,6 @@ class _Progress:
 
 
 # --------------------------------------------------------------------------- the run
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, no GPU" if not _has_gpu() else f"{cpu}, {os.cpu_count()} cores, GPU"
-
-
 def _has_gpu() -> bool:
     try:
         import jax
@@ -523,7 +511,7 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         "config": trainer.config.to_dict(),
         "problems": names,
         "validation_problems": val_names,
-        "machine": _machine(),
+        "machine": describe_host(gpu=_has_gpu()),
         "python": platform.python_version(),
         "command": " ".join(sys.argv),
     }

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from mallocgame.problem import Problem
-from mallocgame.solvers import msa_order
+from mallocgame.memory.problem import Problem
+from mallocgame.memory.solvers import msa_order
 
 
 class PreparedProblem:

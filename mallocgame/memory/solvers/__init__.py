@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from mallocgame.errors import InputError
-from mallocgame.problem import Problem, Solution
+from mallocgame.memory.problem import Problem, Solution
 
 SolverFn = Callable[[Problem, np.random.Generator, "float | None"], tuple[np.ndarray, dict]]
 
@@ -233,7 +233,7 @@ def list_solvers() -> list[str]:
 def _load_plugins() -> None:
     # Solvers that live in other modules register themselves on import: the agent (it needs
     # a trained checkpoint) and CP-SAT (it needs ortools, the `bench` install group).
-    for module in ("mallocgame.agent_solver", "mallocgame.bench", "mallocgame.packing"):
+    for module in ("mallocgame.memory.solvers.agent", "mallocgame.bench", "mallocgame.memory.solvers.packing"):
         try:
             __import__(module)
         except ImportError:

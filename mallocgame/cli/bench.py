@@ -1,6 +1,6 @@
 """The ``bench`` subcommand: ``mallocgame bench {malloc,pack} [INSTANCES...] [options]``.
 
-Wired into the main CLI by ``mallocgame.bench.cli.add_parser(subparsers)``; the handler takes
+Wired into the main CLI by ``mallocgame.cli.bench.add_parser(subparsers)``; the handler takes
 the parsed ``args`` and returns an exit code (0: every run valid; 1: a run crashed, timed out
 or returned an invalid mapping, or an instance was skipped; 130: interrupted, resume with
 ``--resume``), and raises :class:`mallocgame.errors.InputError` naming the field for bad input.
@@ -267,7 +267,7 @@ def _write_readme(readme: str, mode: str, out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mallocgame.bench.cli MODE ...``: the subcommand on its own (until the main
+    """``python -m mallocgame.cli.bench MODE ...``: the subcommand on its own (until the main
     CLI wires it in, and for scripts)."""
     from mallocgame.errors import MallocGameError
 

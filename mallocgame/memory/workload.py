@@ -27,7 +27,6 @@ import dataclasses
 import gzip
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from mallocgame.errors import InputError
+from mallocgame.io import atomic_write_bytes
 
 FORMAT_NAME = "mallocgame-workload"
 FORMAT_VERSION = 1
@@ -281,38 +281,3 @@ class Workload:
         except json.JSONDecodeError as e:
             raise InputError(f"malformed JSON: {e.msg}", str(path), line=e.lineno) from None
         return cls.from_dict(d, where=str(path))
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()  # read once: os.umask is process-wide, so not from threads later
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers never see a half-written file.
-
-    The temporary file beside ``path`` has a unique name (``tempfile.mkstemp``), so two writers
-    of the same path, in two processes or two threads, never write into each other's file; the
-    last rename wins whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode())

@@ -62,7 +62,7 @@ def _add_problem_args(p: argparse.ArgumentParser, capacity_default: str | None =
 
 
 def _problem_from_args(args: argparse.Namespace):
-    from mallocgame import api
+    from mallocgame.memory import sources as api
 
     with progress(f"loading {args.input}", quiet=args.json):
         wl = api.load_workload(args.input)
@@ -80,7 +80,7 @@ def _problem_from_args(args: argparse.Namespace):
 
 # --------------------------------------------------------------------------- subcommands
 def cmd_extract(args: argparse.Namespace) -> int:
-    from mallocgame import api
+    from mallocgame.memory import sources as api
 
     src = args.source
     if not src.startswith("zoo:") and not Path(src).exists():
@@ -115,7 +115,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from mallocgame import emit, solvers
+    from mallocgame.memory import emit, solvers
 
     problem = _problem_from_args(args)
     with progress(f"solving with {args.solver}", quiet=args.json):
@@ -136,7 +136,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
 
 def solutions_order(problem, solver: str) -> np.ndarray | None:
-    from mallocgame import solvers
+    from mallocgame.memory import solvers
 
     if solver in ("msa", "msa-skip"):
         return solvers.msa_order(problem)
@@ -164,7 +164,7 @@ def _print_summary(s: dict) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Every named solver on one problem, side by side (what `make run` prints)."""
-    from mallocgame import emit, solvers
+    from mallocgame.memory import emit, solvers
 
     problem = _problem_from_args(args)
     rows = []
@@ -195,9 +195,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from mallocgame import api, cost
-    from mallocgame.csvio import read_csv
-    from mallocgame.show import draw_memory_map
+    from mallocgame.memory import cost
+    from mallocgame.memory import sources as api
+    from mallocgame.memory.csvio import read_csv
+    from mallocgame.memory.show import draw_memory_map
 
     wl, offsets = read_csv(args.mapping)
     if offsets is None:
@@ -225,8 +226,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mallocgame.csvio import read_csv
-    from mallocgame.validate import validate
+    from mallocgame.memory.csvio import read_csv
+    from mallocgame.memory.validate import validate
 
     wl, offsets = read_csv(args.mapping)
     if offsets is None:
@@ -240,7 +241,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from mallocgame import solvers, targets
+    from mallocgame.memory import solvers, targets
 
     what = args.what
     if what == "solvers":
@@ -301,9 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["solvers", "targets", "zoo"])
     p.set_defaults(fn=cmd_list)
 
-    from mallocgame import agent_cli
-    from mallocgame.bench import cli as bench_cli
-    from mallocgame.rank import cli as rank_cli
+    from mallocgame.cli import agent as agent_cli
+    from mallocgame.cli import bench as bench_cli
+    from mallocgame.cli import rank as rank_cli
 
     agent_cli.add_parsers(sub)
     bench_cli.add_parser(sub)

@@ -34,35 +34,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mallocgame.errors import InputError
-from mallocgame.workload import Workload
+from mallocgame.io import cache_dir, datasets_dir
+from mallocgame.memory.workload import Workload
 
 CAPACITIES: tuple[str, ...] = ("10%", "25%", "50%")
 DEFAULT_TARGET = "tpuv4i"
-DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 
 
 # --------------------------------------------------------------------------- cache
-def cache_dir() -> Path:
-    """``$MALLOCGAME_CACHE`` or ``~/.cache/mallocgame`` (created on demand)."""
-    root = os.environ.get("MALLOCGAME_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "mallocgame"
-    return base
-
-
-def datasets_dir() -> Path:
-    """The shared benchmark instances (``$MALLOCGAME_DATASETS`` overrides)."""
-    root = os.environ.get("MALLOCGAME_DATASETS")
-    return Path(root).expanduser() if root else DATASETS
-
-
 # --------------------------------------------------------------------------- specs
 @dataclasses.dataclass(frozen=True)
 class WorkloadSpec:
@@ -102,7 +87,7 @@ class WorkloadSpec:
         if self.kind == "zoo":
             return _cached_zoo(self, use_cache)
         if self.kind == "trace":
-            from mallocgame.csvio import read_csv
+            from mallocgame.memory.csvio import read_csv
 
             path = datasets_dir() / "ml-traces" / self.name
             if not path.exists():
@@ -191,7 +176,7 @@ def random_trace(seed: int, n: int = 100, name: str | None = None) -> Workload:
     ends = np.minimum(starts + dur, horizon)
     sizes = (np.exp(rng.uniform(np.log(64), np.log(4 << 20), size=n)) // 64 + 1).astype(np.int64) * 64
     return Workload.from_intervals(name or f"random[n{n},s{seed}]", np.arange(n), sizes, starts, ends,
-                                   source={"generator": "mallocgame.splits.random_trace", "seed": seed, "n": n})
+                                   source={"generator": "mallocgame.memory.splits.random_trace", "seed": seed, "n": n})
 
 
 def layered_trace(seed: int, layers: int = 20, name: str | None = None) -> Workload:
@@ -255,7 +240,7 @@ def layered_trace(seed: int, layers: int = 20, name: str | None = None) -> Workl
     sizes, starts, ends = arr[:, 0], arr[:, 1], np.minimum(arr[:, 2], horizon)
     ends = np.maximum(ends, starts + 1)
     return Workload.from_intervals(name or f"layered[L{layers},s{seed}]", np.arange(len(arr)), sizes, starts, ends,
-                                   source={"generator": "mallocgame.splits.layered_trace", "seed": seed,
+                                   source={"generator": "mallocgame.memory.splits.layered_trace", "seed": seed,
                                            "layers": layers})
 
 
@@ -412,7 +397,7 @@ def make_problems(
     buffer fits are skipped)."""
     import warnings
 
-    from mallocgame.api import make_problem
+    from mallocgame.memory.sources import make_problem
 
     out = []
     for wl in workloads:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from mallocgame.errors import InputError
-from mallocgame.workload import Workload, atomic_write_text
+from mallocgame.io import atomic_write_text
+from mallocgame.memory.workload import Workload
 
 REQUIRED = ("id", "lower", "upper", "size")
 

@@ -8,7 +8,7 @@ pruning), its dynamic ordering and round robin over static preorders, and dynami
 decomposition. It answers ``solved`` (with offsets), ``infeasible`` (proven: no packing fits
 the capacity), ``timeout`` or ``node_limit``. See ``docs/game.md`` ("The packing search").
 
-Solvers registered into :data:`mallocgame.solvers.SOLVERS` on import:
+Solvers registered into :data:`mallocgame.memory.solvers.SOLVERS` on import:
 
 - ``pack``: fit-all at the problem's capacity; stops at the first packing found.
 - ``pack-peak``: ``pack``, then descending capacities (a binary search between the peak live
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from mallocgame.errors import MallocGameError
-from mallocgame.problem import Problem
-from mallocgame.solvers import SOLVERS, register_solver
+from mallocgame.memory.problem import Problem
+from mallocgame.memory.solvers import SOLVERS, register_solver
 
 DEFAULT_TIME_LIMIT = 10.0
 STATUSES = ("solved", "infeasible", "timeout", "node_limit")

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame.csvio import write_solution_csv
-from mallocgame.problem import Solution
-from mallocgame.workload import atomic_write_text
+from mallocgame.io import atomic_write_text
+from mallocgame.memory.csvio import write_solution_csv
+from mallocgame.memory.problem import Solution
 
 _NAME = re.compile(r"^(?P<inst>[^{}]+)\{(?P<index>[0-9, ]*)\}$")
 

@@ -14,7 +14,7 @@ How one problem is solved (:func:`agent_solve`):
    completes).
 2. **Improvement within the budget** (``improve=True``): a local search over lines of play
    seeded with the best of the agent's lines, ``msa``'s line and ``msa-skip``'s line (msa's
-   order, the lowest-density buffers left slow; :mod:`mallocgame.solvers`) (:func:`improve`). Two kinds of step
+   order, the lowest-density buffers left slow; :mod:`mallocgame.memory.solvers`) (:func:`improve`). Two kinds of step
    take turns: *descents* -- along a line, at each turn the alternatives are tried in the order
    of the agent's prior (its policy network at that state), each judged exactly by finishing
    the game with best fit in the native core (``clone`` + ``play_best_fit``), and adopted when
@@ -39,7 +39,7 @@ dropped and from which move, if any, the greedy game went on without search:
 ``prior_from_move``, when even alone its searched moves would overrun the agent's share).
 
 The policy comes from ``$MALLOCGAME_POLICY`` if set, else the agent shipped in
-``mallocgame/pretrained/policy.npz``.
+``mallocgame/memory/pretrained/policy.npz``.
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ from typing import Any
 import numpy as np
 
 from mallocgame.errors import InputError, MallocGameError
-from mallocgame.problem import Problem
-from mallocgame.solvers import msa_order, register_solver
+from mallocgame.memory.problem import Problem
+from mallocgame.memory.solvers import msa_order, register_solver
 
-PRETRAINED_DIR = Path(__file__).with_name("pretrained")
+PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 PRETRAINED_POLICY = PRETRAINED_DIR / "policy.npz"
 
 
@@ -78,7 +78,7 @@ def _enable_compilation_cache() -> None:
     try:
         import jax
 
-        from mallocgame.splits import cache_dir
+        from mallocgame.io import cache_dir
 
         jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
@@ -246,7 +246,7 @@ def play_agent(
     or None) and ``prior_from`` (the move from which the policy network played alone, or
     None)."""
     from mallocgame import _native
-    from mallocgame.rl import new_batch
+    from mallocgame.memory.env import new_batch
 
     n = int(copies)
     games = [_native.Game(instance) for _ in range(n)]
@@ -352,7 +352,7 @@ def skip_line(instance: Any, msa_ret: float) -> Line | None:
     """The ``msa-skip`` heuristic's line in ``instance``'s order (best fit with the lowest-density
     buffers left slow, the fraction picked by the cost model), or None when it does not beat
     ``msa_ret`` (msa's line is then as good) or the objective is fit-all."""
-    from mallocgame.solvers import best_skip_game
+    from mallocgame.memory.solvers import best_skip_game
 
     if instance.objective != "time":
         return None
@@ -633,10 +633,10 @@ def agent_priority(line: Line, capacity: int) -> np.ndarray:
 
 
 def _pack_guided(problem: Problem, line: Line, time_s: float) -> tuple[Line | None, dict[str, Any]]:
-    """Runs the exact packing search (``mallocgame.packing``) with the agent's priority first
+    """Runs the exact packing search (``mallocgame.memory.solvers.packing``) with the agent's priority first
     (heuristic ``P``), then minimalloc's orders. Returns the packing as a :class:`Line` when
     it fits every buffer, and the search's summary."""
-    from mallocgame.packing import pack_problem
+    from mallocgame.memory.solvers.packing import pack_problem
 
     r = pack_problem(
         problem, time_limit=max(0.0, time_s), priority=agent_priority(line, problem.capacity)

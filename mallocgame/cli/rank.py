@@ -1,6 +1,6 @@
 """The rank game's subcommands of the ``mallocgame`` CLI: ``rank`` and ``rank-eval``.
 
-``add_parsers(subparsers)`` registers them (called by :func:`mallocgame.cli.build_parser`).
+``add_parsers(subparsers)`` registers them (called by :func:`mallocgame.cli.main.build_parser`).
 
 - ``mallocgame rank --model smollm2 --budget 0.5 --solver greedy --out ranks.json``: measure
   (or load from the cache) the rank tables, run a solver, write the rank config atomically
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame.argtypes import fraction, positive_int
+from mallocgame.cli.argtypes import fraction, positive_int
 from mallocgame.errors import InputError
 from mallocgame.rank.config import METHODS, MODEL_SHAPES
 
@@ -298,7 +298,7 @@ def heatmap_bytes(
 
 
 def write_heatmap(cfg: Any, path: str | Path, title: str) -> Path:
-    from mallocgame.workload import atomic_write_bytes
+    from mallocgame.io import atomic_write_bytes
 
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
@@ -380,7 +380,7 @@ def _init_choices(
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    from mallocgame.cli import progress
+    from mallocgame.cli.main import progress
     from mallocgame.rank import sensitivity as sv
     from mallocgame.rank import solvers
     from mallocgame.rank.config import save_rank_config
@@ -654,7 +654,7 @@ def evaluate_config(
 
 
 def cmd_rank_eval(args: argparse.Namespace) -> int:
-    from mallocgame.cli import progress
+    from mallocgame.cli.main import progress
 
     cfg = _load_config(args.config)
     with progress(f"evaluating {args.config}", quiet=args.json):

@@ -1,4 +1,4 @@
-"""Read an XLA dump folder into a :class:`~mallocgame.workload.Workload`.
+"""Read an XLA dump folder into a :class:`~mallocgame.memory.workload.Workload`.
 
 XLA writes, per compiled module (``--xla_dump_to=DIR --xla_dump_hlo_as_text``, or
 ``compile(compiler_options={"xla_dump_to": DIR, "xla_dump_hlo_as_text": True})`` in JAX)::
@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from mallocgame.errors import InputError
-from mallocgame.workload import Workload
+from mallocgame.memory.workload import Workload
 
 __all__ = [
     "read_dump_folder",
@@ -54,7 +54,7 @@ __all__ = [
     "parse_hlo_module",
 ]
 
-READER = "mallocgame.xla.read_dump_folder"
+READER = "mallocgame.memory.xla.read_dump_folder"
 READER_VERSION = 1
 
 # ---------------------------------------------------------------------------------- shapes

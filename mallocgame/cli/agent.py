@@ -1,6 +1,6 @@
 """The agent's subcommands of the ``mallocgame`` CLI: ``train`` and ``optimize``.
 
-``add_parsers(subparsers)`` registers them (called by :func:`mallocgame.cli.build_parser`).
+``add_parsers(subparsers)`` registers them (called by :func:`mallocgame.cli.main.build_parser`).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import sys
 import time
 from typing import Any
 
-from mallocgame.argtypes import fraction, nonnegative_float
+from mallocgame.cli.argtypes import fraction, nonnegative_float
 from mallocgame.errors import InputError
 
 
 def add_parsers(sub: Any) -> None:
-    from mallocgame.cli import _add_problem_args
+    from mallocgame.cli.main import _add_problem_args
 
     p = sub.add_parser(
         "optimize",
@@ -46,7 +46,7 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--policy",
         default=None,
-        help="agent checkpoint (default: $MALLOCGAME_POLICY, else the shipped mallocgame/pretrained/policy.npz)",
+        help="agent checkpoint (default: $MALLOCGAME_POLICY, else the shipped mallocgame/memory/pretrained/policy.npz)",
     )
     p.add_argument(
         "--copies",
@@ -154,8 +154,8 @@ def add_parsers(sub: Any) -> None:
 
 # --------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from mallocgame import splits
-    from mallocgame.train import TrainOptions, train_run
+    from mallocgame.memory import splits
+    from mallocgame.memory.train import TrainOptions, train_run
 
     splits.get_split(args.split)
     if args.val_every:
@@ -201,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     summary = train_run(o)
     if args.json:
-        from mallocgame import emit
+        from mallocgame.memory import emit
 
         print(emit.dumps(summary))
     else:
@@ -242,10 +242,10 @@ def _row(
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from mallocgame import emit, solvers
-    from mallocgame.agent_solver import AGENT_SHARE, agent_solve, load_agent
-    from mallocgame.cli import _fmt_bytes, _problem_from_args, progress
-    from mallocgame.problem import Solution
+    from mallocgame.cli.main import _fmt_bytes, _problem_from_args, progress
+    from mallocgame.memory import emit, solvers
+    from mallocgame.memory.problem import Solution
+    from mallocgame.memory.solvers.agent import AGENT_SHARE, agent_solve, load_agent
 
     if args.copies < 1:
         raise InputError(f"must be at least 1, got {args.copies}", field="copies")

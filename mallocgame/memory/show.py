@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mallocgame.workload import atomic_write_bytes
+from mallocgame.io import atomic_write_bytes
 
 
 def draw_memory_map(

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame import cost
 from mallocgame.errors import InputError
-from mallocgame.targets import Target
-from mallocgame.validate import validate
-from mallocgame.workload import Workload
+from mallocgame.memory import cost
+from mallocgame.memory.targets import Target
+from mallocgame.memory.validate import validate
+from mallocgame.memory.workload import Workload
 
 OBJECTIVES = ("time", "fit-all")
 
