@@ -61,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
                 sol = solvers.solve(problem, s, seed=0)
                 d = sol.summary()
                 if not d["valid"]:
-                    raise SystemExit(f"invalid mapping from {s} on {label} at {cap}: {d['problems'][:2]}")
-                cells.append(f"{d['speedup_vs_all_slow']:.3f}x ({100 * d['gap_to_lower_bound']:.1f}%)")
+                    raise SystemExit(
+                        f"invalid mapping from {s} on {label} at {cap}: {d['problems'][:2]}"
+                    )
+                cells.append(
+                    f"{d['speedup_vs_all_slow']:.3f}x ({100 * d['gap_to_lower_bound']:.1f}%)"
+                )
             lines.append(f"| {label} | {wl.num_buffers} | {cap} | " + " | ".join(cells) + " |")
             print(lines[-1], file=sys.stderr)
     text = "\n".join(lines) + "\n"

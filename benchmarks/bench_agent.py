@@ -62,7 +62,10 @@ def iqm_ci(tasks: list[np.ndarray], seed: int = 0) -> tuple[float, float, float]
 
         rng = np.random.default_rng(seed)
         pooled = np.concatenate(tasks)
-        reps = [trim_mean(np.concatenate([t[rng.integers(0, t.size, t.size)] for t in tasks]), 0.25) for _ in range(2000)]
+        reps = [
+            trim_mean(np.concatenate([t[rng.integers(0, t.size, t.size)] for t in tasks]), 0.25)
+            for _ in range(2000)
+        ]
         lo, hi = np.quantile(reps, [0.025, 0.975])
         return float(trim_mean(pooled, 0.25)), float(lo), float(hi)
 
@@ -80,7 +83,9 @@ def heldout(args, agent, log) -> dict:
             skip = solvers.solve(p, "msa-skip")
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
-                off, extra = agent_solve(p, budget=args.budget, seed=seed, copies=args.copies, agent=agent)
+                off, extra = agent_solve(
+                    p, budget=args.budget, seed=seed, copies=args.copies, agent=agent
+                )
                 wall = time.perf_counter() - t0 - extra["setup_s"]
                 from mallocgame.memory.problem import Solution
 
@@ -93,12 +98,21 @@ def heldout(args, agent, log) -> dict:
                 )
                 raw_t = p.all_slow_time * (1 - extra["agent_raw"])
                 row = {
-                    "workload": spec.title, "buffers": wl.num_buffers, "capacity": cap, "seed": seed,
-                    "msa_time": msa.time_s, "msa_skip_time": skip.time_s,
-                    "agent_time": sol.time_s, "agent_raw_time": raw_t,
-                    "restarts_time": rs.time_s, "agent_wall": wall, "restarts_wall": rs.wall_s,
-                    "agent_valid": sol.check().valid, "best_source": extra["best_source"],
-                    "restarts_tries": rs.extra.get("restarts"), "evaluations": extra["improve_evaluations"],
+                    "workload": spec.title,
+                    "buffers": wl.num_buffers,
+                    "capacity": cap,
+                    "seed": seed,
+                    "msa_time": msa.time_s,
+                    "msa_skip_time": skip.time_s,
+                    "agent_time": sol.time_s,
+                    "agent_raw_time": raw_t,
+                    "restarts_time": rs.time_s,
+                    "agent_wall": wall,
+                    "restarts_wall": rs.wall_s,
+                    "agent_valid": sol.check().valid,
+                    "best_source": extra["best_source"],
+                    "restarts_tries": rs.extra.get("restarts"),
+                    "evaluations": extra["improve_evaluations"],
                     "all_slow_time": p.all_slow_time,
                     # the split of the budget (agent solvers that report it)
                     "agent_s": extra.get("split", {}).get("agent_s", extra.get("agent_wall_s")),
@@ -109,10 +123,12 @@ def heldout(args, agent, log) -> dict:
                     row["local_time"] = ls.time_s
                 rows.append(row)
                 vs_ls = "" if ls is None else f"vs local-search {ls.time_s / sol.time_s:.4f}x "
-                log(f"{spec.title:38s} {cap:>4} s{seed} vs msa {msa.time_s / sol.time_s:.4f}x "
+                log(
+                    f"{spec.title:38s} {cap:>4} s{seed} vs msa {msa.time_s / sol.time_s:.4f}x "
                     f"vs restarts {rs.time_s / sol.time_s:.4f}x {vs_ls}raw/msa {msa.time_s / raw_t:.4f}x "
                     f"raw/msa-skip {skip.time_s / raw_t:.4f}x "
-                    f"({extra['best_source']}, agent {wall:.1f}s restarts {rs.wall_s:.1f}s)")
+                    f"({extra['best_source']}, agent {wall:.1f}s restarts {rs.wall_s:.1f}s)"
+                )
     return summarise(rows, caps)
 
 
@@ -125,14 +141,16 @@ def summarise(rows: list[dict], caps: list[str]) -> dict:
         for r in sel:
             tasks.setdefault((r["workload"], r["capacity"]), []).append(r)
         res = {}
-        for name, num, den in (("agent_vs_msa", "msa_time", "agent_time"),
-                               ("agent_vs_restarts", "restarts_time", "agent_time"),
-                               ("agent_raw_vs_msa", "msa_time", "agent_raw_time"),
-                               ("restarts_vs_msa", "msa_time", "restarts_time"),
-                               ("agent_vs_local_search", "local_time", "agent_time"),
-                               ("agent_vs_msa_skip", "msa_skip_time", "agent_time"),
-                               ("agent_raw_vs_msa_skip", "msa_skip_time", "agent_raw_time"),
-                               ("msa_skip_vs_msa", "msa_time", "msa_skip_time")):
+        for name, num, den in (
+            ("agent_vs_msa", "msa_time", "agent_time"),
+            ("agent_vs_restarts", "restarts_time", "agent_time"),
+            ("agent_raw_vs_msa", "msa_time", "agent_raw_time"),
+            ("restarts_vs_msa", "msa_time", "restarts_time"),
+            ("agent_vs_local_search", "local_time", "agent_time"),
+            ("agent_vs_msa_skip", "msa_skip_time", "agent_time"),
+            ("agent_raw_vs_msa_skip", "msa_skip_time", "agent_raw_time"),
+            ("msa_skip_vs_msa", "msa_time", "msa_skip_time"),
+        ):
             t = [np.array([x[num] / x[den] for x in v]) for v in tasks.values() if num in v[0]]
             if t:
                 v, lo, hi = iqm_ci(t)
@@ -157,55 +175,94 @@ def fit_all(args, agent, log) -> dict:
             p = api.make_problem(wl, cap, args.target, objective="fit-all", alignment=1)
         msa = solvers.solve(p, "msa")
         t0 = time.perf_counter()
-        off, extra = agent_solve(p, budget=args.fit_all_budget, seed=0, copies=args.copies, agent=agent)
+        off, extra = agent_solve(
+            p, budget=args.fit_all_budget, seed=0, copies=args.copies, agent=agent
+        )
         wall = time.perf_counter() - t0 - extra["setup_s"]
         from mallocgame.memory.problem import Solution
 
         sol = Solution(p, "agent", off, wall, extra)
         s = sol.summary()
-        row = {"file": f.name, "buffers": wl.num_buffers, "capacity": cap, "solved": bool(s["solved"]),
-               "valid": s["valid"], "placed": s["placed_buffers"], "wall_s": wall,
-               "agent_raw_solved": extra.get("agent_raw_solved"), "agent_raw_placed": extra.get("agent_raw_placed"),
-               "msa_solved": bool(msa.summary()["solved"]), "msa_placed": int((msa.offsets >= 0).sum()),
-               "best_source": extra["best_source"],
-               "pack_status": (extra.get("pack_search") or {}).get("search_status"),
-               "pack_heuristic": (extra.get("pack_search") or {}).get("heuristic"),
-               "pack_wall_s": (extra.get("pack_search") or {}).get("search_wall_s"),
-               "agent_s": extra["split"]["agent_s"]}
+        row = {
+            "file": f.name,
+            "buffers": wl.num_buffers,
+            "capacity": cap,
+            "solved": bool(s["solved"]),
+            "valid": s["valid"],
+            "placed": s["placed_buffers"],
+            "wall_s": wall,
+            "agent_raw_solved": extra.get("agent_raw_solved"),
+            "agent_raw_placed": extra.get("agent_raw_placed"),
+            "msa_solved": bool(msa.summary()["solved"]),
+            "msa_placed": int((msa.offsets >= 0).sum()),
+            "best_source": extra["best_source"],
+            "pack_status": (extra.get("pack_search") or {}).get("search_status"),
+            "pack_heuristic": (extra.get("pack_search") or {}).get("heuristic"),
+            "pack_wall_s": (extra.get("pack_search") or {}).get("search_wall_s"),
+            "agent_s": extra["split"]["agent_s"],
+        }
         rows.append(row)
-        log(f"{f.name:18s} {wl.num_buffers:4d} buffers: {'SOLVED' if row['solved'] else 'not solved'} "
+        log(
+            f"{f.name:18s} {wl.num_buffers:4d} buffers: {'SOLVED' if row['solved'] else 'not solved'} "
             f"({row['placed']} placed) in {wall:.1f}s (agent games {row['agent_s']:.1f}s, packing search "
             f"{row['pack_status']} in {row['pack_wall_s'] or 0:.2f}s, order {row['pack_heuristic']}); "
             f"agent alone {row['agent_raw_placed']} placed; "
-            f"msa {'solved' if row['msa_solved'] else 'not solved'} ({row['msa_placed']} placed)")
-    return {"rows": rows, "solved": sum(r["solved"] for r in rows), "files": len(rows),
-            "budget_s": args.fit_all_budget}
+            f"msa {'solved' if row['msa_solved'] else 'not solved'} ({row['msa_placed']} placed)"
+        )
+    return {
+        "rows": rows,
+        "solved": sum(r["solved"] for r in rows),
+        "files": len(rows),
+        "budget_s": args.fit_all_budget,
+    }
 
 
 def markdown(res: dict, args) -> str:
     lines = []
     if "heldout" in res:
-        lines += ["| capacity | agent vs msa (IQM [95% CI]) | agent vs restarts | agent_raw vs msa | restarts vs msa | agent vs local-search | msa-skip vs msa | agent vs msa-skip | agent_raw vs msa-skip | runs |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| capacity | agent vs msa (IQM [95% CI]) | agent vs restarts | agent_raw vs msa | restarts vs msa | agent vs local-search | msa-skip vs msa | agent vs msa-skip | agent_raw vs msa-skip | runs |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for g, r in res["heldout"]["summary"].items():
+
             def f(k, r=r):
                 e = r.get(k)
-                return "-" if e is None else f"{e['iqm']:.4f}x [{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}] (wins {100 * e['win_rate']:.0f}%, losses {100 * e['loss_rate']:.0f}%)"
-            lines.append(f"| {g} | {f('agent_vs_msa')} | {f('agent_vs_restarts')} | {f('agent_raw_vs_msa')} | {f('restarts_vs_msa')} | {f('agent_vs_local_search')} | {f('msa_skip_vs_msa')} | {f('agent_vs_msa_skip')} | {f('agent_raw_vs_msa_skip')} | {r['runs']} |")
+                return (
+                    "-"
+                    if e is None
+                    else f"{e['iqm']:.4f}x [{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}] (wins {100 * e['win_rate']:.0f}%, losses {100 * e['loss_rate']:.0f}%)"
+                )
+
+            lines.append(
+                f"| {g} | {f('agent_vs_msa')} | {f('agent_vs_restarts')} | {f('agent_raw_vs_msa')} | {f('restarts_vs_msa')} | {f('agent_vs_local_search')} | {f('msa_skip_vs_msa')} | {f('agent_vs_msa_skip')} | {f('agent_raw_vs_msa_skip')} | {r['runs']} |"
+            )
     if "fit_all" in res:
         fa = res["fit_all"]
-        lines += ["", f"fit-all on minimalloc-challenging: {fa['solved']} of {fa['files']} solved (budget {fa['budget_s']} s each)", "",
-                  "| file | buffers | solved | placed | wall (s) | agent games (s) | packing search (s, order that finished) | agent alone placed | msa |",
-                  "|---|---:|---|---:|---:|---:|---|---:|---|"]
+        lines += [
+            "",
+            f"fit-all on minimalloc-challenging: {fa['solved']} of {fa['files']} solved (budget {fa['budget_s']} s each)",
+            "",
+            "| file | buffers | solved | placed | wall (s) | agent games (s) | packing search (s, order that finished) | agent alone placed | msa |",
+            "|---|---:|---|---:|---:|---:|---|---:|---|",
+        ]
         for r in fa["rows"]:
-            ps = "-" if r.get("pack_status") is None else f"{r['pack_status']} {r['pack_wall_s']:.2f} ({r['pack_heuristic']})"
-            lines.append(f"| {r['file']} | {r['buffers']} | {'yes' if r['solved'] else 'no'} | {r['placed']} | {r['wall_s']:.1f} | "
-                         f"{r['agent_s']:.1f} | {ps} | {r['agent_raw_placed']} | {'solved' if r['msa_solved'] else 'not solved'} ({r['msa_placed']}) |")
+            ps = (
+                "-"
+                if r.get("pack_status") is None
+                else f"{r['pack_status']} {r['pack_wall_s']:.2f} ({r['pack_heuristic']})"
+            )
+            lines.append(
+                f"| {r['file']} | {r['buffers']} | {'yes' if r['solved'] else 'no'} | {r['placed']} | {r['wall_s']:.1f} | "
+                f"{r['agent_s']:.1f} | {ps} | {r['agent_raw_placed']} | {'solved' if r['msa_solved'] else 'not solved'} ({r['msa_placed']}) |"
+            )
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--policy", default=None)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--budget", type=float, default=5.0)
@@ -213,13 +270,22 @@ def main(argv=None) -> int:
     ap.add_argument("--capacities", default="10%,25%,50%")
     ap.add_argument("--target", default="tpuv4i")
     ap.add_argument("--max-buffers", type=int, default=None)
-    ap.add_argument("--split", default="heldout", choices=["heldout", "heldout-large"],
-                    help="held-out workloads to measure on (heldout-large: 800-1900 buffers)")
-    ap.add_argument("--workloads", default=None, help="comma-separated held-out workload titles or programs")
+    ap.add_argument(
+        "--split",
+        default="heldout",
+        choices=["heldout", "heldout-large"],
+        help="held-out workloads to measure on (heldout-large: 800-1900 buffers)",
+    )
+    ap.add_argument(
+        "--workloads", default=None, help="comma-separated held-out workload titles or programs"
+    )
     ap.add_argument("--fit-all-budget", type=float, default=30.0)
     ap.add_argument("--no-fit-all", action="store_true")
-    ap.add_argument("--ablation", action="store_true",
-                    help="also run the local search without the agent (solver local-search) at equal wall-clock")
+    ap.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also run the local search without the agent (solver local-search) at equal wall-clock",
+    )
     ap.add_argument("--fit-all-only", action="store_true")
     ap.add_argument("--out", default="runs/bench-agent")
     args = ap.parse_args(argv)
@@ -231,8 +297,12 @@ def main(argv=None) -> int:
 
     agent = load_agent(args.policy)
     agent.warmup(args.copies)
-    res: dict = {"args": vars(args), "policy": str(agent.path), "machine": f"{platform.machine()} {platform.node()}",
-                 "date": time.strftime("%Y-%m-%d %H:%M")}
+    res: dict = {
+        "args": vars(args),
+        "policy": str(agent.path),
+        "machine": f"{platform.machine()} {platform.node()}",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     if not args.fit_all_only:
         res["heldout"] = heldout(args, agent, log)
     if not args.no_fit_all:

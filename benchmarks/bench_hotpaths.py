@@ -111,8 +111,16 @@ def test_cost_solo_benefit(benchmark, problem):
 
 def test_validator(benchmark, problem, msa_offsets):
     w = problem.workload
-    rep = benchmark(validate, w.ids, w.sizes, w.starts, w.ends, msa_offsets, problem.capacity,
-                    problem.target.alignment_bytes)
+    rep = benchmark(
+        validate,
+        w.ids,
+        w.sizes,
+        w.starts,
+        w.ends,
+        msa_offsets,
+        problem.capacity,
+        problem.target.alignment_bytes,
+    )
     assert rep.valid
 
 

@@ -43,7 +43,14 @@ def per_capacity(rows: list[dict], num: str, den: str) -> dict[str, tuple]:
         t = [np.array(v) for v in tasks.values()]
         v, lo, hi = iqm_ci(t)
         flat = np.concatenate(t)
-        out[g] = (v, lo, hi, float((flat > 1 + 1e-9).mean()), float((flat < 1 - 1e-9).mean()), flat.size)
+        out[g] = (
+            v,
+            lo,
+            hi,
+            float((flat > 1 + 1e-9).mean()),
+            float((flat < 1 - 1e-9).mean()),
+            flat.size,
+        )
     return out
 
 
@@ -55,14 +62,18 @@ def per_problem(rows: list[dict], num: str, den: str) -> dict[tuple, float]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("runs", nargs="+", help="bench_agent.py output folders (results.json)")
     ap.add_argument("--names", default=None, help="comma-separated names of the runs")
     args = ap.parse_args(argv)
     names = args.names.split(",") if args.names else [Path(r).name for r in args.runs]
     rows = {n: load_rows(r) for n, r in zip(names, args.runs, strict=True)}
     seeds = {n: len({r["seed"] for r in v}) for n, v in rows.items()}
-    print(f"runs: {', '.join(f'{n} = {r} ({len(rows[n])} runs, {seeds[n]} seeds)' for n, r in zip(names, args.runs, strict=True))}")
+    print(
+        f"runs: {', '.join(f'{n} = {r} ({len(rows[n])} runs, {seeds[n]} seeds)' for n, r in zip(names, args.runs, strict=True))}"
+    )
     print()
     print("| metric | capacity | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
@@ -72,7 +83,9 @@ def main(argv=None) -> int:
             cells = []
             for n in names:
                 v, lo, hi, w, lz, k = pcs[n][g]
-                cells.append(f"{v:.4f}x [{lo:.4f}, {hi:.4f}] (wins {100 * w:.0f}%, losses {100 * lz:.0f}%)")
+                cells.append(
+                    f"{v:.4f}x [{lo:.4f}, {hi:.4f}] (wins {100 * w:.0f}%, losses {100 * lz:.0f}%)"
+                )
             print(f"| {label} | {g} | " + " | ".join(cells) + " |")
     print()
     print("Median over seeds per problem:")
@@ -82,7 +95,11 @@ def main(argv=None) -> int:
     print("|---|---:|---:|" + "---:|" * (2 * len(names)))
     pp = {(lab, n): per_problem(rows[n], num, den) for lab, num, den in METRICS[:2] for n in names}
     for key in pp[(METRICS[0][0], names[0])]:
-        cells = [f"{pp[(lab, n)].get(key, float('nan')):.4f}x" for lab, _, _ in METRICS[:2] for n in names]
+        cells = [
+            f"{pp[(lab, n)].get(key, float('nan')):.4f}x"
+            for lab, _, _ in METRICS[:2]
+            for n in names
+        ]
         print(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + " |")
     return 0
 

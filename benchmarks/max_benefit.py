@@ -36,7 +36,9 @@ def max_benefit(pp: PreparedProblem) -> float:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("splits", nargs="+")
     ap.add_argument("--capacity", default="25%")
     ap.add_argument("--max-buffers", type=int, default=400)
@@ -48,10 +50,14 @@ def main(argv=None) -> int:
             for _, _, p in splits.make_problems([wl], [args.capacity]):
                 v = max_benefit(PreparedProblem(p))
                 vals.append(v)
-                print(f"{name:11s} {spec.title[:48]:48s} {wl.num_buffers:5d} buffers  max benefit {v:.3f}")
+                print(
+                    f"{name:11s} {spec.title[:48]:48s} {wl.num_buffers:5d} buffers  max benefit {v:.3f}"
+                )
         if vals:
-            print(f"{name}: {len(vals)} problems at {args.capacity}, max benefit median {np.median(vals):.3f}, "
-                  f"max {max(vals):.3f}, problems >= 0.18: {sum(v >= 0.18 for v in vals)}")
+            print(
+                f"{name}: {len(vals)} problems at {args.capacity}, max benefit median {np.median(vals):.3f}, "
+                f"max {max(vals):.3f}, problems >= 0.18: {sum(v >= 0.18 for v in vals)}"
+            )
     return 0
 
 

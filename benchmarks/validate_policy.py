@@ -23,7 +23,9 @@ from mallocgame.memory.train import TrainOptions, build_val_pool, play_pool, val
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("policies", nargs="+")
     ap.add_argument("--split", default="validation")
     ap.add_argument("--copies", type=int, default=1)

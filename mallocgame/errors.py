@@ -13,7 +13,13 @@ class InputError(MallocGameError, ValueError):
     ``str(err)`` is one line: ``FILE:LINE: field 'F': MESSAGE``.
     """
 
-    def __init__(self, message: str, where: str | None = None, line: int | None = None, field: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        where: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ):
         self.message = message
         self.where = where
         self.line = line

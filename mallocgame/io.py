@@ -91,4 +91,6 @@ def host_info() -> dict[str, Any]:
 
 def describe_host(gpu: bool = False) -> str:
     """One line: ``"<cpu>, <n> cores, <system>, no GPU"`` (or ``..., GPU``)."""
-    return f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, {'GPU' if gpu else 'no GPU'}"
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()}, {'GPU' if gpu else 'no GPU'}"
+    )

@@ -108,7 +108,8 @@ class ReferenceGame:
             for b in range(self.num_buffers)
         ]
         self.density_rank = [
-            sum(1 for c in range(self.num_buffers) if self.density[c] < self.density[b]) / self.num_buffers
+            sum(1 for c in range(self.num_buffers) if self.density[c] < self.density[b])
+            / self.num_buffers
             for b in range(self.num_buffers)
         ]
         self.reset()
@@ -361,7 +362,9 @@ class ReferenceGame:
                 pending = [
                     j
                     for j in range(self.num_buffers)
-                    if j != b and self.offsets[j] == UNDECIDED and self.starts[j] <= t < self.ends[j]
+                    if j != b
+                    and self.offsets[j] == UNDECIDED
+                    and self.starts[j] <= t < self.ends[j]
                 ]
                 denser = sum(self.sizes[j] for j in pending if self.density[j] > self.density[b])
                 peaks[0] = max(peaks[0], live + denser)

@@ -90,8 +90,9 @@ def test_best_is_never_worse_than_msa(agent, seed):
 def skip_workload() -> Workload:
     """A 160-byte buffer live for 10 positions over ten 96-byte one-position buffers; with 160
     bytes of fast memory msa places the long one and blocks the others, msa-skip leaves it slow."""
-    return Workload.from_intervals("skip", np.arange(11), [160] + [96] * 10, [0] + list(range(10)),
-                                   [10] + list(range(1, 11)))
+    return Workload.from_intervals(
+        "skip", np.arange(11), [160] + [96] * 10, [0] + list(range(10)), [10] + list(range(1, 11))
+    )
 
 
 def test_msa_skip_line_is_a_start_line(agent):
@@ -217,7 +218,13 @@ def test_local_search_kinds_of_step(agent):
     for reorder in (True, False):
         stats: dict = {}
         best, evals = improve(
-            agent, p, order, [msa], time.perf_counter() + 0.5, seed=1, reorder=reorder,
+            agent,
+            p,
+            order,
+            [msa],
+            time.perf_counter() + 0.5,
+            seed=1,
+            reorder=reorder,
             stats=stats,
         )
         assert best.ret >= msa.ret - 1e-12 and evals > 0

@@ -11,11 +11,30 @@ from mallocgame.memory.validate import validate
 
 def test_solve_resnet50_done_criterion(datasets, tmp_path, capsys):
     out = tmp_path / "m.csv"
-    rc = main(["solve", str(datasets / "ml-traces" / "resnet50.csv"), "--capacity", "25%", "--solver", "msa",
-               "--out", str(out), "--json"])
+    rc = main(
+        [
+            "solve",
+            str(datasets / "ml-traces" / "resnet50.csv"),
+            "--capacity",
+            "25%",
+            "--solver",
+            "msa",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert rc == 0
     s = json.loads(capsys.readouterr().out)
-    for key in ("solver", "capacity", "placed_bytes", "time_s", "all_slow_time_s", "lower_bound_time_s", "speedup_vs_all_slow"):
+    for key in (
+        "solver",
+        "capacity",
+        "placed_bytes",
+        "time_s",
+        "all_slow_time_s",
+        "lower_bound_time_s",
+        "speedup_vs_all_slow",
+    ):
         assert key in s
     assert s["placed_bytes"] > 0 and s["speedup_vs_all_slow"] > 1
     wl, offsets = read_csv(out)
@@ -27,7 +46,19 @@ def test_solve_resnet50_done_criterion(datasets, tmp_path, capsys):
 
 def test_show_draws_png(datasets, tmp_path):
     out = tmp_path / "m.csv"
-    assert main(["solve", str(datasets / "ml-traces" / "tiny_bert.csv"), "--capacity", "10%", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "solve",
+                str(datasets / "ml-traces" / "tiny_bert.csv"),
+                "--capacity",
+                "10%",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     png = tmp_path / "map.png"
     assert main(["show", str(out), "--out", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -71,11 +102,17 @@ def test_capacity_warning_for_time(tmp_path, capsys):
     good = tmp_path / "good.csv"
     good.write_text("id,lower,upper,size\n0,0,4,8\n1,2,6,16\n")
     assert main(["solve", str(good), "--capacity", "4"]) == 0
-    assert "warning: capacity 4 bytes is smaller than the smallest buffer" in capsys.readouterr().err
+    assert (
+        "warning: capacity 4 bytes is smaller than the smallest buffer" in capsys.readouterr().err
+    )
 
 
 def test_console_script_help():
-    r = subprocess.run([sys.executable, "-m", "mallocgame.cli.main", "solve", "--help"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "mallocgame.cli.main", "solve", "--help"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0 and "--capacity" in r.stdout
 
 
@@ -85,7 +122,22 @@ def test_extract_and_solve_zoo_workload(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["num_buffers"] > 50 and wl_path.exists()
     out = tmp_path / "m.csv"
-    assert main(["solve", str(wl_path), "--capacity", "25%", "--solver", "msa", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "solve",
+                str(wl_path),
+                "--capacity",
+                "25%",
+                "--solver",
+                "msa",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     s = json.loads(capsys.readouterr().out)
     assert s["valid"] and s["placed_bytes"] > 0 and s["speedup_vs_all_slow"] > 1
     wl, offsets = read_csv(out)

@@ -4,8 +4,14 @@ import pytest
 from mallocgame.memory import cost
 from mallocgame.memory.targets import Target
 
-T = Target("t", fast_capacity_bytes=1000, alignment_bytes=1, slow_bandwidth_bytes_per_s=100.0,
-           fast_bandwidth_bytes_per_s=400.0, peak_flops_per_s=10.0)
+T = Target(
+    "t",
+    fast_capacity_bytes=1000,
+    alignment_bytes=1,
+    slow_bandwidth_bytes_per_s=100.0,
+    fast_bandwidth_bytes_per_s=400.0,
+    peak_flops_per_s=10.0,
+)
 
 
 def test_roofline_by_hand(tiny):

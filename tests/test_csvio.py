@@ -41,7 +41,10 @@ def test_roundtrip_solution(tmp_path):
         ("id,lower,upper,size\n0,0,4,-5\n", r"t.csv:2: field 'size'"),
         ("id,lower,upper,size\n0,4,4,8\n", r"t.csv:2: field 'upper': empty or inverted"),
         ("id,lower,upper,size\n0,5,4,8\n", r"t.csv:2: field 'upper': empty or inverted"),
-        ("id,lower,upper,size\n0,0,4,8\n0,1,2,8\n", r"t.csv:3: field 'id': duplicate id 0 \(first on line 2\)"),
+        (
+            "id,lower,upper,size\n0,0,4,8\n0,1,2,8\n",
+            r"t.csv:3: field 'id': duplicate id 0 \(first on line 2\)",
+        ),
         ("id,lower,upper,size\n", r"t.csv:2: no buffers"),
         ("id,lower,upper,size,offset\n0,0,4,8,x\n", r"t.csv:2: field 'offset'"),
     ],

@@ -6,8 +6,14 @@ from mallocgame.memory.env import MallocEnv
 from mallocgame.memory.targets import Target
 from tests.conftest import random_workload
 
-T = Target("t", fast_capacity_bytes=1000, alignment_bytes=16, slow_bandwidth_bytes_per_s=100.0,
-           fast_bandwidth_bytes_per_s=400.0, peak_flops_per_s=10.0)
+T = Target(
+    "t",
+    fast_capacity_bytes=1000,
+    alignment_bytes=16,
+    slow_bandwidth_bytes_per_s=100.0,
+    fast_bandwidth_bytes_per_s=400.0,
+    peak_flops_per_s=10.0,
+)
 
 
 def problems(n=3, seed=0):
@@ -53,4 +59,6 @@ def test_random_play_keeps_every_placement_valid():
         w = env.pool[int(env._slot_problem[i])].problem.workload
         off = np.array(g.offsets())
         off[off < 0] = -1
-        assert validate(w.ids, w.sizes, w.starts, w.ends, off, T.fast_capacity_bytes, T.alignment_bytes).valid
+        assert validate(
+            w.ids, w.sizes, w.starts, w.ends, off, T.fast_capacity_bytes, T.alignment_bytes
+        ).valid

@@ -8,8 +8,14 @@ from mallocgame.memory.problem import Problem
 from mallocgame.memory.targets import Target
 from tests.conftest import random_workload
 
-T = Target("t", fast_capacity_bytes=1000, alignment_bytes=1, slow_bandwidth_bytes_per_s=100.0,
-           fast_bandwidth_bytes_per_s=400.0, peak_flops_per_s=10.0)
+T = Target(
+    "t",
+    fast_capacity_bytes=1000,
+    alignment_bytes=1,
+    slow_bandwidth_bytes_per_s=100.0,
+    fast_bandwidth_bytes_per_s=400.0,
+    peak_flops_per_s=10.0,
+)
 
 
 def test_memory_boundedness_by_hand(tiny):
@@ -33,7 +39,9 @@ def test_size_order(tiny):
     assert solvers.size_order(Problem(tiny, T)).tolist() == [3, 1, 0, 2]
 
 
-@pytest.mark.parametrize("solver", ["msa", "greedy-size", "random", "all-slow", "restarts", "msa-skip"])
+@pytest.mark.parametrize(
+    "solver", ["msa", "greedy-size", "random", "all-slow", "restarts", "msa-skip"]
+)
 def test_every_solver_valid_on_random_workloads(solver):
     rng = np.random.default_rng(1)
     for _ in range(5):
@@ -65,8 +73,9 @@ def test_msa_skip_leaves_a_long_low_density_buffer_slow():
     from mallocgame.memory.workload import Workload
 
     n = 11
-    wl = Workload.from_intervals("skip", np.arange(n), [100] + [60] * 10, [0] + list(range(10)),
-                                 [10] + list(range(1, 11)))
+    wl = Workload.from_intervals(
+        "skip", np.arange(n), [100] + [60] * 10, [0] + list(range(10)), [10] + list(range(1, 11))
+    )
     problem = api.make_problem(wl, 100, T)
     ranks = problem.instance(solvers.msa_order(problem)).density_ranks()
     assert ranks[0] == 0.0 and (ranks[1:] >= 1 / n).all()  # equal densities up to rounding
@@ -77,7 +86,10 @@ def test_msa_skip_leaves_a_long_low_density_buffer_slow():
     assert skip.time_s < msa.time_s and skip.extra["skip_fraction"] > 0
     # fit-all: nothing may stay slow on purpose, so it is msa's line
     fit = api.make_problem(wl, 100, T, objective="fit-all")
-    assert solvers.solve(fit, "msa-skip").offsets.tolist() == solvers.solve(fit, "msa").offsets.tolist()
+    assert (
+        solvers.solve(fit, "msa-skip").offsets.tolist()
+        == solvers.solve(fit, "msa").offsets.tolist()
+    )
 
 
 def test_msa_skip_never_worse_than_msa(datasets):

@@ -29,8 +29,14 @@ from mallocgame.memory.train import (
 from tests.conftest import random_workload
 
 REPO = Path(__file__).resolve().parents[1]
-T = Target("t", fast_capacity_bytes=1000, alignment_bytes=16, slow_bandwidth_bytes_per_s=100.0,
-           fast_bandwidth_bytes_per_s=400.0, peak_flops_per_s=10.0)
+T = Target(
+    "t",
+    fast_capacity_bytes=1000,
+    alignment_bytes=16,
+    slow_bandwidth_bytes_per_s=100.0,
+    fast_bandwidth_bytes_per_s=400.0,
+    peak_flops_per_s=10.0,
+)
 
 
 def tiny_problems(n: int = 3, seed: int = 0):
@@ -100,8 +106,15 @@ def test_demonstrations_replay_to_their_returns():
 # --------------------------------------------------------------------------- training
 def test_training_writes_checkpoint_curves_and_resumes(tmp_path):
     out = tmp_path / "run"
-    s = train_run(tiny_options(out=str(out), steps=20, problems=tiny_problems(), eval_every=10,
-                               eval_problems=tiny_problems(2, seed=9)))
+    s = train_run(
+        tiny_options(
+            out=str(out),
+            steps=20,
+            problems=tiny_problems(),
+            eval_every=10,
+            eval_problems=tiny_problems(2, seed=9),
+        )
+    )
     for name in ("checkpoint.npz", "policy.npz", "curves.csv", "curves.png", "run.json"):
         assert (out / name).exists(), name
     assert s["updates"] == 20 and not s["resumed"]
@@ -119,8 +132,11 @@ def test_training_writes_checkpoint_curves_and_resumes(tmp_path):
 
 
 def test_ranked_reward_mode_trains(tmp_path):
-    s = train_run(tiny_options(out=str(tmp_path / "ranked"), steps=10, reward_mode="ranked",
-                               problems=tiny_problems()))
+    s = train_run(
+        tiny_options(
+            out=str(tmp_path / "ranked"), steps=10, reward_mode="ranked", problems=tiny_problems()
+        )
+    )
     assert s["updates"] == 10
     assert "ranked_reward" in s["last_record"]
 
@@ -138,8 +154,13 @@ train_run(tiny_options(out={out!r}, steps=100000, checkpoint_every=5, log_every=
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "killed"
     code = _CHILD.format(repo=str(REPO), out=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     ckpt = out / "checkpoint.npz"
     try:
         deadline = time.time() + 240
@@ -178,4 +199,6 @@ def test_train_cli_help_and_bad_input(capsys):
 
 def test_default_options_are_the_documented_ones():
     o = TrainOptions()
-    assert o.capacities == ("10%", "25%", "50%") and o.target == "tpuv4i" and o.reward_mode == "dense"
+    assert (
+        o.capacities == ("10%", "25%", "50%") and o.target == "tpuv4i" and o.reward_mode == "dense"
+    )

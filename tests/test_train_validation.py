@@ -39,19 +39,28 @@ def test_train_validation_heldout_are_pairwise_disjoint():
     with pytest.raises(ValueError, match="layered#1"):
         splits.check_disjoint(validation=splits.VALIDATION + (splits.layered(1, 30),))
     assert splits.generated(5, 80).program != splits.layered(5, 80).program
-    assert splits.is_validation_program("conv_train") and not splits.is_validation_program("mlp_train")
+    assert splits.is_validation_program("conv_train") and not splits.is_validation_program(
+        "mlp_train"
+    )
     assert {"G_1.csv", "tiny_bert.csv", "gpt2_train"} <= progs["heldout"]
     assert splits.is_heldout_program("tiny_bert.csv") and splits.get_split("heldout-large")
     with pytest.raises(ValueError, match="held-out"):
         splits.check_disjoint(validation=splits.VALIDATION + (splits.trace("G_1.csv"),))
     # the loop programs: scan_mlp trains, scan_glu validates, rnn_scan stays held out
-    loops = {"train-loops": splits.get_split("train-loops"), "validation-loops": splits.get_split("validation-loops")}
-    assert set(splits.TRAIN_WIDE) < set(loops["train-loops"]) and set(splits.VALIDATION) < set(loops["validation-loops"])
+    loops = {
+        "train-loops": splits.get_split("train-loops"),
+        "validation-loops": splits.get_split("validation-loops"),
+    }
+    assert set(splits.TRAIN_WIDE) < set(loops["train-loops"]) and set(splits.VALIDATION) < set(
+        loops["validation-loops"]
+    )
     assert {s.program for s in loops["train-loops"]} - progs["train"] == {"scan_mlp"}
     assert {s.program for s in loops["validation-loops"]} - progs["validation"] == {"scan_glu"}
     assert splits.is_validation_program("scan_glu") and not splits.is_heldout_program("scan_mlp")
     with pytest.raises(ValueError, match="train"):
-        splits.check_disjoint(validation=splits.VALIDATION_LOOPS + (splits.zoo("scan_mlp", layers=2),))
+        splits.check_disjoint(
+            validation=splits.VALIDATION_LOOPS + (splits.zoo("scan_mlp", layers=2),)
+        )
 
 
 def test_layered_traces_are_deterministic_valid_and_sized():
@@ -83,12 +92,16 @@ class _BestFit:
 
 def test_play_pool_plays_every_problem_to_the_end():
     pool = [PreparedProblem(p) for p in tiny_problems(4, seed=3)]
-    assert len({pp.instance.num_buffers for pp in pool}) > 1  # games of different lengths in one batch
+    assert (
+        len({pp.instance.num_buffers for pp in pool}) > 1
+    )  # games of different lengths in one batch
     r = play_pool(_BestFit(), pool, copies=2)
     assert r.shape == (4, 2)
     assert np.allclose(r[:, 0], [pp.msa_return for pp in pool], atol=1e-9)
     m = validation_metrics(r, pool)
-    assert m["val_score"] == pytest.approx(1.0) and m["val_win_rate"] == 0 and m["val_loss_rate"] == 0
+    assert (
+        m["val_score"] == pytest.approx(1.0) and m["val_win_rate"] == 0 and m["val_loss_rate"] == 0
+    )
 
 
 def test_validation_metrics_score_is_a_geometric_mean_of_speedups():
@@ -99,7 +112,9 @@ def test_validation_metrics_score_is_a_geometric_mean_of_speedups():
     m = validation_metrics(r, pool)
     s0 = (1 - base[0]) / (1 - base[0] - 0.1)
     assert m["val_score"] == pytest.approx(np.sqrt(s0 * 1.0))
-    assert m["val_greedy_score"] == pytest.approx(np.sqrt(1.0 * (1 - base[1]) / (1 - base[1] + 0.2)))
+    assert m["val_greedy_score"] == pytest.approx(
+        np.sqrt(1.0 * (1 - base[1]) / (1 - base[1] + 0.2))
+    )
     assert m["val_win_rate"] == 0.5 and m["val_loss_rate"] == 0.0
 
 
@@ -110,7 +125,11 @@ def test_training_keeps_the_policy_that_scores_best_on_validation(tmp_path):
 
     out = tmp_path / "run"
     val = tiny_problems(3, seed=11)
-    s = train_run(tiny_options(out=str(out), steps=30, problems=tiny_problems(), val_every=10, val_problems=val))
+    s = train_run(
+        tiny_options(
+            out=str(out), steps=30, problems=tiny_problems(), val_every=10, val_problems=val
+        )
+    )
     for name in ("policy.npz", "last-policy.npz", "best.json", "curves.csv", "checkpoint.npz"):
         assert (out / name).exists(), name
     best = json.loads((out / "best.json").read_text())
@@ -120,7 +139,9 @@ def test_training_keeps_the_policy_that_scores_best_on_validation(tmp_path):
     assert set(scores) >= {10, 20, 30}
     assert best["val_score"] == pytest.approx(max(scores.values()))
     assert scores[best["step"]] == pytest.approx(best["val_score"])
-    assert best["step"] == min(k for k, v in scores.items() if v >= max(scores.values()) - 1e-9)  # ties: earliest
+    assert best["step"] == min(
+        k for k, v in scores.items() if v >= max(scores.values()) - 1e-9
+    )  # ties: earliest
     # policy.npz is that policy: replaying it on the validation problems gives the same score
     pool = [PreparedProblem(p) for p in val]
     again = validation_metrics(play_pool(Agent(load_policy(out / "policy.npz")), pool), pool)
@@ -128,8 +149,16 @@ def test_training_keeps_the_policy_that_scores_best_on_validation(tmp_path):
     info = json.loads((out / "run.json").read_text())
     assert info["selected"]["step"] == best["step"]
 
-    s2 = train_run(tiny_options(out=str(out), steps=40, resume=True, problems=tiny_problems(),
-                                val_every=10, val_problems=val))
+    s2 = train_run(
+        tiny_options(
+            out=str(out),
+            steps=40,
+            resume=True,
+            problems=tiny_problems(),
+            val_every=10,
+            val_problems=val,
+        )
+    )
     assert s2["resumed"] and s2["selected"]["val_score"] >= best["val_score"] - 1e-12
 
 

@@ -26,7 +26,9 @@ def test_touching_intervals_do_not_conflict():
     assert v([0, 40, 50]).valid is False
     assert v([0, -1, 10]).valid
     # Half-open: [0,4) and [4,9) share no position, so they may share addresses.
-    r = validate(np.array([0, 1]), np.array([8, 8]), np.array([0, 4]), np.array([4, 9]), np.array([0, 0]), 8)
+    r = validate(
+        np.array([0, 1]), np.array([8, 8]), np.array([0, 4]), np.array([4, 9]), np.array([0, 0]), 8
+    )
     assert r.valid
 
 
@@ -34,5 +36,12 @@ def test_capacity_alignment_fitall_duplicates():
     assert "exceeds the capacity" in v([70, -1, -1]).problems[0]
     assert "alignment" in v([3, -1, -1], alignment=8).problems[0]
     assert "not placed" in v([0, 40, -1], require_all_fast=True).problems[0]
-    r = validate(np.array([1, 1]), np.array([1, 1]), np.array([0, 0]), np.array([1, 1]), np.array([-1, -1]), 10)
+    r = validate(
+        np.array([1, 1]),
+        np.array([1, 1]),
+        np.array([0, 0]),
+        np.array([1, 1]),
+        np.array([-1, -1]),
+        10,
+    )
     assert "more than once" in r.problems[0]

@@ -27,7 +27,16 @@ def test_roundtrip_json_and_gzip(tiny, tmp_path):
         tiny.save(tmp_path / name)
         back = Workload.load(tmp_path / name)
         assert back.name == "tiny"
-        for f in ("ids", "sizes", "starts", "ends", "instr_flops", "access_ptr", "access_buffer", "access_bytes"):
+        for f in (
+            "ids",
+            "sizes",
+            "starts",
+            "ends",
+            "instr_flops",
+            "access_ptr",
+            "access_buffer",
+            "access_bytes",
+        ):
             assert np.array_equal(getattr(back, f), getattr(tiny, f)), f
         assert back.names == tiny.names
     assert not list(tmp_path.glob(".*tmp*"))

@@ -100,7 +100,9 @@ def address_units(sizes: np.ndarray, alignment: int) -> tuple[int, np.ndarray, b
     return a, -(-sizes // a), False
 
 
-def maximal_cliques(starts: np.ndarray, ends: np.ndarray, subset: np.ndarray | None = None) -> list[np.ndarray]:
+def maximal_cliques(
+    starts: np.ndarray, ends: np.ndarray, subset: np.ndarray | None = None
+) -> list[np.ndarray]:
     """The maximal sets of buffers (indices) live at one schedule position, among ``subset``.
 
     For intervals these are the live sets at the start positions after which the next event
@@ -130,8 +132,14 @@ def _compress_time(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np
     return np.searchsorted(pts, starts), np.searchsorted(pts, ends)
 
 
-def _add_geometry(m: Any, geometry: str, tiv: list[Any], aiv: list[Any], members: np.ndarray,
-                  cliques: list[np.ndarray]) -> str:
+def _add_geometry(
+    m: Any,
+    geometry: str,
+    tiv: list[Any],
+    aiv: list[Any],
+    members: np.ndarray,
+    cliques: list[np.ndarray],
+) -> str:
     """Non-overlap of the boxes ``time x address``. ``"2d"``: one ``AddNoOverlap2D``;
     ``"cliques"``: ``AddNoOverlap`` of the address intervals on every maximal clique of live
     buffers (equivalent: two intervals overlap iff they share a maximal clique); ``"both"``;
@@ -159,7 +167,9 @@ class _Terms:
     compute: np.ndarray  # [I] seconds
     slow_total: np.ndarray  # [I] seconds, every buffer slow
     slow_fixed: np.ndarray  # [I] seconds of non-candidate buffers
-    kind: np.ndarray  # [I] 0 constant (compute-bound always), 1 linear (memory-bound always), 2 mixed
+    kind: (
+        np.ndarray
+    )  # [I] 0 constant (compute-bound always), 1 linear (memory-bound always), 2 mixed
     pairs_i: np.ndarray  # merged accesses of candidates: instruction
     pairs_b: np.ndarray  # buffer
     pairs_bytes: np.ndarray
@@ -185,7 +195,9 @@ def _cost_terms(problem: Problem) -> _Terms:
     nc = ~cand_mask[pb]
     slow_fixed = np.bincount(pi[nc], weights=nbytes[nc] / slow_bw, minlength=w.num_instructions)
     c = ~nc
-    all_fast = slow_fixed + np.bincount(pi[c], weights=nbytes[c] / fast_bw, minlength=w.num_instructions)
+    all_fast = slow_fixed + np.bincount(
+        pi[c], weights=nbytes[c] / fast_bw, minlength=w.num_instructions
+    )
     kind = np.where(compute >= slow_total, 0, np.where(compute <= all_fast, 1, 2))
     return _Terms(cand, compute, slow_total, slow_fixed, kind, pi[c], pb[c], nbytes[c])
 
@@ -270,7 +282,9 @@ def solve_time(
     for b in cand.tolist():
         x[b] = m.new_bool_var(f"x{b}")
         k[b] = m.new_int_var(0, int(kmax[b]), f"k{b}")
-        tiv.append(m.new_optional_fixed_size_interval_var(int(ts[b]), int(te[b] - ts[b]), x[b], f"t{b}"))
+        tiv.append(
+            m.new_optional_fixed_size_interval_var(int(ts[b]), int(te[b] - ts[b]), x[b], f"t{b}")
+        )
         aiv.append(m.new_optional_fixed_size_interval_var(k[b], int(size_u[b]), x[b], f"a{b}"))
     cliques = maximal_cliques(w.starts, w.ends, cand)
     info["geometry"] = _add_geometry(m, geometry, tiv, aiv, cand, cliques)
@@ -344,8 +358,11 @@ def solve_time(
         objective = cost.program_time(w, tg, offsets >= 0)
         if bound is not None:
             bound = min(bound, objective)
-    proved = name == "OPTIMAL" and objective is not None and bound is not None and (
-        exact_scaling or objective - bound <= 1e-6 * objective
+    proved = (
+        name == "OPTIMAL"
+        and objective is not None
+        and bound is not None
+        and (exact_scaling or objective - bound <= 1e-6 * objective)
     )
     info.update({"solver_wall_s": solver.wall_time, "branches": solver.num_branches})
     return ExactResult(offsets, name, objective, bound, bool(proved), wall, info)
@@ -377,7 +394,9 @@ def solve_fit_all(
     kmax = (cap - w.sizes) // unit
     if np.any(kmax < 0) or live_lb > cap:
         info["reason"] = "a buffer, or the bytes live at once, exceed the capacity"
-        return ExactResult(offsets, "INFEASIBLE", None, float(cap + 1), True, time.perf_counter() - t0, info)
+        return ExactResult(
+            offsets, "INFEASIBLE", None, float(cap + 1), True, time.perf_counter() - t0, info
+        )
     ts, te = _compress_time(w.starts, w.ends)
     info.update({"address_unit": unit, "exact_units": exact_units})
     cp_model, m = _new_model()
@@ -422,15 +441,30 @@ def solve_fit_all(
     return ExactResult(offsets, name, objective, bound, bool(proved), wall, info)
 
 
-def solve_exact(problem: Problem, time_limit: float = DEFAULT_TIME_LIMIT, num_workers: int = NUM_WORKERS,
-                seed: int = 0, hint: np.ndarray | None = None, geometry: str = "auto") -> ExactResult:
+def solve_exact(
+    problem: Problem,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+    num_workers: int = NUM_WORKERS,
+    seed: int = 0,
+    hint: np.ndarray | None = None,
+    geometry: str = "auto",
+) -> ExactResult:
     """:func:`solve_time` or :func:`solve_fit_all`, by the problem's objective."""
     fn = solve_fit_all if problem.objective == "fit-all" else solve_time
-    return fn(problem, time_limit=time_limit, num_workers=num_workers, seed=seed, hint=hint, geometry=geometry)
+    return fn(
+        problem,
+        time_limit=time_limit,
+        num_workers=num_workers,
+        seed=seed,
+        hint=hint,
+        geometry=geometry,
+    )
 
 
 # --------------------------------------------------------------------------- cheaper bounds
-def knapsack_bound(problem: Problem, integral: bool = False, time_limit: float = DEFAULT_TIME_LIMIT) -> Bound:
+def knapsack_bound(
+    problem: Problem, integral: bool = False, time_limit: float = DEFAULT_TIME_LIMIT
+) -> Bound:
     """A lower bound on program time that keeps capacity but drops geometry: at every maximal
     clique of live buffers at most ``capacity`` bytes are fast. ``integral=False``: the LP
     relaxation (``x`` in [0, 1]); ``integral=True``: the MILP with binary ``x``, whose dual
@@ -455,7 +489,11 @@ def knapsack_bound(problem: Problem, integral: bool = False, time_limit: float =
     pos = np.full(w.num_buffers, -1, dtype=np.int64)
     pos[cand] = np.arange(nc)
     kind = terms.kind
-    d = terms.pairs_bytes * (1.0 / tg.slow_bandwidth_bytes_per_s - 1.0 / tg.fast_bandwidth_bytes_per_s) / scale
+    d = (
+        terms.pairs_bytes
+        * (1.0 / tg.slow_bandwidth_bytes_per_s - 1.0 / tg.fast_bandwidth_bytes_per_s)
+        / scale
+    )
     compute = terms.compute / scale
     slow = terms.slow_total / scale
     const = float(compute[kind == 0].sum() + slow[kind == 1].sum())
@@ -480,7 +518,9 @@ def knapsack_bound(problem: Problem, integral: bool = False, time_limit: float =
         lo_.append(slow[mixed])
         hi_.append(np.full(mixed.size, np.inf))
         r = mixed.size
-    cliques = [q for q in maximal_cliques(w.starts, w.ends, cand) if w.sizes[q].sum() > problem.capacity]
+    cliques = [
+        q for q in maximal_cliques(w.starts, w.ends, cand) if w.sizes[q].sum() > problem.capacity
+    ]
     for q in cliques:
         rows.append(np.full(q.size, r))
         cols.append(pos[q])
@@ -494,12 +534,24 @@ def knapsack_bound(problem: Problem, integral: bool = False, time_limit: float =
     integrality = np.concatenate([np.full(nc, 1 if integral else 0), np.zeros(mixed.size)])
     cons = []
     if r:
-        a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, nv)).tocsr()
+        a = coo_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r, nv)
+        ).tocsr()
         cons = [LinearConstraint(a, np.concatenate(lo_), np.concatenate(hi_))]
-    res = milp(c, constraints=cons, integrality=integrality, bounds=Bounds(lb, ub),
-               options={"time_limit": float(time_limit), "disp": False})
+    res = milp(
+        c,
+        constraints=cons,
+        integrality=integrality,
+        bounds=Bounds(lb, ub),
+        options={"time_limit": float(time_limit), "disp": False},
+    )
     wall = time.perf_counter() - t0
-    info: dict[str, Any] = {"cliques": len(cliques), "variables": nv, "status": int(res.status), "message": str(res.message)}
+    info: dict[str, Any] = {
+        "cliques": len(cliques),
+        "variables": nv,
+        "status": int(res.status),
+        "message": str(res.message),
+    }
     value = None
     if integral:
         dual = getattr(res, "mip_dual_bound", None)
@@ -527,7 +579,9 @@ def peak_bound(problem: Problem) -> Bound:
 
 
 # --------------------------------------------------------------------------- as a solver
-def cpsat_solver(problem: Problem, rng: np.random.Generator, time_limit: float | None) -> tuple[np.ndarray, dict]:
+def cpsat_solver(
+    problem: Problem, rng: np.random.Generator, time_limit: float | None
+) -> tuple[np.ndarray, dict]:
     """The ``cpsat`` entry of :data:`mallocgame.memory.solvers.SOLVERS`: CP-SAT (objective ``time``:
     warm-started with the ``msa`` mapping when the native core is there), ``NUM_WORKERS``
     workers, ``time_limit`` seconds (default 10). ``extra`` carries the proven ``bound`` and
@@ -546,8 +600,13 @@ def cpsat_solver(problem: Problem, rng: np.random.Generator, time_limit: float |
         except Exception:  # the native core may be missing or older: no hint then
             hint = None
     remaining = max(0.1, limit - (time.perf_counter() - start))
-    res = solve_exact(problem, time_limit=remaining, num_workers=NUM_WORKERS,
-                      seed=int(rng.integers(2**31 - 1)), hint=hint)
+    res = solve_exact(
+        problem,
+        time_limit=remaining,
+        num_workers=NUM_WORKERS,
+        seed=int(rng.integers(2**31 - 1)),
+        hint=hint,
+    )
     offsets = res.offsets
     fallback = False
     if res.objective is None and hint is not None:

@@ -56,11 +56,13 @@ def unavailable_reason(name: str, mode: str) -> str | None:
     Raises :class:`InputError` (field ``solvers``) when omnimalloc is installed but has no
     allocator of that name: a typo, not a missing peer."""
     if mode != "pack":
-        return "omnimalloc minimises peak memory; it has no slow memory or time objective (pack only)"
+        return (
+            "omnimalloc minimises peak memory; it has no slow memory or time objective (pack only)"
+        )
     version = omnimalloc_version()
     if version is None:
         return "omnimalloc is not installed (pip install omnimalloc)"
-    alg = name[len(PREFIX):]
+    alg = name[len(PREFIX) :]
     import omnimalloc
 
     names = omnimalloc.available_allocators()
@@ -100,25 +102,36 @@ def solve_peer(
     import omnimalloc
     from omnimalloc import Allocation
 
-    alg = name[len(PREFIX):]
+    alg = name[len(PREFIX) :]
     w = problem.workload
     a = max(1, int(problem.target.alignment_bytes))
     sizes = -(-w.sizes // a) * a
     allocs = [
         Allocation(int(i), int(s), int(b), int(e))
-        for i, s, b, e in zip(range(w.num_buffers), sizes.tolist(), w.starts.tolist(), w.ends.tolist(), strict=True)
+        for i, s, b, e in zip(
+            range(w.num_buffers), sizes.tolist(), w.starts.tolist(), w.ends.tolist(), strict=True
+        )
     ]
     try:
         omnimalloc.set_max_threads(int(threads))
     except Exception:
         pass
     allocator = _make(alg, seed, time_limit, threads)
-    extra: dict[str, Any] = {"peer": "omnimalloc", "peer_version": omnimalloc_version(), "allocator": repr(allocator)}
+    extra: dict[str, Any] = {
+        "peer": "omnimalloc",
+        "peer_version": omnimalloc_version(),
+        "allocator": repr(allocator),
+    }
     t0 = time.perf_counter()
     if hasattr(allocator, "solve") and alg == "supermalloc":
         res = allocator.solve(tuple(allocs))
         placed = res.allocations
-        extra.update({"peer_lower_bound": int(res.lower_bound), "peer_proved_optimal": bool(res.proved_optimal)})
+        extra.update(
+            {
+                "peer_lower_bound": int(res.lower_bound),
+                "peer_proved_optimal": bool(res.proved_optimal),
+            }
+        )
     else:
         placed = omnimalloc.allocate(allocs, allocator=allocator)
     wall = time.perf_counter() - t0

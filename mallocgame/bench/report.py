@@ -53,7 +53,9 @@ def _bytes(n: float | None) -> str:
     return str(n)
 
 
-def enrich(runs: list[dict[str, Any]], bounds: list[dict[str, Any]], mode: str) -> dict[Task, tuple[float | None, str | None]]:
+def enrich(
+    runs: list[dict[str, Any]], bounds: list[dict[str, Any]], mode: str
+) -> dict[Task, tuple[float | None, str | None]]:
     """Add ``final_bound``, ``final_gap``, ``score``, ``ratio`` to each run; return the best
     bound per task."""
     by_task: dict[Task, list[dict[str, Any]]] = defaultdict(list)
@@ -100,10 +102,14 @@ def _tasks_of(runs: list[dict[str, Any]]) -> list[Task]:
     return seen
 
 
-def _per_task(runs: list[dict[str, Any]], solver: str, field: str, tasks: list[Task]) -> list[np.ndarray]:
+def _per_task(
+    runs: list[dict[str, Any]], solver: str, field: str, tasks: list[Task]
+) -> list[np.ndarray]:
     out = []
     for t in tasks:
-        vals = [r[field] for r in runs if r["solver"] == solver and (r["instance"], r["capacity"]) == t]
+        vals = [
+            r[field] for r in runs if r["solver"] == solver and (r["instance"], r["capacity"]) == t
+        ]
         if not vals:
             return []
         out.append(np.asarray(vals, dtype=np.float64))
@@ -147,7 +153,9 @@ def write_report(out: str | Path, pictures: bool = True, reps: int = 2000) -> di
     return paths
 
 
-def _summary_json(runs: list[dict[str, Any]], tasks: list[Task], solvers: list[str], mode: str) -> dict[str, Any]:
+def _summary_json(
+    runs: list[dict[str, Any]], tasks: list[Task], solvers: list[str], mode: str
+) -> dict[str, Any]:
     out: dict[str, Any] = {"mode": mode, "tasks": len(tasks), "solvers": {}}
     for s in solvers:
         rs = [r for r in runs if r["solver"] == s]
@@ -165,27 +173,52 @@ def _summary_json(runs: list[dict[str, Any]], tasks: list[Task], solvers: list[s
 
 
 # --------------------------------------------------------------------------- markdown
-def _markdown(out: Path, cfg: dict[str, Any], runs: list[dict[str, Any]], bounds: list[dict[str, Any]],
-              best: dict[Task, tuple[float | None, str | None]], tasks: list[Task], solvers: list[str],
-              unavailable: dict[str, str], mode: str, pics: dict[str, str], reps: int) -> str:
+def _markdown(
+    out: Path,
+    cfg: dict[str, Any],
+    runs: list[dict[str, Any]],
+    bounds: list[dict[str, Any]],
+    best: dict[Task, tuple[float | None, str | None]],
+    tasks: list[Task],
+    solvers: list[str],
+    unavailable: dict[str, str],
+    mode: str,
+    pics: dict[str, str],
+    reps: int,
+) -> str:
     L: list[str] = []
-    title = "time objective (fast/slow memory mapping)" if mode == "malloc" else "fit-all packing at the capacity"
+    title = (
+        "time objective (fast/slow memory mapping)"
+        if mode == "malloc"
+        else "fit-all packing at the capacity"
+    )
     L.append(f"# mallocgame bench `{mode}`: {title}\n")
     inv = cfg.get("invocations", [])
     if inv:
         last = inv[-1]
         c = last.get("config", {})
         h = last.get("host", {})
-        L.append(f"- command: `{last.get('command') or '(API)'}`" + (f" ({len(inv)} invocations, resumed)" if len(inv) > 1 else ""))
-        L.append(f"- machine: {h.get('cpus')} CPUs ({h.get('cpu_model') or '?'}), load average at start "
-                 f"{', '.join(f'{x:.2f}' for x in (h.get('loadavg_at_start') or []))}; {h.get('platform')}")
-        L.append(f"- software: Python {h.get('python')}, numpy {h.get('numpy')}, OR-Tools {h.get('ortools')}, "
-                 f"omnimalloc {h.get('omnimalloc') or 'not installed'}")
-        L.append(f"- target `{c.get('target')}`, alignment "
-                 f"{c.get('alignment') if c.get('alignment') is not None else ('1 (pack default)' if mode == 'pack' else 'of the target')}, "
-                 f"time limit {c.get('time_limit')} s per run, {c.get('threads')} threads for parallel solvers, "
-                 f"{c.get('seeds')} seeds ({c.get('cpsat_seeds')} for cpsat)")
-        L.append(f"- started {inv[0].get('started')}; {len(runs)} runs on {len(tasks)} tasks (instance x capacity)")
+        L.append(
+            f"- command: `{last.get('command') or '(API)'}`"
+            + (f" ({len(inv)} invocations, resumed)" if len(inv) > 1 else "")
+        )
+        L.append(
+            f"- machine: {h.get('cpus')} CPUs ({h.get('cpu_model') or '?'}), load average at start "
+            f"{', '.join(f'{x:.2f}' for x in (h.get('loadavg_at_start') or []))}; {h.get('platform')}"
+        )
+        L.append(
+            f"- software: Python {h.get('python')}, numpy {h.get('numpy')}, OR-Tools {h.get('ortools')}, "
+            f"omnimalloc {h.get('omnimalloc') or 'not installed'}"
+        )
+        L.append(
+            f"- target `{c.get('target')}`, alignment "
+            f"{c.get('alignment') if c.get('alignment') is not None else ('1 (pack default)' if mode == 'pack' else 'of the target')}, "
+            f"time limit {c.get('time_limit')} s per run, {c.get('threads')} threads for parallel solvers, "
+            f"{c.get('seeds')} seeds ({c.get('cpsat_seeds')} for cpsat)"
+        )
+        L.append(
+            f"- started {inv[0].get('started')}; {len(runs)} runs on {len(tasks)} tasks (instance x capacity)"
+        )
     if unavailable:
         L.append("\n**Unavailable solvers** (requested, not run):\n")
         for k, v in unavailable.items():
@@ -194,12 +227,18 @@ def _markdown(out: Path, cfg: dict[str, Any], runs: list[dict[str, Any]], bounds
     inval = [r for r in runs if r.get("status") == "ok" and not r.get("valid")]
     below = [r for r in runs if r.get("below_bound")]
     if bad or inval or below:
-        L.append("\n**Failures**: " + f"{len(bad)} runs crashed or timed out, {len(inval)} returned an invalid mapping"
-                 + (f", {len(below)} claimed an objective below a proven bound (a bug)" if below else "") + ".")
+        L.append(
+            "\n**Failures**: "
+            + f"{len(bad)} runs crashed or timed out, {len(inval)} returned an invalid mapping"
+            + (f", {len(below)} claimed an objective below a proven bound (a bug)" if below else "")
+            + "."
+        )
         for r in (bad + inval)[:10]:
             why = r.get("error") or "; ".join(r.get("problems") or [])
-            L.append(f"  - {r['instance']} @ {r['capacity']} `{r['solver']}` seed {r['seed']}: {r['status']}: "
-                     f"{why.splitlines()[0] if why else ''}")
+            L.append(
+                f"  - {r['instance']} @ {r['capacity']} `{r['solver']}` seed {r['seed']}: {r['status']}: "
+                f"{why.splitlines()[0] if why else ''}"
+            )
     if not runs:
         L.append("\nNo runs yet.")
         return "\n".join(L) + "\n"
@@ -217,50 +256,80 @@ def _markdown(out: Path, cfg: dict[str, Any], runs: list[dict[str, Any]], bounds
     for r in runs:
         first_run.setdefault((r["instance"], r["capacity"]), r)
     if mode == "malloc":
-        L.append("Times in microseconds. all-slow: nothing in fast memory (upper frame). Lower bounds: unlimited fast memory; "
-                 "knapsack LP / MILP (capacity per maximal clique of live buffers, no geometry; MILP = HiGHS dual bound "
-                 "within the bound time limit); CP-SAT's proven bound. best = the largest.\n")
-        L.append("| instance | capacity | bytes | buffers | all-slow | unlimited fast | knapsack LP | knapsack MILP | CP-SAT bound | best bound (kind) |")
+        L.append(
+            "Times in microseconds. all-slow: nothing in fast memory (upper frame). Lower bounds: unlimited fast memory; "
+            "knapsack LP / MILP (capacity per maximal clique of live buffers, no geometry; MILP = HiGHS dual bound "
+            "within the bound time limit); CP-SAT's proven bound. best = the largest.\n"
+        )
+        L.append(
+            "| instance | capacity | bytes | buffers | all-slow | unlimited fast | knapsack LP | knapsack MILP | CP-SAT bound | best bound (kind) |"
+        )
         L.append("|---|---|---|---|---|---|---|---|---|---|")
         for t in tasks:
             bs = by_task.get(t, [])
             r0 = first_run[t]
 
             def val(kind: str, bs: list[dict[str, Any]] = bs) -> float | None:
-                vs = [b["value"] for b in bs if b.get("kind") == kind and b.get("value") is not None]
+                vs = [
+                    b["value"] for b in bs if b.get("kind") == kind and b.get("value") is not None
+                ]
                 return max(vs) if vs else None
 
             bb, kind = best.get(t, (None, None))
-            L.append(f"| {t[0]} | {t[1]} | {_bytes(r0.get('capacity_bytes'))} | {r0.get('num_buffers')} |"
-                     f" {_fmt(r0.get('all_slow_time_s'), '.3f', 1e6)} | {_fmt(val('unlimited-fast'), '.3f', 1e6)} |"
-                     f" {_fmt(val('knapsack-lp'), '.3f', 1e6)} | {_fmt(val('knapsack-milp'), '.3f', 1e6)} |"
-                     f" {_fmt(val('cpsat'), '.3f', 1e6)} | {_fmt(bb, '.3f', 1e6)} ({kind or '-'}) |")
+            L.append(
+                f"| {t[0]} | {t[1]} | {_bytes(r0.get('capacity_bytes'))} | {r0.get('num_buffers')} |"
+                f" {_fmt(r0.get('all_slow_time_s'), '.3f', 1e6)} | {_fmt(val('unlimited-fast'), '.3f', 1e6)} |"
+                f" {_fmt(val('knapsack-lp'), '.3f', 1e6)} | {_fmt(val('knapsack-milp'), '.3f', 1e6)} |"
+                f" {_fmt(val('cpsat'), '.3f', 1e6)} | {_fmt(bb, '.3f', 1e6)} ({kind or '-'}) |"
+            )
     else:
-        L.append("Peak in bytes. Lower bounds: the most bytes live at once (peak live); CP-SAT's proven bound on the peak. "
-                 "A task is feasible only if best bound <= capacity.\n")
-        L.append("| instance | capacity | bytes | buffers | peak live | CP-SAT bound | best bound | solved by |")
+        L.append(
+            "Peak in bytes. Lower bounds: the most bytes live at once (peak live); CP-SAT's proven bound on the peak. "
+            "A task is feasible only if best bound <= capacity.\n"
+        )
+        L.append(
+            "| instance | capacity | bytes | buffers | peak live | CP-SAT bound | best bound | solved by |"
+        )
         L.append("|---|---|---|---|---|---|---|---|")
         for t in tasks:
             bs = by_task.get(t, [])
             r0 = first_run[t]
-            cps = [b["value"] for b in bs if b.get("kind") == "cpsat" and b.get("value") is not None]
+            cps = [
+                b["value"] for b in bs if b.get("kind") == "cpsat" and b.get("value") is not None
+            ]
             bb, _ = best.get(t, (None, None))
-            solved_by = sorted({r["solver"] for r in runs if (r["instance"], r["capacity"]) == t and r.get("solved")})
-            L.append(f"| {t[0]} | {t[1]} | {r0.get('capacity_bytes')} | {r0.get('num_buffers')} | {r0.get('peak_live_bytes')} |"
-                     f" {_fmt(max(cps) if cps else None, '.0f')} | {_fmt(bb, '.0f')} | {', '.join(f'`{s}`' for s in solved_by) or 'none'} |")
+            solved_by = sorted(
+                {
+                    r["solver"]
+                    for r in runs
+                    if (r["instance"], r["capacity"]) == t and r.get("solved")
+                }
+            )
+            L.append(
+                f"| {t[0]} | {t[1]} | {r0.get('capacity_bytes')} | {r0.get('num_buffers')} | {r0.get('peak_live_bytes')} |"
+                f" {_fmt(max(cps) if cps else None, '.0f')} | {_fmt(bb, '.0f')} | {', '.join(f'`{s}`' for s in solved_by) or 'none'} |"
+            )
 
     # ---- per task
     L.append("\n## Results per task\n")
     if mode == "malloc":
-        L.append("time: program time under the roofline cost model (us), best and median over seeds; speed-up vs all-slow "
-                 "(median); gap to the best bound (median; best); optimal: runs with gap 0 (to 1e-6) or proven by CP-SAT; "
-                 "wall: solver wall time (median s); RSS: median peak RSS of the run process (MiB).\n")
-        L.append("| instance | capacity | solver | runs | valid | time best | time median | speed-up | gap median | gap best | optimal | wall s | RSS MiB |")
+        L.append(
+            "time: program time under the roofline cost model (us), best and median over seeds; speed-up vs all-slow "
+            "(median); gap to the best bound (median; best); optimal: runs with gap 0 (to 1e-6) or proven by CP-SAT; "
+            "wall: solver wall time (median s); RSS: median peak RSS of the run process (MiB).\n"
+        )
+        L.append(
+            "| instance | capacity | solver | runs | valid | time best | time median | speed-up | gap median | gap best | optimal | wall s | RSS MiB |"
+        )
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     else:
-        L.append("solved: runs that place every buffer within the capacity; peak: max(offset + size) of complete packings "
-                 "(best / median), gap: to the best bound; wall: solver wall time (median s).\n")
-        L.append("| instance | capacity | solver | runs | valid | solved | placed (median) | peak best | peak median | gap best | wall s | RSS MiB |")
+        L.append(
+            "solved: runs that place every buffer within the capacity; peak: max(offset + size) of complete packings "
+            "(best / median), gap: to the best bound; wall: solver wall time (median s).\n"
+        )
+        L.append(
+            "| instance | capacity | solver | runs | valid | solved | placed (median) | peak best | peak median | gap best | wall s | RSS MiB |"
+        )
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for t in tasks:
         for s in solvers:
@@ -275,17 +344,30 @@ def _markdown(out: Path, cfg: dict[str, Any], runs: list[dict[str, Any]], bounds
             wall = _fmt(float(np.median(walls)) if walls else None, ".3f")
             rs_mib = _fmt(float(np.median(rss)) if rss else None, ".0f")
             if mode == "malloc":
-                sp = [r.get("speedup") for r in rs if r.get("valid") and r.get("speedup") is not None]
-                optimal = sum(1 for r in rs if (r.get("final_gap") is not None and r["final_gap"] <= 1e-6) or r.get("proved_optimal"))
-                L.append(f"| {t[0]} | {t[1]} | `{s}` | {len(rs)} | {nvalid} | {_fmt(min(objs) if objs else None, '.3f', 1e6)} |"
-                         f" {_fmt(float(np.median(objs)) if objs else None, '.3f', 1e6)} | {_fmt(float(np.median(sp)) if sp else None, '.4f', suffix='x')} |"
-                         f" {_pct(float(np.median(gaps)) if gaps else None)} | {_pct(min(gaps) if gaps else None)} | {optimal}/{len(rs)} | {wall} | {rs_mib} |")
+                sp = [
+                    r.get("speedup") for r in rs if r.get("valid") and r.get("speedup") is not None
+                ]
+                optimal = sum(
+                    1
+                    for r in rs
+                    if (r.get("final_gap") is not None and r["final_gap"] <= 1e-6)
+                    or r.get("proved_optimal")
+                )
+                L.append(
+                    f"| {t[0]} | {t[1]} | `{s}` | {len(rs)} | {nvalid} | {_fmt(min(objs) if objs else None, '.3f', 1e6)} |"
+                    f" {_fmt(float(np.median(objs)) if objs else None, '.3f', 1e6)} | {_fmt(float(np.median(sp)) if sp else None, '.4f', suffix='x')} |"
+                    f" {_pct(float(np.median(gaps)) if gaps else None)} | {_pct(min(gaps) if gaps else None)} | {optimal}/{len(rs)} | {wall} | {rs_mib} |"
+                )
             else:
                 solved = sum(1 for r in rs if r.get("solved"))
-                placed = [r.get("placed_buffers") for r in rs if r.get("placed_buffers") is not None]
+                placed = [
+                    r.get("placed_buffers") for r in rs if r.get("placed_buffers") is not None
+                ]
                 placed_s = f"{int(np.median(placed))}/{rs[0].get('num_buffers')}" if placed else "-"
-                L.append(f"| {t[0]} | {t[1]} | `{s}` | {len(rs)} | {nvalid} | {solved}/{len(rs)} | {placed_s} | {_fmt(min(objs) if objs else None, '.0f')} |"
-                         f" {_fmt(float(np.median(objs)) if objs else None, '.0f')} | {_pct(min(gaps) if gaps else None)} | {wall} | {rs_mib} |")
+                L.append(
+                    f"| {t[0]} | {t[1]} | `{s}` | {len(rs)} | {nvalid} | {solved}/{len(rs)} | {placed_s} | {_fmt(min(objs) if objs else None, '.0f')} |"
+                    f" {_fmt(float(np.median(objs)) if objs else None, '.0f')} | {_pct(min(gaps) if gaps else None)} | {wall} | {rs_mib} |"
+                )
 
     if pics:
         L.append("\n## Pictures\n")
@@ -296,19 +378,30 @@ def _markdown(out: Path, cfg: dict[str, Any], runs: list[dict[str, Any]], bounds
     return "\n".join(L) + "\n"
 
 
-
-def aggregate_lines(runs: list[dict[str, Any]], tasks: list[Task], solvers: list[str], mode: str,
-                    reps: int) -> list[str]:
+def aggregate_lines(
+    runs: list[dict[str, Any]], tasks: list[Task], solvers: list[str], mode: str, reps: int
+) -> list[str]:
     """The aggregate table (one row per solver over all tasks) as markdown lines."""
     L: list[str] = []
     ref = "msa" if "msa" in solvers else solvers[0]
-    L.append("Score: " + ("share of the attainable saving, `(T_slow - T) / (T_slow - best bound)`" if mode == "malloc"
-                          else "`best bound / peak` when every buffer fits within the capacity, else 0")
-             + ". IQM = interquartile mean over all runs (seeds x tasks); 95% stratified-bootstrap CIs "
-             f"({reps} resamples of seeds within tasks). P(> {ref}): probability that a run of the solver "
-             f"scores higher than a run of `{ref}` on the same task (ties count half), averaged over the tasks both ran.\n")
-    head = "| solver | runs | valid |" + (" solved |" if mode == "pack" else "") + \
-        " IQM score [95% CI] | median gap to best bound | optimal (gap 0) | time limit s | median wall s | median peak RSS MiB (growth) | P(> " + ref + ") [95% CI] |"
+    L.append(
+        "Score: "
+        + (
+            "share of the attainable saving, `(T_slow - T) / (T_slow - best bound)`"
+            if mode == "malloc"
+            else "`best bound / peak` when every buffer fits within the capacity, else 0"
+        )
+        + ". IQM = interquartile mean over all runs (seeds x tasks); 95% stratified-bootstrap CIs "
+        f"({reps} resamples of seeds within tasks). P(> {ref}): probability that a run of the solver "
+        f"scores higher than a run of `{ref}` on the same task (ties count half), averaged over the tasks both ran.\n"
+    )
+    head = (
+        "| solver | runs | valid |"
+        + (" solved |" if mode == "pack" else "")
+        + " IQM score [95% CI] | median gap to best bound | optimal (gap 0) | time limit s | median wall s | median peak RSS MiB (growth) | P(> "
+        + ref
+        + ") [95% CI] |"
+    )
     L.append(head)
     L.append("|" + "---|" * (head.count("|") - 1))
     for s in solvers:
@@ -321,7 +414,12 @@ def aggregate_lines(runs: list[dict[str, Any]], tasks: list[Task], solvers: list
         walls = [r.get("wall_s") for r in rs if r.get("wall_s") is not None]
         rss = [r.get("peak_rss_mib") for r in rs if r.get("peak_rss_mib") is not None]
         growth = [r.get("rss_growth_mib") for r in rs if r.get("rss_growth_mib") is not None]
-        common = [t for t in tasks if t in s_tasks and any(r["solver"] == ref and (r["instance"], r["capacity"]) == t for r in runs)]
+        common = [
+            t
+            for t in tasks
+            if t in s_tasks
+            and any(r["solver"] == ref and (r["instance"], r["capacity"]) == t for r in runs)
+        ]
         poi = "-"
         if s != ref and common:
             x = _per_task(runs, s, "score", common)
@@ -332,10 +430,12 @@ def aggregate_lines(runs: list[dict[str, Any]], tasks: list[Task], solvers: list
         if mode == "pack":
             row += f" {sum(1 for r in rs if r.get('solved'))} |"
         limits = sorted({r.get("time_limit_s") for r in rs if r.get("time_limit_s") is not None})
-        row += (f" {est.fmt() if est else '-'} | {_pct(float(np.median(gaps))) if gaps else '-'} | {opt}/{len(rs)} |"
-                f" {', '.join(f'{x:g}' for x in limits) or '-'} |"
-                f" {_fmt(float(np.median(walls)) if walls else None, '.3f')} |"
-                f" {_fmt(float(np.median(rss)) if rss else None, '.0f')} ({_fmt(float(np.median(growth)) if growth else None, '.1f')}) | {poi} |")
+        row += (
+            f" {est.fmt() if est else '-'} | {_pct(float(np.median(gaps))) if gaps else '-'} | {opt}/{len(rs)} |"
+            f" {', '.join(f'{x:g}' for x in limits) or '-'} |"
+            f" {_fmt(float(np.median(walls)) if walls else None, '.3f')} |"
+            f" {_fmt(float(np.median(rss)) if rss else None, '.0f')} ({_fmt(float(np.median(growth)) if growth else None, '.1f')}) | {poi} |"
+        )
         L.append(row)
 
     return L
@@ -370,14 +470,18 @@ def readme_section(out: str | Path, reps: int = 2000) -> str:
     if inv:
         h = inv[-1].get("host", {})
         cmds = list(dict.fromkeys(i.get("command") or "(API)" for i in inv))  # resumed reruns once
-        L.append(f"Generated from the bench run started {inv[0].get('started')} on {h.get('cpus')} CPUs "
-                 f"({h.get('cpu_model') or '?'}), {len(runs)} runs on {len(tasks)} tasks (instance x capacity), by:\n")
+        L.append(
+            f"Generated from the bench run started {inv[0].get('started')} on {h.get('cpus')} CPUs "
+            f"({h.get('cpu_model') or '?'}), {len(runs)} runs on {len(tasks)} tasks (instance x capacity), by:\n"
+        )
         L.append("```")
         L.extend(cmds)
         L.append(f"mallocgame bench {mode} --out {out.as_posix()} --report-only --readme")
         L.append("```\n")
     L.extend(aggregate_lines(runs, tasks, solvers, mode, reps))
-    L.append(f"\nPer-task tables, bounds and pictures: `{(out / 'results.md').as_posix()}` after running the commands.")
+    L.append(
+        f"\nPer-task tables, bounds and pictures: `{(out / 'results.md').as_posix()}` after running the commands."
+    )
     return "\n".join(L) + "\n"
 
 
@@ -396,13 +500,15 @@ def update_readme(readme: str | Path, key: str, section: str) -> bool:
     if (i < 0) != (j < 0) or (i >= 0 and j < i):
         raise InputError(f"unbalanced markers {begin!r} / {end!r}", readme)
     if i >= 0:
-        new = text[:i] + block + text[j + len(end):]
+        new = text[:i] + block + text[j + len(end) :]
     else:
         lines = text.splitlines(keepends=True)
         at = len(lines)
         start = next((k for k, ln in enumerate(lines) if ln.strip() == "## Results"), None)
         if start is not None:
-            at = next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+            at = next(
+                (k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines)
+            )
         head = "".join(lines[:at]).rstrip("\n") + "\n\n"
         tail = "".join(lines[at:])
         new = head + block + "\n" + ("\n" + tail if tail else "")
@@ -410,6 +516,7 @@ def update_readme(readme: str | Path, key: str, section: str) -> bool:
         return False
     atomic_write_text(readme, new)
     return True
+
 
 # --------------------------------------------------------------------------- pictures
 def _save(fig: Any, path: Path) -> str:
@@ -424,7 +531,14 @@ def _save(fig: Any, path: Path) -> str:
     return str(path)
 
 
-def _pictures(out: Path, runs: list[dict[str, Any]], tasks: list[Task], solvers: list[str], mode: str, reps: int) -> dict[str, str]:
+def _pictures(
+    out: Path,
+    runs: list[dict[str, Any]],
+    tasks: list[Task],
+    solvers: list[str],
+    mode: str,
+    reps: int,
+) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -439,18 +553,35 @@ def _pictures(out: Path, runs: list[dict[str, Any]], tasks: list[Task], solvers:
     for s in solvers:
         rs = [r for r in runs if r["solver"] == s]
         xs = np.array([max(r.get("wall_s") or 1e-6, 1e-6) for r in rs])
-        ys = np.array([100 * r["final_gap"] if r.get("final_gap") is not None else np.nan for r in rs])
+        ys = np.array(
+            [100 * r["final_gap"] if r.get("final_gap") is not None else np.nan for r in rs]
+        )
         ok = np.isfinite(ys)
         if ok.any():
             ax.scatter(xs[ok], ys[ok], s=14, alpha=0.5, color=colors[s])
-            ax.scatter([np.median(xs[ok])], [np.median(ys[ok])], s=90, marker="D", color=colors[s], edgecolor="black", label=s)
+            ax.scatter(
+                [np.median(xs[ok])],
+                [np.median(ys[ok])],
+                s=90,
+                marker="D",
+                color=colors[s],
+                edgecolor="black",
+                label=s,
+            )
         if (~ok).any():
-            ax.scatter(xs[~ok], np.full((~ok).sum(), np.nanmax(ys) * 1.1 + 1 if ok.any() else 100), marker="x", color=colors[s])
+            ax.scatter(
+                xs[~ok],
+                np.full((~ok).sum(), np.nanmax(ys) * 1.1 + 1 if ok.any() else 100),
+                marker="x",
+                color=colors[s],
+            )
     ax.set_xscale("log")
     ax.set_yscale("symlog", linthresh=0.1)
     ax.set_ylim(bottom=0)
     ax.set_xlabel("solver wall time (s)")
-    ax.set_ylabel("gap to the best bound (%)" + ("" if mode == "malloc" else ", peak; x = not solved"))
+    ax.set_ylabel(
+        "gap to the best bound (%)" + ("" if mode == "malloc" else ", peak; x = not solved")
+    )
     ax.set_title("objective vs solve time (diamond: median per solver)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -525,19 +656,30 @@ def _draw_best(out: Path, task: Task, mode: str) -> str | None:
         from mallocgame.memory import cost
         from mallocgame.memory.targets import load_target
 
-        kind = "zoo" if str(meta.get("source", "")).startswith("zoo") else (
-            "tiny" if str(meta.get("source", "")).startswith("tiny:") else "file")
-        full, _ = suites.load_instance(suites.InstanceSpec(task[0], meta["source"], kind), out / "workloads")
+        kind = (
+            "zoo"
+            if str(meta.get("source", "")).startswith("zoo")
+            else ("tiny" if str(meta.get("source", "")).startswith("tiny:") else "file")
+        )
+        full, _ = suites.load_instance(
+            suites.InstanceSpec(task[0], meta["source"], kind), out / "workloads"
+        )
         if full.num_buffers == wl.num_buffers:
-            benefit = cost.solo_benefit(full, load_target(meta.get("target", "tpuv4i"))) / full.sizes
+            benefit = (
+                cost.solo_benefit(full, load_target(meta.get("target", "tpuv4i"))) / full.sizes
+            )
     except Exception:
         benefit = None
     fast = offsets >= 0
     peak = int(np.max(offsets[fast] + wl.sizes[fast])) if fast.any() else 0
     cap = max(int(meta.get("capacity_bytes") or 1), peak)
     obj = meta.get("objective")
-    what = f"time {obj * 1e6:.3f} us" if (mode == "malloc" and obj is not None) else (f"peak {obj:.0f} B" if obj is not None else "")
+    what = (
+        f"time {obj * 1e6:.3f} us"
+        if (mode == "malloc" and obj is not None)
+        else (f"peak {obj:.0f} B" if obj is not None else "")
+    )
     title = f"{task[0]} @ {task[1]}: best = {meta.get('solver')} seed {meta.get('seed')}, {what}; {int(fast.sum())}/{len(offsets)} fast"
-    path = out / "pictures" / "maps" / f"{csv_path.name[:-len('.best.csv')]}.png"
+    path = out / "pictures" / "maps" / f"{csv_path.name[: -len('.best.csv')]}.png"
     draw_memory_map(wl.starts, wl.ends, wl.sizes, offsets, cap, path, benefit=benefit, title=title)
     return str(path)

@@ -48,8 +48,15 @@ OBJECTIVE = {"malloc": "time", "pack": "fit-all"}
 DEFAULT_SOLVERS = {
     "malloc": ("all-slow", "random", "greedy-size", "msa", "restarts", "cpsat"),
     "pack": (
-        "random", "greedy-size", "msa", "restarts", "cpsat",
-        "omnimalloc:supermalloc", "omnimalloc:telamalloc", "omnimalloc:greedy_by_size", "omnimalloc:greedy_by_all",
+        "random",
+        "greedy-size",
+        "msa",
+        "restarts",
+        "cpsat",
+        "omnimalloc:supermalloc",
+        "omnimalloc:telamalloc",
+        "omnimalloc:greedy_by_size",
+        "omnimalloc:greedy_by_all",
     ),
 }
 # Solvers whose result does not depend on the seed: one run per (instance, capacity) is
@@ -122,7 +129,9 @@ def plan_solvers(names: list[str] | None, mode: str) -> tuple[list[str], dict[st
     explicit = names is not None
     if names is None:
         # The defaults, plus whatever else registered itself (the agent, once trained).
-        names = list(DEFAULT_SOLVERS[mode]) + [n for n in sorted(_solvers.SOLVERS) if n not in BUILTIN]
+        names = list(DEFAULT_SOLVERS[mode]) + [
+            n for n in sorted(_solvers.SOLVERS) if n not in BUILTIN
+        ]
     if not names:
         raise InputError("the solver list is empty", field="solvers")
     if len(set(names)) != len(names):
@@ -145,10 +154,13 @@ def plan_solvers(names: list[str] | None, mode: str) -> tuple[list[str], dict[st
             unavailable[n] = KNOWN_OPTIONAL[n]
         else:
             known = sorted(set(_solvers.SOLVERS) | set(KNOWN_OPTIONAL)) + ["omnimalloc:NAME"]
-            raise InputError(f"unknown solver {n!r}; choose from {', '.join(known)}", field="solvers")
+            raise InputError(
+                f"unknown solver {n!r}; choose from {', '.join(known)}", field="solvers"
+            )
     if not runnable and explicit:
         raise InputError(
-            "none of the solvers can run here: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()),
+            "none of the solvers can run here: "
+            + "; ".join(f"{k}: {v}" for k, v in unavailable.items()),
             field="solvers",
         )
     # The ceiling first, so that later runs already see its bound.
@@ -216,8 +228,12 @@ def execute(
         except MallocGameError as e:
             return "refused", f"{type(e).__name__}: {e}"
         ru = resource.getrusage(resource.RUSAGE_SELF)
-        payload["_proc"] = {"process_wall_s": time.perf_counter() - t0, "cpu_s": None,
-                            "peak_rss_mib": ru.ru_maxrss / 1024.0, "rss_start_mib": rss0 / 1024.0}
+        payload["_proc"] = {
+            "process_wall_s": time.perf_counter() - t0,
+            "cpu_s": None,
+            "peak_rss_mib": ru.ru_maxrss / 1024.0,
+            "rss_start_mib": rss0 / 1024.0,
+        }
         return "ok", payload
     ctx = multiprocessing.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
@@ -226,7 +242,9 @@ def execute(
         # JAX warns on every fork once imported (pytest sessions that ran JAX tests). The bench
         # command keeps JAX out of its own process (zoo programs compile in a subprocess), and
         # a child that needs JAX (the agent) imports it afresh.
-        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning
+        )
         proc.start()
     send.close()
     deadline = time.monotonic() + hard_timeout
@@ -243,7 +261,10 @@ def execute(
             if not proc.is_alive():
                 if recv.poll(0):
                     continue
-                return "error", f"the run process died (exit code {proc.exitcode}, signal {-proc.exitcode if proc.exitcode and proc.exitcode < 0 else 0})"
+                return (
+                    "error",
+                    f"the run process died (exit code {proc.exitcode}, signal {-proc.exitcode if proc.exitcode and proc.exitcode < 0 else 0})",
+                )
             if time.monotonic() > deadline:
                 proc.kill()
                 proc.join(5)
@@ -256,23 +277,34 @@ def execute(
         recv.close()
 
 
-def _solver_job(problem: Problem, solver: str, seed: int, time_limit: float, threads: int) -> dict[str, Any]:
+def _solver_job(
+    problem: Problem, solver: str, seed: int, time_limit: float, threads: int
+) -> dict[str, Any]:
     exact.NUM_WORKERS = threads
     if peers.is_peer(solver):
-        offsets, extra, wall = peers.solve_peer(problem, solver, seed=seed, time_limit=time_limit, threads=threads)
+        offsets, extra, wall = peers.solve_peer(
+            problem, solver, seed=seed, time_limit=time_limit, threads=threads
+        )
     else:
         from mallocgame.memory.solvers import solve
 
         sol = solve(problem, solver, seed=seed, time_limit=time_limit)
         offsets, extra, wall = sol.offsets, sol.extra, sol.wall_s
-    return {"offsets": np.asarray(offsets, dtype=np.int64), "extra": _jsonable(extra), "wall_s": float(wall)}
+    return {
+        "offsets": np.asarray(offsets, dtype=np.int64),
+        "extra": _jsonable(extra),
+        "wall_s": float(wall),
+    }
 
 
 def _bounds_job(problem: Problem, mode: str, time_limit: float) -> dict[str, Any]:
     if mode == "pack":
         bounds = [exact.peak_bound(problem)]
     else:
-        bounds = [exact.unlimited_fast_bound(problem), exact.knapsack_bound(problem, integral=False, time_limit=time_limit)]
+        bounds = [
+            exact.unlimited_fast_bound(problem),
+            exact.knapsack_bound(problem, integral=False, time_limit=time_limit),
+        ]
         bounds.append(exact.knapsack_bound(problem, integral=True, time_limit=time_limit))
     return {"bounds": [dataclasses.asdict(b) for b in bounds]}
 
@@ -312,7 +344,10 @@ def evaluate(problem: Problem, mode: str, solver: str, offsets: np.ndarray) -> d
     capacity = problem.capacity
     check_cap = max(capacity, peak) if peers.is_peer(solver) else capacity
     if offsets.shape != (w.num_buffers,):
-        report_valid, problems = False, [f"mapping has {offsets.shape} entries, expected {w.num_buffers}"]
+        report_valid, problems = (
+            False,
+            [f"mapping has {offsets.shape} entries, expected {w.num_buffers}"],
+        )
     else:
         rep = validate(w.ids, w.sizes, w.starts, w.ends, offsets, check_cap, t.alignment_bytes)
         report_valid, problems = rep.valid, rep.problems
@@ -325,18 +360,22 @@ def evaluate(problem: Problem, mode: str, solver: str, offsets: np.ndarray) -> d
     }
     if mode == "malloc":
         time_s = cost.program_time(w, t, fast) if offsets.shape == (w.num_buffers,) else math.nan
-        rec.update({
-            "objective": time_s if report_valid else None,
-            "time_s": time_s,
-            "all_slow_time_s": problem.all_slow_time,
-            "speedup": problem.all_slow_time / time_s if time_s > 0 else 1.0,
-        })
+        rec.update(
+            {
+                "objective": time_s if report_valid else None,
+                "time_s": time_s,
+                "all_slow_time_s": problem.all_slow_time,
+                "speedup": problem.all_slow_time / time_s if time_s > 0 else 1.0,
+            }
+        )
     else:
         solved = bool(report_valid and placed == w.num_buffers and peak <= capacity)
-        rec.update({
-            "solved": solved,
-            "objective": float(peak) if (report_valid and placed == w.num_buffers) else None,
-        })
+        rec.update(
+            {
+                "solved": solved,
+                "objective": float(peak) if (report_valid and placed == w.num_buffers) else None,
+            }
+        )
     return rec
 
 
@@ -371,7 +410,11 @@ class RunLog:
 
     def append(self, rec: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        needs_newline = self.path.exists() and self.path.stat().st_size > 0 and not _ends_with_newline(self.path)
+        needs_newline = (
+            self.path.exists()
+            and self.path.stat().st_size > 0
+            and not _ends_with_newline(self.path)
+        )
         with open(self.path, "a") as f:
             if needs_newline:
                 f.write("\n")  # a line cut short by a kill: keep it apart from the new one
@@ -441,8 +484,13 @@ class Progress:
             from rich.progress import Progress as RichProgress
 
             self._p = RichProgress(
-                TextColumn("[bold]bench[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("{task.description}"), console=Console(stderr=True), auto_refresh=False,
+                TextColumn("[bold]bench[/]"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                console=Console(stderr=True),
+                auto_refresh=False,
             )
             self._task = self._p.add_task("", total=total)
 
@@ -504,7 +552,9 @@ def _check_config(cfg: BenchConfig) -> None:
     if cfg.alignment is not None and cfg.alignment < 1:
         raise InputError(f"must be positive, got {cfg.alignment}", field="alignment")
     if cfg.suite is not None and cfg.suite not in suites.SUITES:
-        raise InputError(f"unknown suite {cfg.suite!r}; choose one of {', '.join(suites.SUITES)}", field="suite")
+        raise InputError(
+            f"unknown suite {cfg.suite!r}; choose one of {', '.join(suites.SUITES)}", field="suite"
+        )
 
 
 def _prepare_out(cfg: BenchConfig, host: dict[str, Any]) -> None:
@@ -512,13 +562,18 @@ def _prepare_out(cfg: BenchConfig, host: dict[str, Any]) -> None:
     runs = out / "runs.jsonl"
     cfg_path = out / "config.json"
     if runs.exists() and runs.stat().st_size > 0 and not cfg.resume:
-        raise InputError(f"{runs} exists: pass --resume to continue that bench, or choose another --out", field="out")
+        raise InputError(
+            f"{runs} exists: pass --resume to continue that bench, or choose another --out",
+            field="out",
+        )
     out.mkdir(parents=True, exist_ok=True)
     history: list[dict[str, Any]] = []
     invocation = {
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "command": cfg.command,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
+        "config": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()
+        },
         "host": host,
     }
     if cfg_path.exists():
@@ -533,15 +588,20 @@ def _prepare_out(cfg: BenchConfig, host: dict[str, Any]) -> None:
                 if first.get(key) != invocation["config"].get(key):
                     raise InputError(
                         f"this folder's bench ran with {key}={first.get(key)!r}; resuming with "
-                        f"{invocation['config'].get(key)!r} would mix results", field=key,
+                        f"{invocation['config'].get(key)!r} would mix results",
+                        field=key,
                     )
     history.append(invocation)
     from mallocgame.io import atomic_write_text
 
-    atomic_write_text(cfg_path, json.dumps({"schema": SCHEMA, "mode": cfg.mode, "invocations": history}, indent=2))
+    atomic_write_text(
+        cfg_path, json.dumps({"schema": SCHEMA, "mode": cfg.mode, "invocations": history}, indent=2)
+    )
 
 
-def iter_jobs(instances: list[suites.InstanceSpec], caps: list[str], solvers: list[str], cfg: BenchConfig) -> Iterator[tuple[suites.InstanceSpec, str, str, int]]:
+def iter_jobs(
+    instances: list[suites.InstanceSpec], caps: list[str], solvers: list[str], cfg: BenchConfig
+) -> Iterator[tuple[suites.InstanceSpec, str, str, int]]:
     for spec in instances:
         for cap in caps:
             for s in solvers:
@@ -597,23 +657,41 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
                         cap_b = suites.capacity_bytes(cap, wl, spec, cfg.mode, alignment or 1)
                         with warnings.catch_warnings():
                             warnings.simplefilter("ignore")
-                            problem = make_problem(wl, cap_b, cfg.target, OBJECTIVE[cfg.mode], alignment)
+                            problem = make_problem(
+                                wl, cap_b, cfg.target, OBJECTIVE[cfg.mode], alignment
+                            )
                     except InputError as e:
                         outcome.skipped_instances.append(f"{spec.name} @ {cap}: {e}")
                         ui.note(f"skipped {spec.name} @ {cap}: {e}")
                         ui.advance(None, n_runs)
                         continue
                     ctx = {"instance": spec.name, "capacity": cap}
-                    have = [b for b in bounds_log.records if b.get("instance") == spec.name and b.get("capacity") == cap]
+                    have = [
+                        b
+                        for b in bounds_log.records
+                        if b.get("instance") == spec.name and b.get("capacity") == cap
+                    ]
                     if not any(b.get("kind") != "cpsat" for b in have):
                         ui.describe(f"{spec.name} @ {cap}: bounds")
-                        status, payload = execute(_bounds_job, (problem, cfg.mode, bound_limit), cfg.isolate, hard, ui.tick)
+                        status, payload = execute(
+                            _bounds_job,
+                            (problem, cfg.mode, bound_limit),
+                            cfg.isolate,
+                            hard,
+                            ui.tick,
+                        )
                         if status == "ok":
                             for b in payload["bounds"]:
-                                rec = dict(ctx, capacity_bytes=cap_b, **{k: _jsonable(v) for k, v in b.items()})
+                                rec = dict(
+                                    ctx,
+                                    capacity_bytes=cap_b,
+                                    **{k: _jsonable(v) for k, v in b.items()},
+                                )
                                 bounds_log.append(rec)
                         else:
-                            ui.note(f"bounds failed on {spec.name} @ {cap}: {str(payload).splitlines()[0]}")
+                            ui.note(
+                                f"bounds failed on {spec.name} @ {cap}: {str(payload).splitlines()[0]}"
+                            )
                     for solver in solver_list:
                         for seed in _seeds_for(solver, cfg):
                             key = (spec.name, solver, seed, cap)
@@ -625,7 +703,19 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
                                 ui.advance(None)
                                 continue
                             ui.describe(f"{spec.name} @ {cap}: {solver} seed {seed}")
-                            rec, offsets = _one_run(cfg, spec, cap, cap_b, problem, solver, seed, hard, ui, bounds_log, extract_s)
+                            rec, offsets = _one_run(
+                                cfg,
+                                spec,
+                                cap,
+                                cap_b,
+                                problem,
+                                solver,
+                                seed,
+                                hard,
+                                ui,
+                                bounds_log,
+                                extract_s,
+                            )
                             why = _configuration_failure(rec)
                             if why is not None:
                                 # A registered solver that cannot start here (the agent without
@@ -678,9 +768,19 @@ def _line(rec: dict[str, Any]) -> str:
     )
 
 
-def _one_run(cfg: BenchConfig, spec: suites.InstanceSpec, cap: str, cap_b: int, problem: Problem, solver: str,
-             seed: int, hard: float, ui: Progress, bounds_log: RunLog,
-             extract_s: float) -> tuple[dict[str, Any], np.ndarray | None]:
+def _one_run(
+    cfg: BenchConfig,
+    spec: suites.InstanceSpec,
+    cap: str,
+    cap_b: int,
+    problem: Problem,
+    solver: str,
+    seed: int,
+    hard: float,
+    ui: Progress,
+    bounds_log: RunLog,
+    extract_s: float,
+) -> tuple[dict[str, Any], np.ndarray | None]:
     w = problem.workload
     rec: dict[str, Any] = {
         "schema": SCHEMA,
@@ -699,7 +799,13 @@ def _one_run(cfg: BenchConfig, spec: suites.InstanceSpec, cap: str, cap_b: int, 
         "peak_live_bytes": w.peak_live_bytes(),
         "objective_name": "time_s" if cfg.mode == "malloc" else "peak_bytes",
     }
-    status, payload = execute(_solver_job, (problem, solver, seed, cfg.time_limit, cfg.threads), cfg.isolate, hard, ui.tick)
+    status, payload = execute(
+        _solver_job,
+        (problem, solver, seed, cfg.time_limit, cfg.threads),
+        cfg.isolate,
+        hard,
+        ui.tick,
+    )
     if status == "refused":
         status, rec["refused"] = "error", True
     rec["status"] = status
@@ -720,12 +826,28 @@ def _one_run(cfg: BenchConfig, spec: suites.InstanceSpec, cap: str, cap_b: int, 
         rec["proved_optimal"] = bool(extra.get("proved_optimal"))
         rec["cpsat_status"] = extra.get("status")
         if solver_bound is not None:
-            bounds_log.append({"instance": spec.name, "capacity": cap, "capacity_bytes": int(cap_b), "kind": "cpsat",
-                               "value": solver_bound, "proven": True, "wall_s": rec["wall_s"], "seed": seed,
-                               "info": {"status": extra.get("status")}})
-    if solver.startswith(peers.PREFIX) and extra.get("peer_lower_bound") is not None and cfg.mode == "pack":
+            bounds_log.append(
+                {
+                    "instance": spec.name,
+                    "capacity": cap,
+                    "capacity_bytes": int(cap_b),
+                    "kind": "cpsat",
+                    "value": solver_bound,
+                    "proven": True,
+                    "wall_s": rec["wall_s"],
+                    "seed": seed,
+                    "info": {"status": extra.get("status")},
+                }
+            )
+    if (
+        solver.startswith(peers.PREFIX)
+        and extra.get("peer_lower_bound") is not None
+        and cfg.mode == "pack"
+    ):
         rec["solver_bound"] = extra.get("peer_lower_bound")
-    have = [b for b in bounds_log.records if b.get("instance") == spec.name and b.get("capacity") == cap]
+    have = [
+        b for b in bounds_log.records if b.get("instance") == spec.name and b.get("capacity") == cap
+    ]
     bnd, kind = best_bound(have)
     obj = rec.get("objective")
     if obj is not None and bnd is not None and obj < bnd * (1 - 1e-6):
@@ -764,12 +886,22 @@ def _rank(rec: dict[str, Any], mode: str) -> tuple[float, ...]:
     """Smaller is better."""
     if mode == "malloc":
         return (rec["objective"],)
-    return (0.0 if rec.get("solved") else 1.0, rec["objective"] if rec.get("objective") is not None else math.inf,
-            -float(rec.get("placed_bytes", 0)))
+    return (
+        0.0 if rec.get("solved") else 1.0,
+        rec["objective"] if rec.get("objective") is not None else math.inf,
+        -float(rec.get("placed_bytes", 0)),
+    )
 
 
-def _update_best(cfg: BenchConfig, best: dict[tuple[str, str], dict[str, Any]], rec: dict[str, Any],
-                 problem: Problem, spec: suites.InstanceSpec, cap: str, offsets: np.ndarray) -> None:
+def _update_best(
+    cfg: BenchConfig,
+    best: dict[tuple[str, str], dict[str, Any]],
+    rec: dict[str, Any],
+    problem: Problem,
+    spec: suites.InstanceSpec,
+    cap: str,
+    offsets: np.ndarray,
+) -> None:
     if rec.get("status") != "ok" or not rec.get("valid"):
         return
     if cfg.mode == "malloc" and rec.get("objective") is None:
@@ -782,10 +914,20 @@ def _update_best(cfg: BenchConfig, best: dict[tuple[str, str], dict[str, Any]], 
 
     csv_path, json_path = _best_paths(cfg.out, spec.name, cap)
     write_solution_csv(csv_path, problem.workload, offsets)
-    d = {"instance": spec.name, "capacity": cap, "capacity_bytes": rec["capacity_bytes"], "solver": rec["solver"],
-         "seed": rec["seed"], "objective": rec["objective"], "rank": list(_rank(rec, cfg.mode)),
-         "source": spec.source, "target": problem.target.name, "alignment": rec["alignment"], "mode": cfg.mode,
-         "csv": csv_path.name}
+    d = {
+        "instance": spec.name,
+        "capacity": cap,
+        "capacity_bytes": rec["capacity_bytes"],
+        "solver": rec["solver"],
+        "seed": rec["seed"],
+        "objective": rec["objective"],
+        "rank": list(_rank(rec, cfg.mode)),
+        "source": spec.source,
+        "target": problem.target.name,
+        "alignment": rec["alignment"],
+        "mode": cfg.mode,
+        "csv": csv_path.name,
+    }
     _write_json(json_path, d)
     best[key] = d
 

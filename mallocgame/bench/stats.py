@@ -108,7 +108,9 @@ def stratified_bootstrap_ci(
     return Estimate(point, float(lo), float(hi))
 
 
-def _bootstrap_in_chunks(tasks: list[np.ndarray], statistic: Statistic, reps: int, rng: np.random.Generator) -> np.ndarray:
+def _bootstrap_in_chunks(
+    tasks: list[np.ndarray], statistic: Statistic, reps: int, rng: np.random.Generator
+) -> np.ndarray:
     n = sum(t.size for t in tasks)
     chunk = max(1, min(reps, 4_000_000 // max(n, 1)))  # keep [chunk, N] below ~32 MB
     out = []

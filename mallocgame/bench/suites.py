@@ -73,10 +73,18 @@ def zoo_names() -> list[str]:
 
 def _python(code: str, args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(REPO) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+    )
     env.setdefault("JAX_PLATFORMS", "cpu")
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=str(REPO),
+    )
 
 
 def _last_line(text: str) -> str:
@@ -98,11 +106,19 @@ def extract_zoo(name: str, small: bool, cache_dir: Path) -> tuple[Workload, floa
     )
     t0 = time.perf_counter()
     try:
-        r = _python(code, [name, json.dumps({"small": True} if small else {}), str(path)], timeout=ZOO_TIMEOUT_S)
+        r = _python(
+            code,
+            [name, json.dumps({"small": True} if small else {}), str(path)],
+            timeout=ZOO_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        raise InputError(f"compiling zoo entry {name!r} took more than {ZOO_TIMEOUT_S:.0f} s", field="instances") from None
+        raise InputError(
+            f"compiling zoo entry {name!r} took more than {ZOO_TIMEOUT_S:.0f} s", field="instances"
+        ) from None
     if r.returncode != 0:
-        raise InputError(f"compiling zoo entry {name!r} failed: {_last_line(r.stderr)}", field="instances")
+        raise InputError(
+            f"compiling zoo entry {name!r} failed: {_last_line(r.stderr)}", field="instances"
+        )
     return Workload.load(path), time.perf_counter() - t0
 
 
@@ -117,7 +133,9 @@ def tiny_workload(k: int) -> Workload:
     ends = np.minimum(starts + rng.integers(1, 4, size=n), horizon)
     sizes = rng.integers(1, 6, size=n) * 512
     if k % 2:
-        return Workload.from_intervals(f"tiny-{k}", np.arange(n), sizes, starts, ends, source={"reader": "tiny"})
+        return Workload.from_intervals(
+            f"tiny-{k}", np.arange(n), sizes, starts, ends, source={"reader": "tiny"}
+        )
     # One instruction per position, touching every buffer live there with its size in bytes;
     # FLOPs chosen so that some instructions are compute-bound on tpuv4i, others memory-bound.
     ptr, buf, nbytes, flops = [0], [], [], []
@@ -129,9 +147,16 @@ def tiny_workload(k: int) -> Workload:
         mem = float(sizes[live].sum()) / 614e9
         flops.append(float(rng.uniform(0.2, 1.2)) * mem * 138e12)
     return Workload(
-        name=f"tiny-{k}", ids=np.arange(n), sizes=sizes, starts=starts, ends=ends,
-        instr_flops=np.array(flops), access_ptr=np.array(ptr), access_buffer=np.array(buf, dtype=np.int64),
-        access_bytes=np.array(nbytes), source={"reader": "tiny"},
+        name=f"tiny-{k}",
+        ids=np.arange(n),
+        sizes=sizes,
+        starts=starts,
+        ends=ends,
+        instr_flops=np.array(flops),
+        access_ptr=np.array(ptr),
+        access_buffer=np.array(buf, dtype=np.int64),
+        access_bytes=np.array(nbytes),
+        source={"reader": "tiny"},
     )
 
 
@@ -149,12 +174,16 @@ def _file_name(p: Path) -> str:
 
 def suite_instances(suite: str) -> list[InstanceSpec]:
     if suite not in SUITES:
-        raise InputError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}", field="suite")
+        raise InputError(
+            f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}", field="suite"
+        )
     if suite in ("zoo", "zoo-small"):
         return [InstanceSpec(n, f"{suite}:{n}", "zoo") for n in zoo_names()]
     if suite == "tiny":
         return [InstanceSpec(f"tiny-{k}", f"tiny:{k}", "tiny") for k in range(NUM_TINY)]
-    folder = datasets_dir() / {"challenging": "minimalloc-challenging", "traces": "ml-traces"}[suite]
+    folder = (
+        datasets_dir() / {"challenging": "minimalloc-challenging", "traces": "ml-traces"}[suite]
+    )
     if not folder.is_dir():
         raise InputError(f"suite {suite!r} needs {folder} (set MALLOCGAME_DATASETS)", field="suite")
     return _expand_folder(folder)
@@ -179,7 +208,9 @@ def resolve_instances(items: list[str], suite: str | None, mode: str) -> list[In
             prefix, name = item.split(":", 1)
             zoo = zoo if zoo is not None else zoo_names()
             if name not in zoo:
-                raise InputError(f"no zoo entry {name!r}; the zoo has {', '.join(zoo)}", field="instances")
+                raise InputError(
+                    f"no zoo entry {name!r}; the zoo has {', '.join(zoo)}", field="instances"
+                )
             specs.append(InstanceSpec(name, f"{prefix}:{name}", "zoo"))
             continue
         if item.startswith("tiny:"):
@@ -188,7 +219,10 @@ def resolve_instances(items: list[str], suite: str | None, mode: str) -> list[In
             except ValueError:
                 k = -1
             if not 0 <= k < NUM_TINY:
-                raise InputError(f"tiny instances are tiny:0 .. tiny:{NUM_TINY - 1}, got {item!r}", field="instances")
+                raise InputError(
+                    f"tiny instances are tiny:0 .. tiny:{NUM_TINY - 1}, got {item!r}",
+                    field="instances",
+                )
             specs.append(InstanceSpec(f"tiny-{k}", item, "tiny"))
             continue
         p = Path(item)
@@ -252,7 +286,10 @@ def parse_capacities(text: str | list[str] | None, mode: str) -> list[str]:
             continue
         if it in ("inf", "none"):
             if mode != "pack":
-                raise InputError("capacity 'inf' means 'minimise the peak' and needs the pack mode", field="capacities")
+                raise InputError(
+                    "capacity 'inf' means 'minimise the peak' and needs the pack mode",
+                    field="capacities",
+                )
             out.append("inf")
             continue
         try:
@@ -265,7 +302,9 @@ def parse_capacities(text: str | list[str] | None, mode: str) -> list[str]:
     return out
 
 
-def capacity_bytes(spec: str, workload: Workload, instance: InstanceSpec, mode: str, alignment: int) -> int:
+def capacity_bytes(
+    spec: str, workload: Workload, instance: InstanceSpec, mode: str, alignment: int
+) -> int:
     """Bytes for capacity ``spec`` on ``workload`` (see the module doc)."""
     if spec == "auto":
         named = instance.name_capacity

@@ -135,7 +135,9 @@ def add_parsers(sub: Any) -> None:
         "on the validation split (OUT/best.json says which update), OUT/last-policy.npz the last",
     )
     p.add_argument(
-        "--val-split", default="validation", help="the split that selects the policy (default validation)"
+        "--val-split",
+        default="validation",
+        help="the split that selects the policy (default validation)",
     )
     p.add_argument(
         "--val-copies",
@@ -161,7 +163,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.val_every:
         splits.get_split(args.val_split)
         if args.val_split == args.split:
-            raise InputError("the validation split must differ from the training split", field="val-split")
+            raise InputError(
+                "the validation split must differ from the training split", field="val-split"
+            )
     caps = tuple(c.strip() for c in args.capacities.split(",") if c.strip())
     if not caps:
         raise InputError("no capacity given", field="capacities")

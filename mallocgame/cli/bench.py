@@ -67,42 +67,113 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("mode", choices=["malloc", "pack", "rank"],
-                   help="malloc: time objective; pack: fit-all at the capacity; rank: attention ranks under a FLOP budget")
-    p.add_argument("instances", nargs="*", metavar="INSTANCE",
-                   help="zoo:NAME (or a zoo name), zoo-small:NAME, tiny:K, a minimalloc CSV or workload file, or a folder of them "
-                        "(default: the mode's suite: zoo for malloc, challenging for pack); rank: model names "
-                        "(minilm, smollm2; default minilm)")
-    p.add_argument("--suite", default=None, help="zoo, zoo-small, challenging, traces, tiny (added to INSTANCES)")
-    p.add_argument("--solvers", default=None,
-                   help="comma-separated: msa, msa-skip, greedy-size, random, all-slow, restarts, cpsat, agent (when registered), "
-                        "omnimalloc:NAME (pack only) (default: all baselines, restarts and cpsat; pack adds omnimalloc peers)")
-    p.add_argument("--capacities", default=None,
-                   help="comma-separated: 10%% (of peak live bytes), bytes (1048576, 4MiB), auto (the number in a minimalloc "
-                        "file name, else 25%% / 100%%), inf (pack: minimise the peak) (default malloc 10%%,25%%,50%%; pack auto)")
-    p.add_argument("--seeds", type=_int, default=3, help="seeds per (instance, capacity, solver) (default 3)")
-    p.add_argument("--cpsat-seeds", type=_int, default=1, help="seeds for cpsat, the ceiling (default 1)")
-    p.add_argument("--time-limit", type=_float, default=None,
-                   help="seconds per run for search solvers (restarts, cpsat, agent, omnimalloc's) (default 5; "
-                        "rank: none, each solver's own default)")
-    p.add_argument("--bound-time-limit", type=_float, default=None, help="seconds for the knapsack MILP bound (default: --time-limit)")
-    p.add_argument("--hard-timeout", type=_float, default=None, help="kill a run after this many seconds (default 3 x time limit + 120)")
-    p.add_argument("--threads", type=_int, default=2, help="threads for CP-SAT and omnimalloc (default 2)")
+    p.add_argument(
+        "mode",
+        choices=["malloc", "pack", "rank"],
+        help="malloc: time objective; pack: fit-all at the capacity; rank: attention ranks under a FLOP budget",
+    )
+    p.add_argument(
+        "instances",
+        nargs="*",
+        metavar="INSTANCE",
+        help="zoo:NAME (or a zoo name), zoo-small:NAME, tiny:K, a minimalloc CSV or workload file, or a folder of them "
+        "(default: the mode's suite: zoo for malloc, challenging for pack); rank: model names "
+        "(minilm, smollm2; default minilm)",
+    )
+    p.add_argument(
+        "--suite",
+        default=None,
+        help="zoo, zoo-small, challenging, traces, tiny (added to INSTANCES)",
+    )
+    p.add_argument(
+        "--solvers",
+        default=None,
+        help="comma-separated: msa, msa-skip, greedy-size, random, all-slow, restarts, cpsat, agent (when registered), "
+        "omnimalloc:NAME (pack only) (default: all baselines, restarts and cpsat; pack adds omnimalloc peers)",
+    )
+    p.add_argument(
+        "--capacities",
+        default=None,
+        help="comma-separated: 10%% (of peak live bytes), bytes (1048576, 4MiB), auto (the number in a minimalloc "
+        "file name, else 25%% / 100%%), inf (pack: minimise the peak) (default malloc 10%%,25%%,50%%; pack auto)",
+    )
+    p.add_argument(
+        "--seeds", type=_int, default=3, help="seeds per (instance, capacity, solver) (default 3)"
+    )
+    p.add_argument(
+        "--cpsat-seeds", type=_int, default=1, help="seeds for cpsat, the ceiling (default 1)"
+    )
+    p.add_argument(
+        "--time-limit",
+        type=_float,
+        default=None,
+        help="seconds per run for search solvers (restarts, cpsat, agent, omnimalloc's) (default 5; "
+        "rank: none, each solver's own default)",
+    )
+    p.add_argument(
+        "--bound-time-limit",
+        type=_float,
+        default=None,
+        help="seconds for the knapsack MILP bound (default: --time-limit)",
+    )
+    p.add_argument(
+        "--hard-timeout",
+        type=_float,
+        default=None,
+        help="kill a run after this many seconds (default 3 x time limit + 120)",
+    )
+    p.add_argument(
+        "--threads", type=_int, default=2, help="threads for CP-SAT and omnimalloc (default 2)"
+    )
     p.add_argument("--target", default="tpuv4i", help="target preset or file (default tpuv4i)")
-    p.add_argument("--alignment", type=_int, default=None,
-                   help="bytes (default: the target's for malloc, 1 for pack, as minimalloc)")
-    p.add_argument("--budgets", default=None, help="rank: comma-separated fractions of full attention FLOPs (default 0.5,0.3)")
-    p.add_argument("--eval-windows", type=_int, default=16, help="rank: SmolLM2 held-out 512-token windows (default 16 of 73)")
-    p.add_argument("--max-evals", type=_int, default=150, help="rank: greedy's calibration-loss evaluations (default 150)")
+    p.add_argument(
+        "--alignment",
+        type=_int,
+        default=None,
+        help="bytes (default: the target's for malloc, 1 for pack, as minimalloc)",
+    )
+    p.add_argument(
+        "--budgets",
+        default=None,
+        help="rank: comma-separated fractions of full attention FLOPs (default 0.5,0.3)",
+    )
+    p.add_argument(
+        "--eval-windows",
+        type=_int,
+        default=16,
+        help="rank: SmolLM2 held-out 512-token windows (default 16 of 73)",
+    )
+    p.add_argument(
+        "--max-evals",
+        type=_int,
+        default=150,
+        help="rank: greedy's calibration-loss evaluations (default 150)",
+    )
     p.add_argument("--out", default=None, help="output folder (default bench-MODE)")
-    p.add_argument("--resume", action="store_true", help="continue the bench in --out, skipping finished runs")
-    p.add_argument("--report-only", action="store_true", help="rebuild results.md and pictures from --out's runs.jsonl")
+    p.add_argument(
+        "--resume", action="store_true", help="continue the bench in --out, skipping finished runs"
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild results.md and pictures from --out's runs.jsonl",
+    )
     p.add_argument("--no-pictures", action="store_true", help="skip the pictures")
-    p.add_argument("--readme", nargs="?", const="README.md", default=None, metavar="PATH",
-                   help="also write the aggregate table, with the commands that produced it, into PATH's "
-                        "marked section for this mode (default README.md; markers are added under '## Results' "
-                        "the first time)")
-    p.add_argument("--no-isolate", action="store_true", help="run solvers in this process (debugging; no per-run RSS)")
+    p.add_argument(
+        "--readme",
+        nargs="?",
+        const="README.md",
+        default=None,
+        metavar="PATH",
+        help="also write the aggregate table, with the commands that produced it, into PATH's "
+        "marked section for this mode (default README.md; markers are added under '## Results' "
+        "the first time)",
+    )
+    p.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run solvers in this process (debugging; no per-run RSS)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
@@ -119,15 +190,25 @@ def _split(text: str | None, field: str) -> list[str] | None:
 def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> Any:
     from mallocgame.bench.runner import BenchConfig
 
-    for field, v in (("seeds", args.seeds), ("cpsat-seeds", args.cpsat_seeds), ("threads", args.threads)):
+    for field, v in (
+        ("seeds", args.seeds),
+        ("cpsat-seeds", args.cpsat_seeds),
+        ("threads", args.threads),
+    ):
         if v < 1:
             raise InputError(f"must be at least 1, got {v}", field=field)
     if args.alignment is not None and args.alignment < 1:
         raise InputError(f"must be positive, got {args.alignment}", field="alignment")
-    for field, v in (("time-limit", args.time_limit), ("bound-time-limit", args.bound_time_limit), ("hard-timeout", args.hard_timeout)):
+    for field, v in (
+        ("time-limit", args.time_limit),
+        ("bound-time-limit", args.bound_time_limit),
+        ("hard-timeout", args.hard_timeout),
+    ):
         if v is not None and not v > 0:
             raise InputError(f"must be positive, got {v}", field=field)
-    command = "mallocgame bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
+    command = "mallocgame bench " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:])
+    )
     return BenchConfig(
         mode=args.mode,
         out=Path(args.out or f"bench-{args.mode}"),
@@ -160,15 +241,20 @@ def rank_config_from_args(args: argparse.Namespace, argv: list[str] | None = Non
         try:
             budgets.append(float(b))
         except ValueError:
-            raise InputError(f"expected a fraction such as 0.5, got {b!r}", field="budgets") from None
+            raise InputError(
+                f"expected a fraction such as 0.5, got {b!r}", field="budgets"
+            ) from None
     for field, v in (("eval-windows", args.eval_windows), ("max-evals", args.max_evals)):
         if v < 1:
             raise InputError(f"must be at least 1, got {v}", field=field)
     if args.time_limit is not None and not args.time_limit > 0:
         raise InputError(f"must be positive, got {args.time_limit}", field="time-limit")
     names = _split(args.solvers, "solvers") or (
-        ["uniform", "spectral", "fisher", "greedy"] + (["agent"] if rs.available("agent") else []))
-    command = "mallocgame bench " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:]))
+        ["uniform", "spectral", "fisher", "greedy"] + (["agent"] if rs.available("agent") else [])
+    )
+    command = "mallocgame bench " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:])
+    )
     return RankBenchConfig(
         out=Path(args.out or "bench-rank"),
         models=list(args.instances) or ["minilm"],
@@ -193,8 +279,12 @@ def cmd_rank_bench(args: argparse.Namespace) -> int:
         paths = rank.write_rank_report(out, pictures=not args.no_pictures)
         if args.readme:
             paths["readme"] = _write_readme(args.readme, "rank", out)
-        print(json.dumps(paths, indent=2) if args.json else
-              f"wrote {paths['results']}" + (f"; updated {paths['readme']}" if "readme" in paths else ""))
+        print(
+            json.dumps(paths, indent=2)
+            if args.json
+            else f"wrote {paths['results']}"
+            + (f"; updated {paths['readme']}" if "readme" in paths else "")
+        )
         return 0
     outcome = rank.run_rank_bench(rank_config_from_args(args, getattr(args, "argv", None)))
     if args.readme:
@@ -202,8 +292,10 @@ def cmd_rank_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(outcome, indent=2))
     else:
-        print(f"{outcome['runs_done']} runs done, {outcome['runs_skipped']} already finished; "
-              f"{outcome['errors']} raised an error")
+        print(
+            f"{outcome['runs_done']} runs done, {outcome['runs_skipped']} already finished; "
+            f"{outcome['errors']} raised an error"
+        )
         for k, v in outcome["unavailable"].items():
             print(f"unavailable: {k}: {v}")
         print(f"wrote {outcome['report']['results']}")
@@ -226,7 +318,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(paths, indent=2))
         else:
-            print(f"wrote {paths['results']}" + (f"; updated {paths['readme']}" if "readme" in paths else ""))
+            print(
+                f"wrote {paths['results']}"
+                + (f"; updated {paths['readme']}" if "readme" in paths else "")
+            )
         return 0
     cfg = config_from_args(args, getattr(args, "argv", None))
     outcome = runner.run_bench(cfg)
@@ -246,8 +341,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"{outcome.runs_done} runs done, {outcome.runs_skipped} already finished; "
-              f"{outcome.errors} crashed or timed out, {outcome.invalid} invalid")
+        print(
+            f"{outcome.runs_done} runs done, {outcome.runs_skipped} already finished; "
+            f"{outcome.errors} crashed or timed out, {outcome.invalid} invalid"
+        )
         for k, v in outcome.unavailable.items():
             print(f"unavailable: {k}: {v}")
         for s in outcome.skipped_instances:
@@ -271,8 +368,11 @@ def main(argv: list[str] | None = None) -> int:
     CLI wires it in, and for scripts)."""
     from mallocgame.errors import MallocGameError
 
-    parser = argparse.ArgumentParser(prog="mallocgame bench", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="mallocgame bench",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

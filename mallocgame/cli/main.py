@@ -47,16 +47,30 @@ def _fmt_bytes(n: float) -> str:
 
 
 def _add_problem_args(p: argparse.ArgumentParser, capacity_default: str | None = "25%") -> None:
-    p.add_argument("input", help="workload file (*.workload.json[.gz]), minimalloc CSV, XLA dump folder, or zoo:NAME")
+    p.add_argument(
+        "input",
+        help="workload file (*.workload.json[.gz]), minimalloc CSV, XLA dump folder, or zoo:NAME",
+    )
     p.add_argument(
         "--capacity",
         default=capacity_default,
         help="fast-memory capacity: bytes (1048576, 4MiB) or a percentage of peak live bytes (25%%); "
         "default: the number in a minimalloc file name (A.1048576.csv), else 25%%",
     )
-    p.add_argument("--target", default="tpuv4i", help="target preset (see `mallocgame list targets`) or target JSON file")
-    p.add_argument("--objective", default="time", choices=["time", "fit-all"], help="minimise time, or place every buffer (default: time)")
-    p.add_argument("--alignment", type=int, default=None, help="override the target's alignment in bytes")
+    p.add_argument(
+        "--target",
+        default="tpuv4i",
+        help="target preset (see `mallocgame list targets`) or target JSON file",
+    )
+    p.add_argument(
+        "--objective",
+        default="time",
+        choices=["time", "fit-all"],
+        help="minimise time, or place every buffer (default: time)",
+    )
+    p.add_argument(
+        "--alignment", type=int, default=None, help="override the target's alignment in bytes"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
 
@@ -146,15 +160,23 @@ def solutions_order(problem, solver: str) -> np.ndarray | None:
 
 
 def _print_summary(s: dict) -> None:
-    print(f"workload  {s['workload']}  ({s['num_buffers']} buffers, peak live {_fmt_bytes(s['peak_live_bytes'])})")
-    print(f"target    {s['target']}  capacity {_fmt_bytes(s['capacity'])}  objective {s['objective']}")
+    print(
+        f"workload  {s['workload']}  ({s['num_buffers']} buffers, peak live {_fmt_bytes(s['peak_live_bytes'])})"
+    )
+    print(
+        f"target    {s['target']}  capacity {_fmt_bytes(s['capacity'])}  objective {s['objective']}"
+    )
     print(f"solver    {s['solver']}  ({s['wall_s']:.3f} s)")
-    print(f"placed    {s['placed_buffers']} buffers, {_fmt_bytes(s['placed_bytes'])} in fast memory")
+    print(
+        f"placed    {s['placed_buffers']} buffers, {_fmt_bytes(s['placed_bytes'])} in fast memory"
+    )
     print(
         f"time      {s['time_s'] * 1e6:.3f} us  (all slow {s['all_slow_time_s'] * 1e6:.3f} us, "
         f"unlimited fast {s['lower_bound_time_s'] * 1e6:.3f} us)"
     )
-    print(f"speed-up  {s['speedup_vs_all_slow']:.4f}x vs all-slow; {100 * s['gap_to_lower_bound']:.2f}% above the lower bound")
+    print(
+        f"speed-up  {s['speedup_vs_all_slow']:.4f}x vs all-slow; {100 * s['gap_to_lower_bound']:.2f}% above the lower bound"
+    )
     if "solved" in s:
         print(f"fit-all   {'solved' if s['solved'] else 'NOT solved'}")
     print(f"valid     {'yes' if s['valid'] else 'NO: ' + '; '.join(s['problems'][:3])}")
@@ -181,7 +203,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         f"{_fmt_bytes(w.peak_live_bytes())}; target {problem.target.name}, fast capacity "
         f"{_fmt_bytes(problem.capacity)} ({args.capacity})"
     )
-    print(f"all slow {problem.all_slow_time * 1e6:.3f} us; unlimited fast memory {problem.lower_bound_time * 1e6:.3f} us")
+    print(
+        f"all slow {problem.all_slow_time * 1e6:.3f} us; unlimited fast memory {problem.lower_bound_time * 1e6:.3f} us"
+    )
     header = f"{'solver':<12} {'time (us)':>12} {'speed-up':>9} {'gap to LB':>10} {'fast bytes':>12} {'valid':>6} {'wall (s)':>9}"
     print(header)
     print("-" * len(header))
@@ -202,10 +226,18 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     wl, offsets = read_csv(args.mapping)
     if offsets is None:
-        raise InputError("no 'offset' column: give a mapping written by `mallocgame solve --out`", args.mapping, line=1)
+        raise InputError(
+            "no 'offset' column: give a mapping written by `mallocgame solve --out`",
+            args.mapping,
+            line=1,
+        )
     summary_path = Path(args.mapping).with_suffix(".json")
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    capacity = args.capacity or summary.get("capacity") or int(np.max(np.where(offsets >= 0, offsets + wl.sizes, 0)))
+    capacity = (
+        args.capacity
+        or summary.get("capacity")
+        or int(np.max(np.where(offsets >= 0, offsets + wl.sizes, 0)))
+    )
     capacity = int(capacity)
     benefit = None
     source = args.workload or summary.get("input")
@@ -220,7 +252,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     if benefit is None:
         benefit = cost.solo_benefit(wl, api.load_target(target)) / wl.sizes
     title = f"{summary.get('workload', wl.name)}: {summary.get('solver', '')} — {int((offsets >= 0).sum())} of {len(offsets)} buffers in fast memory"
-    draw_memory_map(wl.starts, wl.ends, wl.sizes, offsets, capacity, args.out, benefit=benefit, title=title)
+    draw_memory_map(
+        wl.starts, wl.ends, wl.sizes, offsets, capacity, args.out, benefit=benefit, title=title
+    )
     print(f"wrote {args.out}")
     return 0
 
@@ -232,7 +266,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     wl, offsets = read_csv(args.mapping)
     if offsets is None:
         raise InputError("no 'offset' column to validate", args.mapping, line=1)
-    report = validate(wl.ids, wl.sizes, wl.starts, wl.ends, offsets, args.capacity, args.alignment, require_all_fast=args.fit_all)
+    report = validate(
+        wl.ids,
+        wl.sizes,
+        wl.starts,
+        wl.ends,
+        offsets,
+        args.capacity,
+        args.alignment,
+        require_all_fast=args.fit_all,
+    )
     if args.json:
         print(json.dumps({"valid": report.valid, "problems": report.problems}))
     else:
@@ -264,17 +307,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("extract", help="compile a zoo program (or read an XLA dump folder) into a workload file")
-    p.add_argument("source", help="zoo entry (see `mallocgame list zoo`), zoo:NAME, or an XLA dump folder (--xla_dump_to)")
+    p = sub.add_parser(
+        "extract", help="compile a zoo program (or read an XLA dump folder) into a workload file"
+    )
+    p.add_argument(
+        "source",
+        help="zoo entry (see `mallocgame list zoo`), zoo:NAME, or an XLA dump folder (--xla_dump_to)",
+    )
     p.add_argument("--out", help="output workload file (default NAME.workload.json.gz)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_extract)
 
     p = sub.add_parser("solve", help="solve one workload with one solver; write the mapping")
     _add_problem_args(p, capacity_default=None)
-    p.add_argument("--solver", default="msa", help="msa, msa-skip, greedy-size, random, all-slow, restarts (see `mallocgame list solvers`)")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds, for search solvers (restarts)")
-    p.add_argument("--out", help="mapping CSV (id,lower,upper,size,offset); OUT.json and OUT.msa_overrides.txtpb are written beside it")
+    p.add_argument(
+        "--solver",
+        default="msa",
+        help="msa, msa-skip, greedy-size, random, all-slow, restarts (see `mallocgame list solvers`)",
+    )
+    p.add_argument(
+        "--time-limit", type=float, default=None, help="seconds, for search solvers (restarts)"
+    )
+    p.add_argument(
+        "--out",
+        help="mapping CSV (id,lower,upper,size,offset); OUT.json and OUT.msa_overrides.txtpb are written beside it",
+    )
     p.set_defaults(fn=cmd_solve)
 
     p = sub.add_parser("compare", help="several solvers on one workload, side by side")
@@ -286,8 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="draw a mapping as rectangles in time x address")
     p.add_argument("mapping", help="mapping CSV written by `mallocgame solve --out`")
     p.add_argument("--out", required=True, help="picture file (PNG, SVG, PDF)")
-    p.add_argument("--capacity", type=int, default=None, help="bytes (default: from the summary JSON beside the mapping)")
-    p.add_argument("--workload", default=None, help="the workload, to colour buffers by benefit (default: the summary's input)")
+    p.add_argument(
+        "--capacity",
+        type=int,
+        default=None,
+        help="bytes (default: from the summary JSON beside the mapping)",
+    )
+    p.add_argument(
+        "--workload",
+        default=None,
+        help="the workload, to colour buffers by benefit (default: the summary's input)",
+    )
     p.set_defaults(fn=cmd_show)
 
     p = sub.add_parser("validate", help="check a mapping CSV independently of the solvers")

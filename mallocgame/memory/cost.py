@@ -48,7 +48,11 @@ def solo_benefit(workload: Workload, target: Target) -> np.ndarray:
     slow = workload.access_bytes / target.slow_bandwidth_bytes_per_s
     mem = np.bincount(instr, weights=slow, minlength=workload.num_instructions)
     compute = workload.instr_flops / target.peak_flops_per_s
-    saved = workload.access_bytes * (1.0 / target.slow_bandwidth_bytes_per_s - 1.0 / target.fast_bandwidth_bytes_per_s)
+    saved = workload.access_bytes * (
+        1.0 / target.slow_bandwidth_bytes_per_s - 1.0 / target.fast_bandwidth_bytes_per_s
+    )
     before = np.maximum(compute, mem)[instr]
     after = np.maximum(compute[instr], mem[instr] - saved)
-    return np.bincount(workload.access_buffer, weights=before - after, minlength=workload.num_buffers)
+    return np.bincount(
+        workload.access_buffer, weights=before - after, minlength=workload.num_buffers
+    )

@@ -20,7 +20,9 @@ from mallocgame.memory.workload import Workload
 REQUIRED = ("id", "lower", "upper", "size")
 
 
-def read_csv(path: str | os.PathLike[str], name: str | None = None) -> tuple[Workload, np.ndarray | None]:
+def read_csv(
+    path: str | os.PathLike[str], name: str | None = None
+) -> tuple[Workload, np.ndarray | None]:
     """Read a minimalloc CSV. Returns the workload (with the trace access proxy) and the
     ``offset`` column if present (int64, -1 where empty), else None."""
     path = Path(path)
@@ -35,11 +37,15 @@ def read_csv(path: str | os.PathLike[str], name: str | None = None) -> tuple[Wor
     try:
         header = next(reader)
     except StopIteration:
-        raise InputError("empty file: expected a header 'id,lower,upper,size[,offset]'", where, line=1) from None
+        raise InputError(
+            "empty file: expected a header 'id,lower,upper,size[,offset]'", where, line=1
+        ) from None
     header = [h.strip().lower() for h in header]
     for col in REQUIRED:
         if col not in header:
-            raise InputError(f"header lacks column '{col}' (got {','.join(header)})", where, line=1, field=col)
+            raise InputError(
+                f"header lacks column '{col}' (got {','.join(header)})", where, line=1, field=col
+            )
     idx = {c: header.index(c) for c in header}
     has_offset = "offset" in idx
     ids, lowers, uppers, sizes, offsets = [], [], [], [], []
@@ -49,24 +55,42 @@ def read_csv(path: str | os.PathLike[str], name: str | None = None) -> tuple[Wor
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) < len(header):
-            raise InputError(f"expected {len(header)} columns, got {len(row)} (truncated line?)", where, line=line)
+            raise InputError(
+                f"expected {len(header)} columns, got {len(row)} (truncated line?)",
+                where,
+                line=line,
+            )
         vals = {}
         for col in REQUIRED:
             raw = row[idx[col]].strip()
             try:
                 vals[col] = int(raw)
             except ValueError:
-                raise InputError(f"expected an integer, got {raw!r}", where, line=line, field=col) from None
+                raise InputError(
+                    f"expected an integer, got {raw!r}", where, line=line, field=col
+                ) from None
         if vals["id"] in seen:
-            raise InputError(f"duplicate id {vals['id']} (first on line {seen[vals['id']]})", where, line=line, field="id")
+            raise InputError(
+                f"duplicate id {vals['id']} (first on line {seen[vals['id']]})",
+                where,
+                line=line,
+                field="id",
+            )
         seen[vals["id"]] = line
         if vals["size"] <= 0:
-            raise InputError(f"size must be positive, got {vals['size']}", where, line=line, field="size")
+            raise InputError(
+                f"size must be positive, got {vals['size']}", where, line=line, field="size"
+            )
         if vals["lower"] < 0:
-            raise InputError(f"lower must not be negative, got {vals['lower']}", where, line=line, field="lower")
+            raise InputError(
+                f"lower must not be negative, got {vals['lower']}", where, line=line, field="lower"
+            )
         if vals["upper"] <= vals["lower"]:
             raise InputError(
-                f"empty or inverted interval [{vals['lower']}, {vals['upper']})", where, line=line, field="upper"
+                f"empty or inverted interval [{vals['lower']}, {vals['upper']})",
+                where,
+                line=line,
+                field="upper",
             )
         ids.append(vals["id"])
         lowers.append(vals["lower"])
@@ -80,9 +104,16 @@ def read_csv(path: str | os.PathLike[str], name: str | None = None) -> tuple[Wor
                 try:
                     off = int(raw)
                 except ValueError:
-                    raise InputError(f"expected an integer or empty, got {raw!r}", where, line=line, field="offset") from None
+                    raise InputError(
+                        f"expected an integer or empty, got {raw!r}",
+                        where,
+                        line=line,
+                        field="offset",
+                    ) from None
                 if off < 0:
-                    raise InputError(f"offset must not be negative, got {off}", where, line=line, field="offset")
+                    raise InputError(
+                        f"offset must not be negative, got {off}", where, line=line, field="offset"
+                    )
                 offsets.append(off)
     if not ids:
         raise InputError("no buffers: the file has a header but no rows", where, line=2)
@@ -108,6 +139,8 @@ def format_solution_csv(workload: Workload, offsets: np.ndarray) -> str:
     return out.getvalue()
 
 
-def write_solution_csv(path: str | os.PathLike[str], workload: Workload, offsets: np.ndarray) -> None:
+def write_solution_csv(
+    path: str | os.PathLike[str], workload: Workload, offsets: np.ndarray
+) -> None:
     """Write ``id,lower,upper,size,offset`` (offset empty for slow memory), atomically."""
     atomic_write_text(path, format_solution_csv(workload, offsets))

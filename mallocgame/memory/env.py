@@ -68,8 +68,10 @@ class MallocEnv:
         self.pool = [p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in problems]
         sizes = {(p.instance.observation_size, p.instance.num_actions) for p in self.pool}
         if len(sizes) != 1:
-            raise ValueError(f"problems differ in observation size / number of actions: {sorted(sizes)}")
-        (self.observation_size, self.num_actions), = sizes
+            raise ValueError(
+                f"problems differ in observation size / number of actions: {sorted(sizes)}"
+            )
+        ((self.observation_size, self.num_actions),) = sizes
         self.num_envs = int(num_envs)
         self.rng = np.random.default_rng(seed)
         w = np.ones(len(self.pool)) if weights is None else np.asarray(weights, dtype=np.float64)

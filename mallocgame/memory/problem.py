@@ -27,7 +27,10 @@ class Problem:
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
-            raise InputError(f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}", field="objective")
+            raise InputError(
+                f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}",
+                field="objective",
+            )
         self._all_slow: float | None = None
         self._lower: float | None = None
 
@@ -99,7 +102,13 @@ class Solution:
     def check(self):
         w, p = self.problem.workload, self.problem
         return validate(
-            w.ids, w.sizes, w.starts, w.ends, self.offsets, p.capacity, p.target.alignment_bytes,
+            w.ids,
+            w.sizes,
+            w.starts,
+            w.ends,
+            self.offsets,
+            p.capacity,
+            p.target.alignment_bytes,
             require_all_fast=p.objective == "fit-all",
         )
 
@@ -121,7 +130,9 @@ class Solution:
             "all_slow_time_s": p.all_slow_time,
             "lower_bound_time_s": p.lower_bound_time,
             "speedup_vs_all_slow": p.all_slow_time / t if t > 0 else 1.0,
-            "gap_to_lower_bound": (t - p.lower_bound_time) / p.lower_bound_time if p.lower_bound_time > 0 else 0.0,
+            "gap_to_lower_bound": (t - p.lower_bound_time) / p.lower_bound_time
+            if p.lower_bound_time > 0
+            else 0.0,
             "valid": report.valid,
             "problems": report.problems,
             "wall_s": self.wall_s,

@@ -42,7 +42,9 @@ def draw_memory_map(
         ax.add_collection(pc)
         fig.colorbar(pc, ax=ax, label="time saved per byte (s/B)")
     else:
-        ax.add_collection(PatchCollection(rects, facecolor="tab:blue", edgecolor="black", linewidth=0.3))
+        ax.add_collection(
+            PatchCollection(rects, facecolor="tab:blue", edgecolor="black", linewidth=0.3)
+        )
     t0 = float(np.min(starts)) if len(starts) else 0.0
     t1 = float(np.max(ends)) if len(ends) else 1.0
     ax.set_xlim(t0, t1)

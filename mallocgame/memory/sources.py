@@ -38,7 +38,10 @@ def load_workload(source: str | os.PathLike[str]) -> Workload:
 
         return xla.read_dump_folder(path)
     if not path.exists():
-        raise InputError("no such file or folder (give a workload file, a minimalloc CSV, an XLA dump folder or zoo:NAME)", s)
+        raise InputError(
+            "no such file or folder (give a workload file, a minimalloc CSV, an XLA dump folder or zoo:NAME)",
+            s,
+        )
     if path.suffix.lower() == ".csv":
         from mallocgame.memory.csvio import read_csv
 
@@ -109,7 +112,12 @@ def solve(
 ) -> Solution:
     """Load (if a path), build the problem, solve it. See :class:`mallocgame.memory.problem.Solution`."""
     wl = workload if isinstance(workload, Workload) else load_workload(workload)
-    return _solve(make_problem(wl, capacity, target, objective, alignment), solver, seed=seed, time_limit=time_limit)
+    return _solve(
+        make_problem(wl, capacity, target, objective, alignment),
+        solver,
+        seed=seed,
+        time_limit=time_limit,
+    )
 
 
 def summary(solution: Solution, **extra: Any) -> dict[str, Any]:

@@ -80,7 +80,9 @@ class WorkloadSpec:
     def key(self) -> str:
         import jax
 
-        blob = json.dumps([self.kind, self.name, list(self.overrides), jax.__version__], default=str)
+        blob = json.dumps(
+            [self.kind, self.name, list(self.overrides), jax.__version__], default=str
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def load(self, use_cache: bool = True) -> Workload:
@@ -109,7 +111,9 @@ class WorkloadSpec:
 
 
 def zoo(name: str, label: str = "", **overrides: Any) -> WorkloadSpec:
-    return WorkloadSpec("zoo", name, tuple(sorted(overrides.items())), label or _label(name, overrides))
+    return WorkloadSpec(
+        "zoo", name, tuple(sorted(overrides.items())), label or _label(name, overrides)
+    )
 
 
 def trace(filename: str) -> WorkloadSpec:
@@ -121,15 +125,29 @@ def generated(seed: int, n: int) -> WorkloadSpec:
 
 
 def layered(seed: int, layers: int) -> WorkloadSpec:
-    return WorkloadSpec("random", "layered", (("layers", layers), ("seed", seed)), f"layered[L{layers},s{seed}]")
+    return WorkloadSpec(
+        "random", "layered", (("layers", layers), ("seed", seed)), f"layered[L{layers},s{seed}]"
+    )
 
 
 def _label(name: str, overrides: dict[str, Any]) -> str:
     if not overrides:
         return name
-    short = {"n_layers": "L", "seq_len": "T", "d_model": "d", "n_heads": "h", "vocab": "V",
-             "batch": "b", "widths": "w", "optimizer": "", "hidden": "H", "input_size": "i",
-             "image_size": "img", "depth": "depth", "small": "small"}
+    short = {
+        "n_layers": "L",
+        "seq_len": "T",
+        "d_model": "d",
+        "n_heads": "h",
+        "vocab": "V",
+        "batch": "b",
+        "widths": "w",
+        "optimizer": "",
+        "hidden": "H",
+        "input_size": "i",
+        "image_size": "img",
+        "depth": "depth",
+        "small": "small",
+    }
     parts = []
     for k, v in sorted(overrides.items()):
         if isinstance(v, (tuple, list)):
@@ -174,9 +192,17 @@ def random_trace(seed: int, n: int = 100, name: str | None = None) -> Workload:
     long = rng.integers(1, horizon, size=n)
     dur = np.where(rng.random(n) < 0.2, long, short)
     ends = np.minimum(starts + dur, horizon)
-    sizes = (np.exp(rng.uniform(np.log(64), np.log(4 << 20), size=n)) // 64 + 1).astype(np.int64) * 64
-    return Workload.from_intervals(name or f"random[n{n},s{seed}]", np.arange(n), sizes, starts, ends,
-                                   source={"generator": "mallocgame.memory.splits.random_trace", "seed": seed, "n": n})
+    sizes = (np.exp(rng.uniform(np.log(64), np.log(4 << 20), size=n)) // 64 + 1).astype(
+        np.int64
+    ) * 64
+    return Workload.from_intervals(
+        name or f"random[n{n},s{seed}]",
+        np.arange(n),
+        sizes,
+        starts,
+        ends,
+        source={"generator": "mallocgame.memory.splits.random_trace", "seed": seed, "n": n},
+    )
 
 
 def layered_trace(seed: int, layers: int = 20, name: str | None = None) -> Workload:
@@ -231,17 +257,36 @@ def layered_trace(seed: int, layers: int = 20, name: str | None = None) -> Workl
         opt = bwd
         for i in range(layers):
             opt += 1
-            bufs.append((nbytes(widths[i] * widths[i + 1]), dw_start[i], min(opt + 1, horizon)))  # dW
-            bufs.append((nbytes(batch * widths[i]), dw_start[i], min(dw_start[i] + 3, horizon)))  # dA
+            bufs.append(
+                (nbytes(widths[i] * widths[i + 1]), dw_start[i], min(opt + 1, horizon))
+            )  # dW
+            bufs.append(
+                (nbytes(batch * widths[i]), dw_start[i], min(dw_start[i] + 3, horizon))
+            )  # dA
             if rng.random() < 0.5:
-                bufs.append((nbytes(batch * widths[i + 1] * rng.uniform(0.5, 2)), dw_start[i], dw_start[i] + 1))
+                bufs.append(
+                    (
+                        nbytes(batch * widths[i + 1] * rng.uniform(0.5, 2)),
+                        dw_start[i],
+                        dw_start[i] + 1,
+                    )
+                )
         horizon = max(horizon, opt + 2)
     arr = np.array(bufs, dtype=np.int64)
     sizes, starts, ends = arr[:, 0], arr[:, 1], np.minimum(arr[:, 2], horizon)
     ends = np.maximum(ends, starts + 1)
-    return Workload.from_intervals(name or f"layered[L{layers},s{seed}]", np.arange(len(arr)), sizes, starts, ends,
-                                   source={"generator": "mallocgame.memory.splits.layered_trace", "seed": seed,
-                                           "layers": layers})
+    return Workload.from_intervals(
+        name or f"layered[L{layers},s{seed}]",
+        np.arange(len(arr)),
+        sizes,
+        starts,
+        ends,
+        source={
+            "generator": "mallocgame.memory.splits.layered_trace",
+            "seed": seed,
+            "layers": layers,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- the splits
@@ -286,8 +331,21 @@ TRAIN_WIDE: tuple[WorkloadSpec, ...] = TRAIN + (
     zoo("attention_long", seq_len=8192, d_model=256, n_heads=4),
     zoo("attention_long", seq_len=2048, d_model=768, n_heads=12, batch=2),
     *(generated(seed, n) for seed, n in ((4, 40), (5, 80), (6, 150), (7, 250), (8, 300), (9, 100))),
-    *(layered(seed, n) for seed, n in ((1, 6), (2, 10), (3, 16), (4, 24), (5, 32), (6, 40), (7, 48),
-                                       (8, 12), (9, 20), (10, 44))),
+    *(
+        layered(seed, n)
+        for seed, n in (
+            (1, 6),
+            (2, 10),
+            (3, 16),
+            (4, 24),
+            (5, 32),
+            (6, 40),
+            (7, 48),
+            (8, 12),
+            (9, 20),
+            (10, 44),
+        )
+    ),
 )
 
 VALIDATION: tuple[WorkloadSpec, ...] = (
@@ -327,8 +385,13 @@ HELDOUT_LARGE: tuple[WorkloadSpec, ...] = (
 )
 
 SPLITS: dict[str, tuple[WorkloadSpec, ...]] = {
-    "train": TRAIN, "train-wide": TRAIN_WIDE, "train-loops": TRAIN_LOOPS, "validation": VALIDATION,
-    "validation-loops": VALIDATION_LOOPS, "heldout": HELDOUT, "heldout-large": HELDOUT_LARGE,
+    "train": TRAIN,
+    "train-wide": TRAIN_WIDE,
+    "train-loops": TRAIN_LOOPS,
+    "validation": VALIDATION,
+    "validation-loops": VALIDATION_LOOPS,
+    "heldout": HELDOUT,
+    "heldout-large": HELDOUT_LARGE,
 }
 
 
@@ -345,7 +408,7 @@ def check_disjoint(
     programs = {g: {s.program for s in specs} for g, specs in groups.items()}
     names = list(groups)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             clash = sorted(programs[a] & programs[b])
             if clash:
                 raise ValueError(f"{b} program(s) in the {a} split: {clash}")
@@ -356,7 +419,9 @@ check_disjoint()
 
 def get_split(name: str) -> tuple[WorkloadSpec, ...]:
     if name not in SPLITS:
-        raise InputError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}", field="split")
+        raise InputError(
+            f"unknown split {name!r}; choose one of {', '.join(SPLITS)}", field="split"
+        )
     return SPLITS[name]
 
 

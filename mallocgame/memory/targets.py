@@ -73,7 +73,11 @@ def load_target(name_or_path: str | Path) -> Target:
             raise InputError(f"must be a positive number, got {v!r}", str(path), field=f)
         values[f] = v
     if values["fast_bandwidth_bytes_per_s"] < values["slow_bandwidth_bytes_per_s"]:
-        raise InputError("fast memory must not be slower than slow memory", str(path), field="fast_bandwidth_bytes_per_s")
+        raise InputError(
+            "fast memory must not be slower than slow memory",
+            str(path),
+            field="fast_bandwidth_bytes_per_s",
+        )
     return Target(
         name=str(d.get("name", path.stem)),
         fast_capacity_bytes=int(values["fast_capacity_bytes"]),
@@ -87,7 +91,16 @@ def load_target(name_or_path: str | Path) -> Target:
 
 
 _CAPACITY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%|[kKmMgG]i?[bB]?|[bB])?\s*$")
-_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2, "gi": 1024**3}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+}
 
 
 def parse_capacity(text: str | int, peak_live_bytes: int) -> int:

@@ -71,7 +71,9 @@ class TrainOptions:
     reward_scale: float = 10.0
     num_envs: int = 32
     num_simulations: int = 8
-    considered_actions: int = 4  # Gumbel search: actions considered at the root (<= simulations / 2)
+    considered_actions: int = (
+        4  # Gumbel search: actions considered at the root (<= simulations / 2)
+    )
     hidden: int = 128
     latent: int = 64
     num_blocks: int = 1
@@ -108,9 +110,12 @@ def make_config(o: TrainOptions):
         # Gumbel MuZero: sequential halving over the top-m actions; m must leave each of them
         # a few simulations (9 actions with 8 simulations could not even visit each once), and
         # SearchConfig rejects more than num_simulations (--simulations 1: m = 1).
-        search=SearchConfig(num_simulations=o.num_simulations,
-                            max_num_considered_actions=min(o.num_simulations,
-                                                           max(2, min(o.considered_actions, o.num_simulations // 2)))),
+        search=SearchConfig(
+            num_simulations=o.num_simulations,
+            max_num_considered_actions=min(
+                o.num_simulations, max(2, min(o.considered_actions, o.num_simulations // 2))
+            ),
+        ),
         replay=ReplayConfig(capacity=o.replay_capacity, min_size=o.min_replay),
         train=TrainConfig(
             num_envs=o.num_envs,
@@ -131,9 +136,22 @@ def make_config(o: TrainOptions):
 
 def tiny_options(**kw: Any) -> TrainOptions:
     """Settings small enough for tests (seconds per run)."""
-    base = dict(hidden=32, latent=16, num_envs=8, num_simulations=4, batch_size=16, unroll_steps=3,
-                replay_capacity=4_000, min_replay=100, log_every=5, checkpoint_every=10, steps=20,
-                demo_seconds=0.05, tiny=True, quiet=True)
+    base = dict(
+        hidden=32,
+        latent=16,
+        num_envs=8,
+        num_simulations=4,
+        batch_size=16,
+        unroll_steps=3,
+        replay_capacity=4_000,
+        min_replay=100,
+        log_every=5,
+        checkpoint_every=10,
+        steps=20,
+        demo_seconds=0.05,
+        tiny=True,
+        quiet=True,
+    )
     base.update(kw)
     return TrainOptions(**base)
 
@@ -147,12 +165,17 @@ def build_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[
         return pool, [f"{p.problem.workload.name}@{p.problem.capacity}" for p in pool]
     t0 = time.perf_counter()
     loaded, pool, names = _split_pool(o.split, o.max_buffers, o)
-    log(f"{len(pool)} training problems from {len(loaded)} workloads of split {o.split!r} "
-        f"(<= {o.max_buffers} buffers) in {time.perf_counter() - t0:.1f} s")
+    log(
+        f"{len(pool)} training problems from {len(loaded)} workloads of split {o.split!r} "
+        f"(<= {o.max_buffers} buffers) in {time.perf_counter() - t0:.1f} s"
+    )
     if not pool:
         from mallocgame.errors import InputError
 
-        raise InputError(f"split {o.split!r} has no problem with at most {o.max_buffers} buffers", field="max-buffers")
+        raise InputError(
+            f"split {o.split!r} has no problem with at most {o.max_buffers} buffers",
+            field="max-buffers",
+        )
     return pool, names
 
 
@@ -173,9 +196,14 @@ def build_eval_pool(o: TrainOptions) -> list[PreparedProblem]:
     from mallocgame.memory import splits
 
     if o.eval_problems is not None:
-        return [p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.eval_problems]
+        return [
+            p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.eval_problems
+        ]
     loaded = splits.load_split("heldout", max_buffers=o.eval_max_buffers)
-    return [PreparedProblem(p) for _, _, p in splits.make_problems([wl for _, wl in loaded], o.capacities, o.target)]
+    return [
+        PreparedProblem(p)
+        for _, _, p in splits.make_problems([wl for _, wl in loaded], o.capacities, o.target)
+    ]
 
 
 def build_val_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[str]]:
@@ -210,9 +238,13 @@ def play_pool(agent, pool: list[PreparedProblem], copies: int = 1, seed: int = 0
         if done.all():
             break
         search_legal = legal.copy()
-        search_legal[done, 0] = True  # finished games still need a legal row (their action is ignored)
+        search_legal[done, 0] = (
+            True  # finished games still need a legal row (their action is ignored)
+        )
         moves_left = np.maximum(buffers - t, 1).astype(np.int32)
-        out = agent.search(obs, search_legal, moves_left, greedy=greedy, seed=(seed * 1_000_003 + t) & 0x7FFFFFFF)
+        out = agent.search(
+            obs, search_legal, moves_left, greedy=greedy, seed=(seed * 1_000_003 + t) & 0x7FFFFFFF
+        )
         act = np.asarray(out.action, np.int32).copy()
         bad = ~search_legal[np.arange(n), act]
         if bad.any():
@@ -221,7 +253,9 @@ def play_pool(agent, pool: list[PreparedProblem], copies: int = 1, seed: int = 0
     return np.array([g.return_so_far for g in games], dtype=np.float64).reshape(len(pool), copies)
 
 
-def validation_metrics(returns: np.ndarray, pool: list[PreparedProblem], prefix: str = "val_") -> dict[str, float]:
+def validation_metrics(
+    returns: np.ndarray, pool: list[PreparedProblem], prefix: str = "val_"
+) -> dict[str, float]:
     """Scores of games on ``pool`` against ``msa``: ``returns`` is float[P, copies] (copy 0
     greedy). ``score``: the geometric mean over problems of the speed-up over ``msa`` under
     the cost model, ``(1 - msa return) / (1 - best return)`` (> 1: faster than msa), with
@@ -292,14 +326,24 @@ def demo_lines(pp: PreparedProblem, seconds: float, seed: int = 0) -> list[list[
     msa = best_fit_line(pp.instance, "msa")
     lines = [msa.actions]
     if seconds > 0:
-        best, _ = improve(None, pp.problem, pp.order, [msa], time.perf_counter() + seconds, seed,
-                          use_prior=False, reorder=False)
+        best, _ = improve(
+            None,
+            pp.problem,
+            pp.order,
+            [msa],
+            time.perf_counter() + seconds,
+            seed,
+            use_prior=False,
+            reorder=False,
+        )
         if best.ret > msa.ret + 1e-12:
             lines.append(best.actions)
     return lines
 
 
-def demo_episode(pp: PreparedProblem, actions: list[int], scale: float, reward_mode: str, smoothing: float = 0.05):
+def demo_episode(
+    pp: PreparedProblem, actions: list[int], scale: float, reward_mode: str, smoothing: float = 0.05
+):
     """The :class:`agent.replay.Episode` of playing ``actions`` on ``pp`` (policy targets: the
     played move, smoothed over the legal ones)."""
     from agent.replay import Episode
@@ -334,14 +378,17 @@ def make_demos(pool: list[PreparedProblem], o: TrainOptions, log=print) -> list:
         lines = demo_lines(pp, o.demo_seconds, o.seed + i)
         better += len(lines) > 1
         eps += [demo_episode(pp, acts, o.reward_scale, o.reward_mode) for acts in lines]
-    log(f"{len(eps)} demonstration games ({better} of {len(pool)} problems improved past msa by local search) "
-        f"in {time.perf_counter() - t0:.1f} s")
+    log(
+        f"{len(eps)} demonstration games ({better} of {len(pool)} problems improved past msa by local search) "
+        f"in {time.perf_counter() - t0:.1f} s"
+    )
     return eps
 
 
 # --------------------------------------------------------------------------- pictures
-def plot_curves(curves: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "",
-                scale: float = 10.0) -> Path | None:
+def plot_curves(
+    curves: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "", scale: float = 10.0
+) -> Path | None:
     """Training curves as a picture: return vs msa, win rate, losses, held-out gap."""
     if not curves:
         return None
@@ -387,8 +434,12 @@ def plot_curves(curves: list[dict[str, Any]], path: str | os.PathLike[str], titl
         a.plot(step[m], 100 * col("val_gap_vs_msa")[m], "^-", label="validation - msa")
         picked = [c["val_best_step"] for c in curves if "val_best_step" in c]
         if picked:
-            a.axvline(picked[-1], color="green", ls=":", lw=1, label=f"picked on validation: {picked[-1]}")
-    a.plot(step, 100 * (col("return") - col("baseline")) / scale, label="self-play (exploring) - msa")
+            a.axvline(
+                picked[-1], color="green", ls=":", lw=1, label=f"picked on validation: {picked[-1]}"
+            )
+    a.plot(
+        step, 100 * (col("return") - col("baseline")) / scale, label="self-play (exploring) - msa"
+    )
     a.axhline(0, color="grey", lw=0.5)
     a.set_title("agent return - msa return (% of all-slow time)")
     a.legend(fontsize=8)
@@ -402,8 +453,9 @@ def plot_curves(curves: list[dict[str, Any]], path: str | os.PathLike[str], titl
     return path
 
 
-def write_curves(curves: list[dict[str, Any]], out: Path, title: str, scale: float = 10.0,
-                 picture: bool = True) -> None:
+def write_curves(
+    curves: list[dict[str, Any]], out: Path, title: str, scale: float = 10.0, picture: bool = True
+) -> None:
     """``out/curves.csv`` (atomically) and, when ``picture``, ``out/curves.png``."""
     from agent.trainer import write_curves_csv
 
@@ -428,21 +480,33 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
-            self.rich = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                 TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
-                                 transient=False)
+            self.rich = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                transient=False,
+            )
             self.rich.start()
-            self.task = self.rich.add_task("train", total=total, completed=start, info="collecting games")
+            self.task = self.rich.add_task(
+                "train", total=total, completed=start, info="collecting games"
+            )
 
     def update(self, record: dict[str, Any]) -> None:
-        info = (f"ret {record.get('return', float('nan')):.3f} vs msa {record.get('baseline', float('nan')):.3f} "
-                f"not-worse {record.get('not_worse_rate', float('nan')):.2f} "
-                f"loss {record.get('loss', float('nan')):.3f} {record.get('moves_per_s', 0):.0f} moves/s")
+        info = (
+            f"ret {record.get('return', float('nan')):.3f} vs msa {record.get('baseline', float('nan')):.3f} "
+            f"not-worse {record.get('not_worse_rate', float('nan')):.2f} "
+            f"loss {record.get('loss', float('nan')):.3f} {record.get('moves_per_s', 0):.0f} moves/s"
+        )
         if "eval_gap_vs_msa" in record:
             info += f" heldout gap {100 * record['eval_gap_vs_msa']:+.2f}%"
         if "val_score" in record:
-            info += (f" validation {record['val_score']:.4f}x (best {record['val_best_score']:.4f}x "
-                     f"at {record['val_best_step']})")
+            info += (
+                f" validation {record['val_score']:.4f}x (best {record['val_best_score']:.4f}x "
+                f"at {record['val_best_step']})"
+            )
         if self.rich is not None:
             self.rich.update(self.task, completed=record["step"], info=info)
         elif not self.quiet:
@@ -470,7 +534,11 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
 
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = (lambda *a, **k: None) if o.quiet else (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k))
+    log = (
+        (lambda *a, **k: None)
+        if o.quiet
+        else (lambda *a, **k: print(*a, file=sys.stderr, flush=True, **k))
+    )
     ckpt = out / "checkpoint.npz"
     for name in ("checkpoint.npz", "policy.npz", "last-policy.npz"):
         # temporaries left by a process killed while writing (a live writer's are kept)
@@ -506,7 +574,9 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         inject()
     last_demo = [trainer.updates]
     run_info = {
-        "options": {k: v for k, v in dataclasses.asdict(o).items() if k not in ("problems", "eval_problems")},
+        "options": {
+            k: v for k, v in dataclasses.asdict(o).items() if k not in ("problems", "eval_problems")
+        },
         "seed": trainer.seed,
         "config": trainer.config.to_dict(),
         "problems": names,
@@ -533,8 +603,14 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         m["val_s"] = time.perf_counter() - t
         record.update(m)
         if best is None or m["val_score"] > best["val_score"] + 1e-9:
-            best = {"step": record["step"], "wall_time": record.get("wall_time"), **m,
-                    "problems": len(val_pool), "copies": o.val_copies, "split": o.val_split}
+            best = {
+                "step": record["step"],
+                "wall_time": record.get("wall_time"),
+                **m,
+                "problems": len(val_pool),
+                "copies": o.val_copies,
+                "split": o.val_split,
+            }
             trainer.save_policy(out / "policy.npz")
             atomic_write_text(best_path, json.dumps(best, indent=2) + "\n")
         record["val_best_step"] = best["step"]
@@ -593,6 +669,11 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         "last_policy": str(last_policy),
         "selected": best,  # the update picked on validation (None: no validation)
     }
-    run_info.update({k: summary[k] for k in ("updates", "env_moves", "games", "wall_time_s", "resumes", "selected")})
+    run_info.update(
+        {
+            k: summary[k]
+            for k in ("updates", "env_moves", "games", "wall_time_s", "resumes", "selected")
+        }
+    )
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
     return summary

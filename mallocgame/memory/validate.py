@@ -37,7 +37,9 @@ def validate(
     problems: list[str] = []
     n = len(ids)
     if not (len(sizes) == len(starts) == len(ends) == len(offsets) == n):
-        return Report(False, ["arrays of different lengths: every buffer must be decided exactly once"])
+        return Report(
+            False, ["arrays of different lengths: every buffer must be decided exactly once"]
+        )
     ids = np.asarray(ids)
     uniq, counts = np.unique(ids, return_counts=True)
     for dup in uniq[counts > 1][:max_problems]:
@@ -47,12 +49,18 @@ def validate(
         off = int(offsets[i])
         if off < 0:
             if require_all_fast:
-                problems.append(f"buffer {ids[i]} is not placed (fit-all needs every buffer in memory)")
+                problems.append(
+                    f"buffer {ids[i]} is not placed (fit-all needs every buffer in memory)"
+                )
             continue
         if off % alignment:
-            problems.append(f"buffer {ids[i]} offset {off} is not a multiple of the alignment {alignment}")
+            problems.append(
+                f"buffer {ids[i]} offset {off} is not a multiple of the alignment {alignment}"
+            )
         if off + int(sizes[i]) > capacity:
-            problems.append(f"buffer {ids[i]} [{off}, {off + int(sizes[i])}) exceeds the capacity {capacity}")
+            problems.append(
+                f"buffer {ids[i]} [{off}, {off + int(sizes[i])}) exceeds the capacity {capacity}"
+            )
         fast.append(i)
     # Sweep over time; keep the live fast buffers; check address overlap on each insertion.
     fast.sort(key=lambda i: (int(starts[i]), int(ends[i])))

@@ -112,14 +112,21 @@ class Workload:
         n = self.ids.shape[0]
         for field in ("sizes", "starts", "ends"):
             if getattr(self, field).shape != (n,):
-                raise InputError(f"field '{field}' has {getattr(self, field).shape[0]} entries, expected {n}", where)
+                raise InputError(
+                    f"field '{field}' has {getattr(self, field).shape[0]} entries, expected {n}",
+                    where,
+                )
         if len(self.names) != n:
             raise InputError(f"field 'names' has {len(self.names)} entries, expected {n}", where)
         if n:
             bad = np.flatnonzero(self.sizes <= 0)
             if bad.size:
                 i = int(bad[0])
-                raise InputError(f"buffer {self.ids[i]} has non-positive size {self.sizes[i]}", where, field="size")
+                raise InputError(
+                    f"buffer {self.ids[i]} has non-positive size {self.sizes[i]}",
+                    where,
+                    field="size",
+                )
             bad = np.flatnonzero(self.ends <= self.starts)
             if bad.size:
                 i = int(bad[0])
@@ -139,7 +146,9 @@ class Workload:
             raise InputError("field 'access_ptr' must start at 0 and never decrease", where)
         a = int(self.access_ptr[-1]) if m + 1 else 0
         if self.access_buffer.shape != (a,) or self.access_bytes.shape != (a,):
-            raise InputError(f"fields 'access_buffer' and 'access_bytes' must have {a} entries", where)
+            raise InputError(
+                f"fields 'access_buffer' and 'access_bytes' must have {a} entries", where
+            )
         if a and (self.access_buffer.min() < 0 or self.access_buffer.max() >= n):
             raise InputError("field 'access_buffer' refers to a buffer index out of range", where)
         if a and np.any(self.access_bytes < 0):
@@ -147,7 +156,9 @@ class Workload:
         if m and np.any(self.instr_flops < 0):
             raise InputError("field 'instr_flops' has a negative entry", where)
         if len(self.instr_names) != m:
-            raise InputError(f"field 'instr_names' has {len(self.instr_names)} entries, expected {m}", where)
+            raise InputError(
+                f"field 'instr_names' has {len(self.instr_names)} entries, expected {m}", where
+            )
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -225,7 +236,9 @@ class Workload:
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "<dict>") -> Workload:
         if not isinstance(d, dict) or d.get("format") != FORMAT_NAME:
-            raise InputError(f"not a {FORMAT_NAME} file (field 'format' missing or wrong)", where, field="format")
+            raise InputError(
+                f"not a {FORMAT_NAME} file (field 'format' missing or wrong)", where, field="format"
+            )
         version = d.get("version")
         if version != FORMAT_VERSION:
             raise InputError(

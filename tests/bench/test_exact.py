@@ -20,8 +20,9 @@ from mallocgame.memory.workload import Workload  # noqa: E402
 TPU = load_target("tpuv4i")
 
 
-def random_instance(seed: int, n: int = 6, horizon: int = 5, unit: int = 1, max_units: int = 4,
-                    trace: bool = False) -> Workload:
+def random_instance(
+    seed: int, n: int = 6, horizon: int = 5, unit: int = 1, max_units: int = 4, trace: bool = False
+) -> Workload:
     """Buffers with instructions that read parts of them; FLOPs make some instructions
     compute-bound, so the max in the roofline matters."""
     rng = np.random.default_rng(seed)
@@ -39,9 +40,17 @@ def random_instance(seed: int, n: int = 6, horizon: int = 5, unit: int = 1, max_
         ptr.append(len(buf))
         mem = float(sizes[live].sum()) / TPU.slow_bandwidth_bytes_per_s
         flops.append(float(rng.uniform(0.1, 1.1)) * mem * TPU.peak_flops_per_s)
-    return Workload(name=f"r{seed}", ids=np.arange(n), sizes=sizes, starts=starts, ends=ends,
-                    instr_flops=np.array(flops), access_ptr=np.array(ptr), access_buffer=np.array(buf, dtype=np.int64),
-                    access_bytes=np.array(nbytes, dtype=float))
+    return Workload(
+        name=f"r{seed}",
+        ids=np.arange(n),
+        sizes=sizes,
+        starts=starts,
+        ends=ends,
+        instr_flops=np.array(flops),
+        access_ptr=np.array(ptr),
+        access_buffer=np.array(buf, dtype=np.int64),
+        access_bytes=np.array(nbytes, dtype=float),
+    )
 
 
 def problem_of(w: Workload, capacity: int, alignment: int, objective: str = "time") -> Problem:
@@ -64,7 +73,10 @@ def pack(w: Workload, members: list[int], capacity: int, alignment: int) -> dict
         b = members[i]
         s = int(w.sizes[b])
         for off in range(0, capacity - s + 1, alignment):
-            if all(not _conflicts(w, b, c) or off + s <= o or o + int(w.sizes[c]) <= off for c, o in placed.items()):
+            if all(
+                not _conflicts(w, b, c) or off + s <= o or o + int(w.sizes[c]) <= off
+                for c, o in placed.items()
+            ):
                 placed[b] = off
                 if rec(i + 1):
                     return True
@@ -99,8 +111,16 @@ def brute_force_peak(w: Workload, alignment: int) -> int:
 
 def _check_valid(p: Problem, offsets: np.ndarray, all_fast: bool = False) -> None:
     w = p.workload
-    rep = validate(w.ids, w.sizes, w.starts, w.ends, offsets, p.capacity, p.target.alignment_bytes,
-                   require_all_fast=all_fast)
+    rep = validate(
+        w.ids,
+        w.sizes,
+        w.starts,
+        w.ends,
+        offsets,
+        p.capacity,
+        p.target.alignment_bytes,
+        require_all_fast=all_fast,
+    )
     assert rep.valid, rep.problems
 
 
@@ -117,7 +137,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("seed,unit,max_units,capacity,alignment,trace", CASES)
-def test_cpsat_time_matches_brute_force_and_proves_it(seed, unit, max_units, capacity, alignment, trace):
+def test_cpsat_time_matches_brute_force_and_proves_it(
+    seed, unit, max_units, capacity, alignment, trace
+):
     w = random_instance(seed, unit=unit, max_units=max_units, trace=trace)
     p = problem_of(w, capacity, alignment)
     want = brute_force_time(p)
@@ -132,7 +154,9 @@ def test_cpsat_time_matches_brute_force_and_proves_it(seed, unit, max_units, cap
     # The knapsack bounds are valid lower bounds, never above the optimum.
     for integral in (False, True):
         b = exact.knapsack_bound(p, integral=integral, time_limit=10)
-        assert b.value is not None and p.lower_bound_time * (1 - 1e-9) <= b.value <= want * (1 + 1e-9)
+        assert b.value is not None and p.lower_bound_time * (1 - 1e-9) <= b.value <= want * (
+            1 + 1e-9
+        )
 
 
 @pytest.mark.parametrize("geometry", ["2d", "cliques", "both"])
@@ -187,7 +211,12 @@ def test_maximal_cliques_cover_every_conflict():
         # a clique: all live at one position
         assert np.max(starts[q]) < np.min(ends[q])
         together |= {(int(a), int(b)) for a in q for b in q if a < b}
-    want = {(a, b) for a in range(60) for b in range(a + 1, 60) if starts[a] < ends[b] and starts[b] < ends[a]}
+    want = {
+        (a, b)
+        for a in range(60)
+        for b in range(a + 1, 60)
+        if starts[a] < ends[b] and starts[b] < ends[a]
+    }
     assert together == want
     # maximal: no clique is contained in another
     sets = [set(q.tolist()) for q in cliques]

@@ -29,12 +29,25 @@ def _rec(model, budget, solver, seed, loss, status="ok"):
     held = (
         {"ppl": 20 * np.exp(loss), "ppl_full": 20.0, "loss": loss}
         if model == "smollm2"
-        else {"cos_mean": 1 - loss, "cos_min": 0.5, "pearson": 0.6, "spearman": 0.5,
-              "pearson_full": 0.656, "spearman_full": 0.508, "loss": loss}
+        else {
+            "cos_mean": 1 - loss,
+            "cos_min": 0.5,
+            "pearson": 0.6,
+            "spearman": 0.5,
+            "pearson_full": 0.656,
+            "spearman_full": 0.508,
+            "loss": loss,
+        }
     )
     n = 30 if model == "smollm2" else 6
-    return r | {"flops_fraction": budget - 0.01, "r_qk": [16] * n, "r_v": [32] * n,
-                "calibration_loss": loss * 0.9, "solve_s": 1.0, "heldout": held}
+    return r | {
+        "flops_fraction": budget - 0.01,
+        "r_qk": [16] * n,
+        "r_v": [32] * n,
+        "calibration_loss": loss * 0.9,
+        "solve_s": 1.0,
+        "heldout": held,
+    }
 
 
 @pytest.fixture()
@@ -51,9 +64,21 @@ def folder(tmp_path):
         _rec("smollm2", 0.3, "agent", 0, 0.0, status="error"),
     ]
     (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs) + '{"cut sh')
-    (out / "config.json").write_text(json.dumps({"schema": 1, "mode": "rank", "invocations": [
-        {"started": "2026-11-26T00:00:00", "command": "mallocgame bench rank minilm smollm2",
-         "host": {"cpus": 2, "cpu_model": "AMD EPYC"}}]}))
+    (out / "config.json").write_text(
+        json.dumps(
+            {
+                "schema": 1,
+                "mode": "rank",
+                "invocations": [
+                    {
+                        "started": "2026-11-26T00:00:00",
+                        "command": "mallocgame bench rank minilm smollm2",
+                        "host": {"cpus": 2, "cpu_model": "AMD EPYC"},
+                    }
+                ],
+            }
+        )
+    )
     return out
 
 
@@ -80,7 +105,9 @@ def test_report_tables_summary_and_pictures(folder):
     assert rows["`greedy`"].split("|")[6].strip() == "2/2"  # best on both tasks
     s = json.loads((folder / "summary.json").read_text())
     assert s["solvers"]["greedy"]["per_task_median_vs_uniform"] == {
-        "minilm@0.5": pytest.approx(0.25), "smollm2@0.3": pytest.approx(0.8)}
+        "minilm@0.5": pytest.approx(0.25),
+        "smollm2@0.3": pytest.approx(0.8),
+    }
     assert s["solvers"]["agent"]["errors"] == 1
     for name in ("ranks-minilm-0.5", "ranks-smollm2-0.3", "loss-vs-uniform"):
         assert open(paths[name], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
@@ -90,9 +117,25 @@ def test_report_only_writes_the_readme_section(folder, tmp_path):
     pytest.importorskip("matplotlib")
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Results\n\nwords\n\n## Layout\n")
-    assert _run(["rank", "--out", str(folder), "--report-only", "--no-pictures", "--readme", str(readme)]) == 0
+    assert (
+        _run(
+            [
+                "rank",
+                "--out",
+                str(folder),
+                "--report-only",
+                "--no-pictures",
+                "--readme",
+                str(readme),
+            ]
+        )
+        == 0
+    )
     text = readme.read_text()
-    i, j = text.index("<!-- mallocgame-bench:rank:begin -->"), text.index("<!-- mallocgame-bench:rank:end -->")
+    i, j = (
+        text.index("<!-- mallocgame-bench:rank:begin -->"),
+        text.index("<!-- mallocgame-bench:rank:end -->"),
+    )
     assert i < j < text.index("## Layout")
     assert f"mallocgame bench rank --out {folder.as_posix()} --report-only --readme" in text[i:j]
     assert "| minilm | 0.5 | `greedy` |" in text[i:j]

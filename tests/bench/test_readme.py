@@ -39,8 +39,24 @@ def test_bench_writes_its_section_into_the_readme_and_rewrites_it_in_place(tmp_p
     readme = tmp_path / "README.md"
     readme.write_text(README)
     out = tmp_path / "b"
-    argv = ["malloc", "tiny:0", "--solvers", "msa,random", "--seeds", "2", "--capacities", "25%",
-            "--time-limit", "1", "--out", str(out), "--quiet", "--no-pictures", "--readme", str(readme)]
+    argv = [
+        "malloc",
+        "tiny:0",
+        "--solvers",
+        "msa,random",
+        "--seeds",
+        "2",
+        "--capacities",
+        "25%",
+        "--time-limit",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-pictures",
+        "--readme",
+        str(readme),
+    ]
     assert _run(argv) == 0
     text = readme.read_text()
     begin, end = "<!-- mallocgame-bench:malloc:begin -->", "<!-- mallocgame-bench:malloc:end -->"
@@ -48,7 +64,7 @@ def test_bench_writes_its_section_into_the_readme_and_rewrites_it_in_place(tmp_p
     assert text.index("## Results") < text.index(begin) < text.index(end) < text.index("## Layout")
     assert text.startswith("# project\n\nintro\n\n## Results\n\nSome words.\n")
     assert text.endswith("## Layout\n\nthe rest\n")
-    section = text[text.index(begin):text.index(end)]
+    section = text[text.index(begin) : text.index(end)]
     # the command that produced it, and one row per solver with the run counts from runs.jsonl
     assert "mallocgame bench malloc tiny:0 --solvers msa,random" in section
     assert f"mallocgame bench malloc --out {out.as_posix()} --report-only --readme" in section
@@ -57,14 +73,21 @@ def test_bench_writes_its_section_into_the_readme_and_rewrites_it_in_place(tmp_p
     assert all(r.split("|")[2].strip() == "2" for r in rows)
 
     # regenerate from the same folder: replaced, not duplicated
-    assert _run(["malloc", "--out", str(out), "--report-only", "--no-pictures", "--readme", str(readme)]) == 0
+    assert (
+        _run(
+            ["malloc", "--out", str(out), "--report-only", "--no-pictures", "--readme", str(readme)]
+        )
+        == 0
+    )
     again = readme.read_text()
     assert again.count(begin) == 1 and again.count(end) == 1
     assert again == text  # same runs -> same section (bootstrap seeds are fixed)
     # a second mode gets its own section beside the first
     report.update_readme(readme, "pack", "#### pack\n\nrows\n")
     both = readme.read_text()
-    assert both.count("mallocgame-bench:pack:begin") == 1 and both.index(end) < both.index("#### pack")
+    assert both.count("mallocgame-bench:pack:begin") == 1 and both.index(end) < both.index(
+        "#### pack"
+    )
     assert both.index("#### pack") < both.index("## Layout")
 
 

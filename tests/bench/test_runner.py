@@ -34,16 +34,42 @@ def _lines(path: Path) -> list[dict]:
 
 def test_bench_end_to_end_writes_everything_and_resumes(tmp_path, capsys):
     out = tmp_path / "b"
-    argv = ["malloc", "tiny:0", "tiny:1", "--solvers", "msa,random,restarts,cpsat", "--seeds", "2",
-            "--capacities", "50%", "--time-limit", "0.3", "--out", str(out), "--quiet"]
+    argv = [
+        "malloc",
+        "tiny:0",
+        "tiny:1",
+        "--solvers",
+        "msa,random,restarts,cpsat",
+        "--seeds",
+        "2",
+        "--capacities",
+        "50%",
+        "--time-limit",
+        "0.3",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     assert _run(argv) == 0
     runs = _lines(out / "runs.jsonl")
     # 2 instances x 1 capacity x (3 solvers x 2 seeds + cpsat x 1 seed)
     assert len(runs) == 2 * (3 * 2 + 1)
     for r in runs:
         assert r["status"] == "ok" and r["valid"] is True
-        assert r["objective"] is not None and r["gap_to_bound"] is not None and r["gap_to_bound"] >= 0
-        for key in ("instance", "solver", "seed", "capacity", "capacity_bytes", "speedup", "wall_s", "peak_rss_mib", "bound"):
+        assert (
+            r["objective"] is not None and r["gap_to_bound"] is not None and r["gap_to_bound"] >= 0
+        )
+        for key in (
+            "instance",
+            "solver",
+            "seed",
+            "capacity",
+            "capacity_bytes",
+            "speedup",
+            "wall_s",
+            "peak_rss_mib",
+            "bound",
+        ):
             assert key in r, key
     cp = [r for r in runs if r["solver"] == "cpsat"]
     assert all(r["proved_optimal"] for r in cp)
@@ -86,8 +112,22 @@ def _lines_tolerant(path: Path) -> list[dict]:
 @pytest.mark.skipif(not peers.available_peers(), reason="omnimalloc is not installed")
 def test_pack_with_a_peer(tmp_path):
     out = tmp_path / "p"
-    argv = ["pack", "tiny:1", "--solvers", "msa,omnimalloc:greedy_by_size,cpsat", "--seeds", "1",
-            "--capacities", "100%,inf", "--time-limit", "1", "--out", str(out), "--quiet", "--no-pictures"]
+    argv = [
+        "pack",
+        "tiny:1",
+        "--solvers",
+        "msa,omnimalloc:greedy_by_size,cpsat",
+        "--seeds",
+        "1",
+        "--capacities",
+        "100%,inf",
+        "--time-limit",
+        "1",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-pictures",
+    ]
     assert _run(argv) == 0
     runs = _lines(out / "runs.jsonl")
     assert {r["solver"] for r in runs} == {"msa", "omnimalloc:greedy_by_size", "cpsat"}
@@ -138,7 +178,17 @@ def test_bad_input_names_the_field(tmp_path, argv, field):
 @pytest.mark.skipif(not peers.available_peers(), reason="omnimalloc is not installed")
 def test_unknown_omnimalloc_allocator_is_bad_input(tmp_path):
     with pytest.raises(InputError) as e:
-        _run(["pack", "tiny:0", "--solvers", "omnimalloc:nosuch", "--out", str(tmp_path / "x"), "--quiet"])
+        _run(
+            [
+                "pack",
+                "tiny:0",
+                "--solvers",
+                "omnimalloc:nosuch",
+                "--out",
+                str(tmp_path / "x"),
+                "--quiet",
+            ]
+        )
     assert e.value.field == "solvers"
 
 
@@ -166,17 +216,40 @@ def test_refusing_crashing_and_invalid_solvers(tmp_path):
         register_solver(k, v)
     try:
         out = tmp_path / "f"
-        code = _run(["malloc", "tiny:2", "--solvers", "msa,fake-refuses,fake-crashes,fake-overlaps", "--seeds", "2",
-                     "--capacities", "100%", "--out", str(out), "--quiet", "--no-pictures"])
+        code = _run(
+            [
+                "malloc",
+                "tiny:2",
+                "--solvers",
+                "msa,fake-refuses,fake-crashes,fake-overlaps",
+                "--seeds",
+                "2",
+                "--capacities",
+                "100%",
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-pictures",
+            ]
+        )
         assert code == 1  # a crash and an invalid mapping
         runs = _lines(out / "runs.jsonl")
-        by = {s: [r for r in runs if r["solver"] == s] for s in ("msa", "fake-refuses", "fake-crashes", "fake-overlaps")}
+        by = {
+            s: [r for r in runs if r["solver"] == s]
+            for s in ("msa", "fake-refuses", "fake-crashes", "fake-overlaps")
+        }
         assert len(by["msa"]) == 2 and all(r["valid"] for r in by["msa"])
         assert by["fake-refuses"] == []  # refused: unavailable, not a run
-        assert "no trained policy" in json.loads((out / "unavailable.json").read_text())["fake-refuses"]
+        assert (
+            "no trained policy"
+            in json.loads((out / "unavailable.json").read_text())["fake-refuses"]
+        )
         assert [r["status"] for r in by["fake-crashes"]] == ["error", "error"]
         assert "boom" in by["fake-crashes"][0]["error"]
-        assert all(r["status"] == "ok" and not r["valid"] and "overlap" in r["problems"][0] for r in by["fake-overlaps"])
+        assert all(
+            r["status"] == "ok" and not r["valid"] and "overlap" in r["problems"][0]
+            for r in by["fake-overlaps"]
+        )
         md = (out / "results.md").read_text()
         assert "fake-refuses" in md and "Failures" in md
     finally:

@@ -44,7 +44,9 @@ def test_bootstrap_ci_covers_the_mean_about_95_percent_of_the_time():
 
 def test_bootstrap_ci_is_stratified_tasks_never_mix():
     # Two tasks with constant scores: any stratified resample has the same pooled mean.
-    est = stats.stratified_bootstrap_ci([[0.0, 0.0, 0.0], [1.0, 1.0]], statistic=stats.mean_rows, reps=200)
+    est = stats.stratified_bootstrap_ci(
+        [[0.0, 0.0, 0.0], [1.0, 1.0]], statistic=stats.mean_rows, reps=200
+    )
     assert est.lo == est.hi == pytest.approx(0.4)
 
 

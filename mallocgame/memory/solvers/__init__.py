@@ -96,7 +96,9 @@ def msa_order(problem: Problem, boundedness: np.ndarray | None = None) -> np.nda
 
 def size_order(problem: Problem) -> np.ndarray:
     w = problem.workload
-    return np.lexsort((np.arange(w.num_buffers), w.starts, w.starts - w.ends, -w.sizes)).astype(np.int64)
+    return np.lexsort((np.arange(w.num_buffers), w.starts, w.starts - w.ends, -w.sizes)).astype(
+        np.int64
+    )
 
 
 # --------------------------------------------------------------------------- play
@@ -205,7 +207,9 @@ def _restarts(problem: Problem, rng: np.random.Generator, time_limit: float | No
     return best_off, {"return": best_ret, "restarts": tries}
 
 
-def _better(problem: Problem, ret: float, off: np.ndarray, best_ret: float, best_off: np.ndarray) -> bool:
+def _better(
+    problem: Problem, ret: float, off: np.ndarray, best_ret: float, best_off: np.ndarray
+) -> bool:
     if problem.objective == "fit-all":
         return int((off >= 0).sum()) > int((best_off >= 0).sum())
     return ret > best_ret + 1e-12
@@ -233,21 +237,31 @@ def list_solvers() -> list[str]:
 def _load_plugins() -> None:
     # Solvers that live in other modules register themselves on import: the agent (it needs
     # a trained checkpoint) and CP-SAT (it needs ortools, the `bench` install group).
-    for module in ("mallocgame.memory.solvers.agent", "mallocgame.bench", "mallocgame.memory.solvers.packing"):
+    for module in (
+        "mallocgame.memory.solvers.agent",
+        "mallocgame.bench",
+        "mallocgame.memory.solvers.packing",
+    ):
         try:
             __import__(module)
         except ImportError:
             pass
 
 
-def solve(problem: Problem, solver: str = "msa", seed: int = 0, time_limit: float | None = None) -> Solution:
+def solve(
+    problem: Problem, solver: str = "msa", seed: int = 0, time_limit: float | None = None
+) -> Solution:
     """Solve ``problem`` with the named solver; the result is not validated here (see
     :meth:`Solution.check`)."""
     _load_plugins()
     if solver not in SOLVERS:
-        raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(sorted(SOLVERS))}", field="solver")
+        raise InputError(
+            f"unknown solver {solver!r}; choose one of {', '.join(sorted(SOLVERS))}", field="solver"
+        )
     if problem.objective == "fit-all" and solver == "all-slow":
-        raise InputError("the all-slow solver places nothing, so it cannot play fit-all", field="solver")
+        raise InputError(
+            "the all-slow solver places nothing, so it cannot play fit-all", field="solver"
+        )
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     offsets, extra = SOLVERS[solver](problem, rng, time_limit)

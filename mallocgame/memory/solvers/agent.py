@@ -357,7 +357,9 @@ def skip_line(instance: Any, msa_ret: float) -> Line | None:
     if instance.objective != "time":
         return None
     game, acts, q = best_skip_game(instance)
-    return _line_of(game, acts, "msa-skip") if q > 0 and game.return_so_far > msa_ret + 1e-12 else None
+    return (
+        _line_of(game, acts, "msa-skip") if q > 0 and game.return_so_far > msa_ret + 1e-12 else None
+    )
 
 
 def _key(objective: str, ret: float, solved: bool) -> tuple:
