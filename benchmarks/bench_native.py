@@ -40,9 +40,9 @@ NUM_CANDIDATES = 8
 
 
 def load_reference() -> ModuleType:
-    """tests/reference_game.py, loaded by path (benchmarks/ and tests/ are not on sys.path)."""
+    """tests/native/reference_game.py, loaded by path (benchmarks/ and tests/ are not on sys.path)."""
     spec = importlib.util.spec_from_file_location(
-        "reference_game", REPO / "tests" / "reference_game.py"
+        "reference_game", REPO / "tests" / "native" / "reference_game.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

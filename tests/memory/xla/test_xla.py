@@ -18,7 +18,7 @@ from mallocgame.memory.workload import Workload
 jax = pytest.importorskip("jax")
 jnp = jax.numpy
 
-DATA = Path(__file__).parent / "data" / "xla" / "matmul_tanh"
+DATA = Path(__file__).resolve().parents[2] / "data" / "xla" / "matmul_tanh"
 PREFIX = "module_0000.jit_f.cpu_after_optimizations"
 M, K, N = 64, 128, 32
 

@@ -13,7 +13,7 @@ from mallocgame.cli.main import main
 from mallocgame.memory import splits
 from mallocgame.memory.env import PreparedProblem
 from mallocgame.memory.train import play_pool, tiny_options, train_run, validation_metrics
-from tests.test_train import tiny_problems
+from tests.memory.test_train import tiny_problems
 
 
 # --------------------------------------------------------------------------- splits

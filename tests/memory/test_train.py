@@ -28,7 +28,7 @@ from mallocgame.memory.train import (
 )
 from tests.conftest import random_workload
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 T = Target(
     "t",
     fast_capacity_bytes=1000,
@@ -144,7 +144,7 @@ def test_ranked_reward_mode_trains(tmp_path):
 _CHILD = """
 import sys
 sys.path.insert(0, {repo!r})
-from tests.test_train import tiny_problems
+from tests.memory.test_train import tiny_problems
 from mallocgame.memory.train import tiny_options, train_run
 train_run(tiny_options(out={out!r}, steps=100000, checkpoint_every=5, log_every=5, problems=tiny_problems()))
 """

@@ -1,4 +1,4 @@
-"""Tests of the native mallocGame core (mallocgame._native) against tests/reference_game.py."""
+"""Tests of the native mallocGame core (mallocgame._native) against tests/native/reference_game.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mallocgame._native import BatchedGames, Game, Instance
 from mallocgame import Workload
 
 try:
-    from tests.reference_game import ReferenceGame
+    from tests.native.reference_game import ReferenceGame
 except ImportError:  # tests/ is not a package: pytest puts tests/ itself on sys.path
     from reference_game import ReferenceGame
 
