@@ -24,15 +24,20 @@ $(STAMP): pyproject.toml $(NATIVE) $(PACKAGES)
 run: $(STAMP)
 	$(BIN)/mallocgame optimize zoo:mlp_train --capacity 25% --budget 10 --compare-restarts --out out/mlp_train.csv
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks -q --benchmark-enable
-	$(BIN)/python benchmarks/baselines_table.py
+	$(BIN)/python -m pytest benchmarks/bench_native.py benchmarks/bench_hotpaths.py -o python_files='bench_*.py' --benchmark-enable -q
+	$(BIN)/python benchmarks/baselines_table.py --solvers random,greedy-size,msa,restarts
+
+# Style and architecture: ruff's lint and format, and the import contracts in pyproject.toml.
+LINTED := mallocgame agent workloads tests benchmarks
 
 lint: $(STAMP)
-	$(BIN)/ruff check mallocgame agent workloads tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf build $(VENV) .pytest_cache .benchmarks

@@ -3,8 +3,9 @@
 Prints a markdown table: speed-up over all-slow under the cost model, and the gap to the
 lower bound (unlimited fast memory). Usage::
 
-    .venv/bin/python benchmarks/baselines_table.py [--target tpuv4i] [--solvers msa,greedy-size,random]
-        [--capacities 10%,25%,50%] [--zoo-only | --traces-only] [--out table.md]
+    .venv/bin/python benchmarks/baselines_table.py [--target tpuv4i]
+        [--solvers msa,greedy-size,random] [--capacities 10%,25%,50%]
+        [--zoo-only | --traces-only] [--out table.md]
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ sys.path.insert(0, str(REPO))
 from mallocgame import api  # noqa: E402
 from mallocgame.io import datasets_dir  # noqa: E402
 from mallocgame.memory import solvers, splits  # noqa: E402
-from mallocgame.memory.solvers.agent import agent_solve, load_agent  # noqa: E402
+from mallocgame.memory.solvers.agent import agent_solve  # noqa: E402
+from mallocgame.memory.solvers.policy import load_agent  # noqa: E402
 
 
 def iqm_ci(tasks: list[np.ndarray], seed: int = 0) -> tuple[float, float, float]:
@@ -125,7 +126,8 @@ def heldout(args, agent, log) -> dict:
                 vs_ls = "" if ls is None else f"vs local-search {ls.time_s / sol.time_s:.4f}x "
                 log(
                     f"{spec.title:38s} {cap:>4} s{seed} vs msa {msa.time_s / sol.time_s:.4f}x "
-                    f"vs restarts {rs.time_s / sol.time_s:.4f}x {vs_ls}raw/msa {msa.time_s / raw_t:.4f}x "
+                    f"vs restarts {rs.time_s / sol.time_s:.4f}x "
+                    f"{vs_ls}raw/msa {msa.time_s / raw_t:.4f}x "
                     f"raw/msa-skip {skip.time_s / raw_t:.4f}x "
                     f"({extra['best_source']}, agent {wall:.1f}s restarts {rs.wall_s:.1f}s)"
                 )
@@ -203,9 +205,12 @@ def fit_all(args, agent, log) -> dict:
         }
         rows.append(row)
         log(
-            f"{f.name:18s} {wl.num_buffers:4d} buffers: {'SOLVED' if row['solved'] else 'not solved'} "
-            f"({row['placed']} placed) in {wall:.1f}s (agent games {row['agent_s']:.1f}s, packing search "
-            f"{row['pack_status']} in {row['pack_wall_s'] or 0:.2f}s, order {row['pack_heuristic']}); "
+            f"{f.name:18s} {wl.num_buffers:4d} buffers: "
+            f"{'SOLVED' if row['solved'] else 'not solved'} "
+            f"({row['placed']} placed) in {wall:.1f}s "
+            f"(agent games {row['agent_s']:.1f}s, packing search "
+            f"{row['pack_status']} in {row['pack_wall_s'] or 0:.2f}s, "
+            f"order {row['pack_heuristic']}); "
             f"agent alone {row['agent_raw_placed']} placed; "
             f"msa {'solved' if row['msa_solved'] else 'not solved'} ({row['msa_placed']} placed)"
         )
@@ -221,7 +226,9 @@ def markdown(res: dict, args) -> str:
     lines = []
     if "heldout" in res:
         lines += [
-            "| capacity | agent vs msa (IQM [95% CI]) | agent vs restarts | agent_raw vs msa | restarts vs msa | agent vs local-search | msa-skip vs msa | agent vs msa-skip | agent_raw vs msa-skip | runs |",
+            "| capacity | agent vs msa (IQM [95% CI]) | agent vs restarts | agent_raw vs msa "
+            "| restarts vs msa | agent vs local-search | msa-skip vs msa | agent vs msa-skip "
+            "| agent_raw vs msa-skip | runs |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for g, r in res["heldout"]["summary"].items():
@@ -231,19 +238,25 @@ def markdown(res: dict, args) -> str:
                 return (
                     "-"
                     if e is None
-                    else f"{e['iqm']:.4f}x [{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}] (wins {100 * e['win_rate']:.0f}%, losses {100 * e['loss_rate']:.0f}%)"
+                    else f"{e['iqm']:.4f}x [{e['ci95'][0]:.4f}, {e['ci95'][1]:.4f}] "
+                    f"(wins {100 * e['win_rate']:.0f}%, losses {100 * e['loss_rate']:.0f}%)"
                 )
 
             lines.append(
-                f"| {g} | {f('agent_vs_msa')} | {f('agent_vs_restarts')} | {f('agent_raw_vs_msa')} | {f('restarts_vs_msa')} | {f('agent_vs_local_search')} | {f('msa_skip_vs_msa')} | {f('agent_vs_msa_skip')} | {f('agent_raw_vs_msa_skip')} | {r['runs']} |"
+                f"| {g} | {f('agent_vs_msa')} | {f('agent_vs_restarts')} "
+                f"| {f('agent_raw_vs_msa')} | {f('restarts_vs_msa')} "
+                f"| {f('agent_vs_local_search')} | {f('msa_skip_vs_msa')} "
+                f"| {f('agent_vs_msa_skip')} | {f('agent_raw_vs_msa_skip')} | {r['runs']} |"
             )
     if "fit_all" in res:
         fa = res["fit_all"]
         lines += [
             "",
-            f"fit-all on minimalloc-challenging: {fa['solved']} of {fa['files']} solved (budget {fa['budget_s']} s each)",
+            f"fit-all on minimalloc-challenging: {fa['solved']} of {fa['files']} solved "
+            f"(budget {fa['budget_s']} s each)",
             "",
-            "| file | buffers | solved | placed | wall (s) | agent games (s) | packing search (s, order that finished) | agent alone placed | msa |",
+            "| file | buffers | solved | placed | wall (s) | agent games (s) "
+            "| packing search (s, order that finished) | agent alone placed | msa |",
             "|---|---:|---|---:|---:|---:|---|---:|---|",
         ]
         for r in fa["rows"]:
@@ -253,8 +266,10 @@ def markdown(res: dict, args) -> str:
                 else f"{r['pack_status']} {r['pack_wall_s']:.2f} ({r['pack_heuristic']})"
             )
             lines.append(
-                f"| {r['file']} | {r['buffers']} | {'yes' if r['solved'] else 'no'} | {r['placed']} | {r['wall_s']:.1f} | "
-                f"{r['agent_s']:.1f} | {ps} | {r['agent_raw_placed']} | {'solved' if r['msa_solved'] else 'not solved'} ({r['msa_placed']}) |"
+                f"| {r['file']} | {r['buffers']} | {'yes' if r['solved'] else 'no'} "
+                f"| {r['placed']} | {r['wall_s']:.1f} | "
+                f"{r['agent_s']:.1f} | {ps} | {r['agent_raw_placed']} "
+                f"| {'solved' if r['msa_solved'] else 'not solved'} ({r['msa_placed']}) |"
             )
     return "\n".join(lines) + "\n"
 
@@ -284,7 +299,8 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--ablation",
         action="store_true",
-        help="also run the local search without the agent (solver local-search) at equal wall-clock",
+        help="also run the local search without the agent (solver local-search) "
+        "at equal wall-clock",
     )
     ap.add_argument("--fit-all-only", action="store_true")
     ap.add_argument("--out", default="runs/bench-agent")

@@ -50,7 +50,7 @@ def msa_offsets(problem):
 def midgame(problem):
     """A game halfway through the msa order, at a turn where best fit is legal."""
     _native = pytest.importorskip("mallocgame._native")
-    from mallocgame.memory.solvers import msa_order
+    from mallocgame.memory.order import msa_order
 
     game = _native.Game(problem.instance(msa_order(problem)))
     n = problem.workload.num_buffers
@@ -85,7 +85,7 @@ def test_candidate_offsets(benchmark, midgame):
 
 def test_native_whole_game_best_fit(benchmark, problem):
     _native = pytest.importorskip("mallocgame._native")
-    from mallocgame.memory.solvers import msa_order
+    from mallocgame.memory.order import msa_order
 
     inst = problem.instance(msa_order(problem))
 

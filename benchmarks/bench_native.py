@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from mallocgame._native import BatchedGames, Game, Instance
 
-from mallocgame import Workload
+from mallocgame.memory.workload import Workload
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
@@ -40,7 +40,8 @@ NUM_CANDIDATES = 8
 
 
 def load_reference() -> ModuleType:
-    """tests/native/reference_game.py, loaded by path (benchmarks/ and tests/ are not on sys.path)."""
+    """tests/native/reference_game.py, loaded by path (benchmarks/ and tests/ are not on
+    sys.path)."""
     spec = importlib.util.spec_from_file_location(
         "reference_game", REPO / "tests" / "native" / "reference_game.py"
     )

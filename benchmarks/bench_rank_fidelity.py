@@ -22,13 +22,15 @@ budget (the goal: below 0.5). A solver may carry keyword arguments, ``NAME:key=v
 ``--init-json`` starts ``refine`` from the config of another run's ``--init-solver`` row
 (default greedy) at the same model and budget, instead of running greedy first.
 ``--group-split SECONDS`` (SmolLM2) adds a ``NAME+groups`` row after each measuring solver: its
-layers' ranks split among the key-value groups by :mod:`mallocgame.rank.groups` (same FLOPs),
-starting from the equal split, or from the init row's groups when the init row is itself a
-``+groups`` row with the same layer ranks (so a split can go on where a capped one stopped). Rows are written to ``--json-out`` after each one (atomically);
-``--resume`` skips rows already there. ``--cal-bases`` / ``--cal-loss`` choose the calibration
-text (as in ``mallocgame rank``): more loss windows make the tables and greedy's measurements
-less specific to one window of text (and cost proportionally more). The same measurement with seeds, statistics, pictures
-and a README section: ``mallocgame bench rank minilm smollm2 --budgets 0.5,0.3``.
+layers' ranks split among the key-value groups by :func:`mallocgame.rank.search.group_split`
+(same FLOPs), starting from the equal split, or from the init row's groups when the init row is
+itself a ``+groups`` row with the same layer ranks (so a split can go on where a capped one
+stopped). Rows are written to ``--json-out`` after each one (atomically); ``--resume`` skips
+rows already there. ``--cal-bases`` / ``--cal-loss`` choose the calibration text (as in
+``mallocgame rank``): more loss windows make the tables and greedy's measurements less specific
+to one window of text (and cost proportionally more). The same measurement with seeds,
+statistics, pictures and a README section:
+``mallocgame bench rank minilm smollm2 --budgets 0.5,0.3``.
 """
 
 from __future__ import annotations
@@ -44,11 +46,14 @@ from typing import Any
 
 from mallocgame.bench.rank import HeldOut, solve_and_judge
 from mallocgame.cli.argtypes import positive_int
-from mallocgame.cli.rank import add_calibration_args, add_group_split_args, group_split
+from mallocgame.cli.rank import add_calibration_args, add_group_split_args, split_options
 from mallocgame.io import atomic_write_text
-from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import solvers
+from mallocgame.rank.calibration import CalibSpec, load_setup
 from mallocgame.rank.config import METHODS
+from mallocgame.rank.evaluator import Evaluator
+from mallocgame.rank.measure import build_tables, cost_only_tables
+from mallocgame.rank.search import group_split
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -169,7 +174,7 @@ def group_row(
     from the equal split, or from ``start_from``'s groups (an earlier ``+groups`` row) in the
     layers and parts where the solver kept the init's rank."""
     from mallocgame.rank.config import RankConfig
-    from mallocgame.rank.lowrank import attention_flops, lowrank_params
+    from mallocgame.rank.runtime import attention_flops, lowrank_params
 
     cfg = RankConfig(
         row["model"],
@@ -186,7 +191,7 @@ def group_row(
             cfg.seq_len,
             (start_from.get("calibration") or {}).get("method", "whitened"),
         )
-    res, start = group_split(ev, cfg, a, init)
+    res, start = group_split(ev, cfg, split_options(a), init)
     g = res.config
     return {
         **row,
@@ -306,17 +311,17 @@ def main(argv: list[str] | None = None) -> int:
 
     for model_name in a.models.split(","):
         t0 = time.perf_counter()
-        d = sv.CalibSpec.default(model_name, a.method)
-        spec = sv.CalibSpec(
+        d = CalibSpec.default(model_name, a.method)
+        spec = CalibSpec(
             model_name, a.cal_bases or d.bases, a.cal_loss or d.loss, d.window, d.method
         )
         choices = tuple(int(c) for c in a.choices.split(",")) if a.choices else None
         if a.cost_only:
-            tables = sv.cost_only_tables(model_name, spec.method, choices)
+            tables = cost_only_tables(model_name, spec.method, choices)
         else:
-            tables = sv.build_tables(model_name, spec=spec, choices=choices)
-        setup = sv.load_setup(spec)
-        ev = sv.Evaluator(setup, tables.choices, batch_size=a.eval_batch)
+            tables = build_tables(model_name, spec=spec, choices=choices)
+        setup = load_setup(spec)
+        ev = Evaluator(setup, tables.choices, batch_size=a.eval_batch)
         held = HeldOut(setup.model, model_name, a.eval_windows, spec.window)
         print(
             f"{model_name}: tables and full model in {time.perf_counter() - t0:.0f} s", flush=True

@@ -15,7 +15,7 @@ with FLOPs (softmax and masking do not shrink with rank, so the measured ratio s
 Scope ``attention`` (default) jits the attention blocks of the first ``--layers`` layers as one
 function (``x <- x + attention(norm(x))`` per layer, batch 1) and times it; scope ``forward``
 times the whole model forward (one jitted call per layer). The low-rank parameters come from
-the real runtime (:func:`mallocgame.rank.lowrank.lowrank_params`) with bases calibrated on
+the real runtime (:func:`mallocgame.rank.runtime.lowrank_params`) with bases calibrated on
 ``--cal-windows`` windows of the calibration text (values do not change the timing, shapes do).
 Each configuration is compiled first (compile time reported apart) and then timed
 ``--repeats`` times; the median is reported, with the ratio to the full model at the same
@@ -40,9 +40,9 @@ from mallocgame.rank.config import METHODS, RankConfig
 from mallocgame.rank.latency import attention_stack as _attention_stack
 from mallocgame.rank.latency import cast_layers as _cast_layers
 from mallocgame.rank.latency import time_call as _time
-from mallocgame.rank.lowrank import attention_flops, calibrate, lowrank_params
 from mallocgame.rank.models import minilm as mm
 from mallocgame.rank.models import smollm2 as sm
+from mallocgame.rank.runtime import attention_flops, calibrate, lowrank_params
 
 
 def main(argv: list[str] | None = None) -> int:

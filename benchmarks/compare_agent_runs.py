@@ -1,9 +1,16 @@
-"""Two held-out runs of ``benchmarks/bench_agent.py`` (e.g. two policies, same settings) side
+r"""Two held-out runs of ``benchmarks/bench_agent.py`` (e.g. two policies, same settings) side
 by side: per capacity, ``agent_raw`` vs ``msa`` and ``best`` vs ``restarts`` (IQM with a 95%
 stratified-bootstrap interval, wins / losses), and per problem the median over seeds.
 
-    .venv/bin/python benchmarks/compare_agent_runs.py runs/bench-heldout-old runs/bench-heldout-new \\
-        --names shipped,new [--markdown]
+    .venv/bin/python benchmarks/bench_agent.py --seeds 5 --budget 5 --no-fit-all \
+        --out runs/bench-shipped
+    .venv/bin/python benchmarks/bench_agent.py --policy runs/mine/policy.npz --seeds 5 --budget 5 \
+        --no-fit-all --out runs/bench-mine
+    .venv/bin/python benchmarks/compare_agent_runs.py runs/bench-shipped runs/bench-mine \
+        --names shipped,mine
+
+(``runs/mine`` from ``mallocgame train --out runs/mine ...``; the first run uses the shipped
+policy, ``mallocgame/memory/pretrained/policy.npz``.) Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -71,9 +78,11 @@ def main(argv=None) -> int:
     names = args.names.split(",") if args.names else [Path(r).name for r in args.runs]
     rows = {n: load_rows(r) for n, r in zip(names, args.runs, strict=True)}
     seeds = {n: len({r["seed"] for r in v}) for n, v in rows.items()}
-    print(
-        f"runs: {', '.join(f'{n} = {r} ({len(rows[n])} runs, {seeds[n]} seeds)' for n, r in zip(names, args.runs, strict=True))}"
+    described = ", ".join(
+        f"{n} = {r} ({len(rows[n])} runs, {seeds[n]} seeds)"
+        for n, r in zip(names, args.runs, strict=True)
     )
+    print(f"runs: {described}")
     print()
     print("| metric | capacity | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))

@@ -1,8 +1,15 @@
-"""Summaries of training curves (``RUN/curves.csv`` of ``mallocgame train``) by ranges of
+r"""Summaries of training curves (``RUN/curves.csv`` of ``mallocgame train``) by ranges of
 updates: the held-out monitor (``eval_*``) of two runs side by side at the same update counts,
 self-play against ``msa``, and the validation score (``val_*``).
 
-    .venv/bin/python benchmarks/curves_summary.py runs/ship-ranked/curves.csv runs/wide-val/curves.csv
+    mallocgame train --out runs/a --split train --reward ranked --seed 0 --minutes 30 \
+        --eval-every 1000 --val-every 500
+    mallocgame train --out runs/b --split train-wide --reward ranked --seed 0 --minutes 30 \
+        --eval-every 1000 --val-every 500
+    .venv/bin/python benchmarks/curves_summary.py runs/a/curves.csv runs/b/curves.csv
+
+The inputs are the ``curves.csv`` that ``mallocgame train --out RUN`` writes (``RUN/curves.csv``);
+the update ranges are fixed bins (the last ends at the end of the run).
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ def main(argv=None) -> int:
     old, new = load(args.old), load(args.new)
     eo, en = monitor(old), monitor(new)
     print(
-        "held-out monitor (greedy - msa, % of all-slow time), evaluations at multiples of 1000 updates (+50):"
+        "held-out monitor (greedy - msa, % of all-slow time), evaluations at multiples of "
+        "1000 updates (+50):"
     )
     for lo, hi in [(1000, 5000), (5001, 10000), (10001, 20000), (20001, 26450), (26451, 10**9)]:
 
@@ -46,7 +54,10 @@ def main(argv=None) -> int:
                 return "-"
             g = np.array([e[k][0] for k in ks])
             nw = np.array([e[k][1] for k in ks])
-            return f"{100 * g.mean():+.1f}% (worst {100 * g.min():+.1f}%), not worse {100 * nw.mean():.0f}% [{len(ks)} evals]"
+            return (
+                f"{100 * g.mean():+.1f}% (worst {100 * g.min():+.1f}%), "
+                f"not worse {100 * nw.mean():.0f}% [{len(ks)} evals]"
+            )
 
         print(f"  {lo}-{hi}: old {agg(eo)} | new {agg(en)}")
 
@@ -98,7 +109,8 @@ def main(argv=None) -> int:
             v = [x for x in vals if lo <= x[0] <= hi]
             if v:
                 print(
-                    f"  {lo}-{hi}: mean {np.mean([x[1] for x in v]):.4f} min {min(x[1] for x in v):.4f} "
+                    f"  {lo}-{hi}: mean {np.mean([x[1] for x in v]):.4f} "
+                    f"min {min(x[1] for x in v):.4f} "
                     f"max {max(x[1] for x in v):.4f} losses {100 * np.mean([x[2] for x in v]):.0f}%"
                 )
     return 0

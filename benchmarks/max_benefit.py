@@ -51,11 +51,13 @@ def main(argv=None) -> int:
                 v = max_benefit(PreparedProblem(p))
                 vals.append(v)
                 print(
-                    f"{name:11s} {spec.title[:48]:48s} {wl.num_buffers:5d} buffers  max benefit {v:.3f}"
+                    f"{name:11s} {spec.title[:48]:48s} {wl.num_buffers:5d} buffers  "
+                    f"max benefit {v:.3f}"
                 )
         if vals:
             print(
-                f"{name}: {len(vals)} problems at {args.capacity}, max benefit median {np.median(vals):.3f}, "
+                f"{name}: {len(vals)} problems at {args.capacity}, "
+                f"max benefit median {np.median(vals):.3f}, "
                 f"max {max(vals):.3f}, problems >= 0.18: {sum(v >= 0.18 for v in vals)}"
             )
     return 0

@@ -22,9 +22,12 @@ from pathlib import Path
 import jax
 from bench_rank_fidelity import groups_config  # beside this script
 
-from mallocgame.rank import sensitivity as sv
+from mallocgame.rank import evaluator as rank_evaluator
 from mallocgame.rank import solvers
+from mallocgame.rank.calibration import CalibSpec, load_setup
 from mallocgame.rank.config import METHODS
+from mallocgame.rank.evaluator import Evaluator
+from mallocgame.rank.measure import cost_only_tables
 
 
 def resident_gb() -> float:
@@ -52,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     if row is None or "qk_groups" not in row:
         raise SystemExit(f"{a.init_json}: no {a.init_solver} row with groups at {a.budget:g}")
     if a.no_trim:
-        sv._MALLOC_TRIM = None
-    spec = sv.CalibSpec("smollm2", bases=a.cal_bases, loss=a.cal_loss, method=a.method)
-    tables = sv.cost_only_tables("smollm2", spec.method)
+        rank_evaluator._MALLOC_TRIM = None
+    spec = CalibSpec("smollm2", bases=a.cal_bases, loss=a.cal_loss, method=a.method)
+    tables = cost_only_tables("smollm2", spec.method)
     choices = tables.choices
     t0 = time.perf_counter()
-    setup = sv.load_setup(spec)
-    ev = sv.Evaluator(setup, choices)
+    setup = load_setup(spec)
+    ev = Evaluator(setup, choices)
     ev.group_template = groups_config(row, tables.seq_len, a.method)
     ch = list(choices)
     start = [ch.index(x) for pair in zip(row["r_qk"], row["r_v"], strict=True) for x in pair]

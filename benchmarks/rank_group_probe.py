@@ -15,7 +15,9 @@ import argparse
 import json
 import time
 
-from mallocgame.rank import sensitivity as sv
+from mallocgame.rank.calibration import CalibSpec, load_setup
+from mallocgame.rank.config import layer_entry
+from mallocgame.rank.evaluator import Evaluator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,16 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     splits = [tuple(int(r) for r in s.split("/")) for s in a.splits.split(",")]
-    spec = sv.CalibSpec("smollm2", bases=a.cal_bases, loss=a.cal_loss)
-    ev = sv.Evaluator(sv.load_setup(spec))
+    spec = CalibSpec("smollm2", bases=a.cal_bases, loss=a.cal_loss)
+    ev = Evaluator(load_setup(spec))
     full = [(64, 64)] * ev.n_layers
     rows = []
     for layer in (int(x) for x in a.layers.split(",")):
         for g in splits:
             r = sum(g) // len(g)
-            entry = (
-                sv.layer_entry(r, 64, g, None) if a.part == "qk" else sv.layer_entry(64, r, None, g)
-            )
+            entry = layer_entry(r, 64, g, None) if a.part == "qk" else layer_entry(64, r, None, g)
             ranks = list(full)
             ranks[layer] = entry
             t = time.perf_counter()
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"layer": layer, "part": a.part, "groups": list(g), "loss": loss})
             if not a.json:
                 print(
-                    f"layer {layer:2d} {a.part} {'/'.join(map(str, g)):>10s}  loss {loss:.4f}  ({time.perf_counter() - t:.1f} s)",
+                    f"layer {layer:2d} {a.part} {'/'.join(map(str, g)):>10s}  loss {loss:.4f}  "
+                    f"({time.perf_counter() - t:.1f} s)",
                     flush=True,
                 )
     if a.json:

@@ -18,11 +18,12 @@ import json
 import time
 from pathlib import Path
 
-from mallocgame.rank import sensitivity as sv
 from mallocgame.rank import text
-from mallocgame.rank.config import METHODS, RankConfig
-from mallocgame.rank.lowrank import attention_flops
+from mallocgame.rank.calibration import CalibSpec, RankSetup, load_setup
+from mallocgame.rank.config import METHODS, RankConfig, config_entries
+from mallocgame.rank.evaluator import Evaluator
 from mallocgame.rank.models import smollm2 as sm
+from mallocgame.rank.runtime import attention_flops
 
 GROUPS = ("qk_groups", "v_groups")
 
@@ -51,15 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     for method in methods:
         # bases from the first --cal-bases calibration windows (loss windows unused here;
         # 4 as in the bench, so that its cached calibration serves)
-        spec = sv.CalibSpec("smollm2", bases=a.cal_bases, loss=4, method=method)
-        s = sv.load_setup(spec)
+        spec = CalibSpec("smollm2", bases=a.cal_bases, loss=4, method=method)
+        s = load_setup(spec)
         if held is None:
             split = text.background_split()
             held = text.token_windows(
                 lambda t, m=s.model: sm.encode(m, t), split.evaluation, 512, a.eval_windows
             )
         # the evaluator's loss on the held-out windows: mean NLL - the full model's
-        ev = sv.Evaluator(sv.RankSetup(s.model, spec, s.calib, s.bases, held))
+        ev = Evaluator(RankSetup(s.model, spec, s.calib, s.bases, held))
         u = RankConfig.uniform("smollm2", s.model.model_hash, a.uniform, a.uniform, method=method)
         groups = {k: tuple(map(tuple, row[k])) if row.get(k) else None for k in GROUPS}
         c = RankConfig(
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         losses = {}
         for name, cfg in (("uniform", u), (a.init_solver, c)):
             t0 = time.perf_counter()
-            losses[name] = ev.loss_of_ranks(sv.config_entries(cfg))
+            losses[name] = ev.loss_of_ranks(config_entries(cfg))
             out.append(
                 {
                     "method": method,

@@ -1,6 +1,7 @@
 """Loss of fidelity runs' configs on *validation* windows of the calibration text.
 
-    python benchmarks/rank_validation.py RUN.json [RUN2.json ...] --val-windows 4 --json-out val.json
+    python benchmarks/rank_validation.py RUN.json [RUN2.json ...] --val-windows 4 \
+        --json-out val.json
 
 For SmolLM2 rows of ``benchmarks/bench_rank_fidelity.py`` outputs: the validation windows are
 the calibration half's windows right after the bases' and the loss windows (with bases 8 and
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from mallocgame.io import atomic_write_text
-from mallocgame.rank import sensitivity as sv
+from mallocgame.rank.calibration import CalibSpec, calibration_text, load_setup
+from mallocgame.rank.evaluator import Evaluator
 from mallocgame.rank.tables import DEFAULT_CHOICES
 
 
@@ -39,21 +41,21 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     print(command, flush=True)
-    evaluators: dict[Any, sv.Evaluator] = {}
+    evaluators: dict[Any, Evaluator] = {}
     out: list[dict[str, Any]] = []
     for path in a.runs:
         for r in json.loads(Path(path).read_text())["rows"]:
             if r["model"] != "smollm2":
                 continue
-            spec = sv.CalibSpec.from_dict(r["calibration"])
+            spec = CalibSpec.from_dict(r["calibration"])
             choices = tuple(r.get("choices") or DEFAULT_CHOICES["smollm2"])
             key = (spec, choices)
             if key not in evaluators:
-                setup = sv.load_setup(spec)
+                setup = load_setup(spec)
                 more = dataclasses.replace(spec, loss=spec.loss + a.val_windows)
-                val = sv.calibration_text(setup.model, more)[1][spec.loss :]
+                val = calibration_text(setup.model, more)[1][spec.loss :]
                 assert len(val) == a.val_windows
-                evaluators[key] = sv.Evaluator(dataclasses.replace(setup, loss_data=val), choices)
+                evaluators[key] = Evaluator(dataclasses.replace(setup, loss_data=val), choices)
             ev = evaluators[key]
             ch = list(choices)
             idx = [ch.index(x) for pair in zip(r["r_qk"], r["r_v"], strict=True) for x in pair]
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     atomic_write_text(Path(a.json_out), json.dumps(doc, indent=1) + "\n")
     print(
-        "| file | budget | solver | calibration (vs uniform) | validation (vs uniform) | held-out (vs uniform) |"
+        "| file | budget | solver | calibration (vs uniform) | validation (vs uniform) "
+        "| held-out (vs uniform) |"
     )
     print("|---|---|---|---|---|---|")
     for o in out:

@@ -19,9 +19,9 @@ import json
 import time
 from pathlib import Path
 
-from mallocgame.rank import sensitivity as sv
-from mallocgame.rank.config import METHODS
-from mallocgame.rank.sensitivity import layer_entry
+from mallocgame.rank.calibration import CalibSpec, load_setup
+from mallocgame.rank.config import METHODS, layer_entry
+from mallocgame.rank.evaluator import Evaluator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     row = next((r for r in rows if r["solver"] == a.init_solver and r["budget"] == a.budget), None)
     if row is None or "qk_groups" not in row:
         raise SystemExit(f"{a.init_json}: no {a.init_solver} row with groups at {a.budget:g}")
-    setup = sv.load_setup(sv.CalibSpec("smollm2", bases=a.cal_bases, loss=4, method=a.method))
-    ev = sv.Evaluator(setup)
+    setup = load_setup(CalibSpec("smollm2", bases=a.cal_bases, loss=4, method=a.method))
+    ev = Evaluator(setup)
     rq, rv = row["r_qk"], row["r_v"]
     parts = {"qk": [list(g) for g in row["qk_groups"]], "v": [list(g) for g in row["v_groups"]]}
     layers = [int(x) for x in a.layers.split(",")] if a.layers else range(len(rq))

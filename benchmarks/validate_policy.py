@@ -1,8 +1,12 @@
-"""Scores policies on the validation split the way ``mallocgame train --val-every`` does
+r"""Scores policies on the validation split the way ``mallocgame train --val-every`` does
 (one greedy game per problem, all in one batch; geometric-mean speed-up over ``msa``), and
 prints per-problem speed-ups.
 
-    .venv/bin/python benchmarks/validate_policy.py mallocgame/memory/pretrained/policy.npz runs/wide-val/last-policy.npz
+    .venv/bin/python benchmarks/validate_policy.py mallocgame/memory/pretrained/policy.npz \
+        runs/mine/last-policy.npz
+
+(``runs/mine`` from ``mallocgame train --out runs/mine ...``, which writes ``policy.npz``, the
+update picked on validation, and ``last-policy.npz``.)
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mallocgame.memory.solvers.agent import load_agent  # noqa: E402
+from mallocgame.memory.solvers.policy import load_agent  # noqa: E402
 from mallocgame.memory.train import TrainOptions, build_val_pool, play_pool, validation_metrics  # noqa: E402
 
 

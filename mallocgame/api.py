@@ -2,7 +2,9 @@
 
 >>> import jax.numpy as jnp
 >>> from mallocgame import api
->>> wl = api.workload_from_jax(lambda x, w: jnp.tanh(x @ w), jnp.ones((64, 128)), jnp.ones((128, 256)))
+>>> wl = api.workload_from_jax(
+...     lambda x, w: jnp.tanh(x @ w), jnp.ones((64, 128)), jnp.ones((128, 256))
+... )
 >>> sol = api.solve(wl, capacity="25%", solver="msa")
 >>> sol.summary()["speedup_vs_all_slow"] >= 1.0
 True

@@ -79,9 +79,12 @@ SPECS: tuple[SolverSpec, ...] = (
         f"{_M}.local_search:solve",
         "the agent's local search without the agent",
     ),
-    SolverSpec("pack", "memory", f"{_M}.packing:pack", "exact fit-all packing search"),
+    SolverSpec("pack", "memory", f"{_M}.packing:solve_pack", "exact fit-all packing search"),
     SolverSpec(
-        "pack-peak", "memory", f"{_M}.packing:pack_peak", "exact minimum-peak packing search"
+        "pack-peak",
+        "memory",
+        f"{_M}.packing:solve_pack_peak",
+        "exact minimum-peak packing search",
     ),
     SolverSpec(
         "cpsat",

@@ -1,4 +1,5 @@
-"""Workloads: the zoo of JAX programs that are compiled by XLA into :class:`mallocgame.Workload`s."""
+"""Workloads: the zoo of JAX programs that are compiled by XLA into
+:class:`mallocgame.Workload`s."""
 
 from workloads.zoo import ZOO, build, extract, list_zoo
 

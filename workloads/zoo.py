@@ -507,7 +507,8 @@ ZOO: dict[str, tuple[Builder, str]] = {
     ),
     "conv_train": (
         conv_train,
-        "VGG-style CNN (3x3 conv pairs 32-64-128, max-pool, dense head) training step, 32x32x3, batch 32, SGD",
+        "VGG-style CNN (3x3 conv pairs 32-64-128, max-pool, dense head) training step, "
+        "32x32x3, batch 32, SGD",
     ),
     "scan_mlp": (
         scan_mlp,
@@ -519,7 +520,8 @@ ZOO: dict[str, tuple[Builder, str]] = {
     ),
     "embed_train": (
         embed_train,
-        "embedding bag (100k x 64 table, 16 ids per example) + MLP 256-128-1 training step, batch 256, Adam",
+        "embedding bag (100k x 64 table, 16 ids per example) + MLP 256-128-1 training step, "
+        "batch 256, Adam",
     ),
 }
 

@@ -25,25 +25,46 @@ import json
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mallocgame import registry
 from mallocgame.bench import stats
-from mallocgame.bench.runner import RunLog, host_info, read_jsonl
+from mallocgame.bench.records import RunLog, host_info, read_jsonl
+from mallocgame.bench.render import save_png
 from mallocgame.errors import InputError
 from mallocgame.io import atomic_write_bytes, atomic_write_text
+from mallocgame.rank import solvers as rs
+from mallocgame.rank.config import MODEL_SHAPES
+from mallocgame.rank.plots import heatmap_bytes
+from mallocgame.rank.tables import RankTables
 
-DETERMINISTIC = ("uniform", "spectral", "fisher", "greedy", "refine")
+if TYPE_CHECKING:  # these modules import jax
+    from mallocgame.rank.calibration import RankSetup
+    from mallocgame.rank.evaluator import Evaluator
+    from mallocgame.rank.models.minilm import Params
+    from mallocgame.rank.runtime import Model
+
+#: rank solvers whose answer does not depend on the seed: one run per task
+DETERMINISTIC = tuple(s.name for s in registry.specs("rank") if s.deterministic)
 DEFAULT_BUDGETS = (0.5, 0.3)
+DEFAULT_SOLVERS = ("uniform", "spectral", "fisher", "greedy")
+
+
+def default_solvers() -> list[str]:
+    """The suite's solvers when none are named: :data:`DEFAULT_SOLVERS`, and the agent where
+    it can load."""
+    return [*DEFAULT_SOLVERS, *(["agent"] if rs.available("agent") else [])]
 
 
 class HeldOut:
     """Held-out fidelity of a model's parameter sets, the full model's computed once."""
 
-    def __init__(self, model: Any, name: str, eval_windows: int, window: int) -> None:
+    def __init__(self, model: Model, name: str, eval_windows: int, window: int) -> None:
+        # deferred: jax (the models and their fidelity)
         from mallocgame.rank import text
-        from mallocgame.rank.lowrank import minilm_fidelity
+        from mallocgame.rank.fidelity import minilm_fidelity
         from mallocgame.rank.models import minilm as mm
         from mallocgame.rank.models import smollm2 as sm
 
@@ -59,8 +80,9 @@ class HeldOut:
             self.emb = mm.embed_sentences(model, self.docs)
             self.full = minilm_fidelity(model, model.params, self.docs, self.human, full=self.emb)
 
-    def __call__(self, params: Any) -> dict[str, float]:
-        from mallocgame.rank.lowrank import minilm_fidelity
+    def __call__(self, params: Params) -> dict[str, float]:
+        # deferred: jax
+        from mallocgame.rank.fidelity import minilm_fidelity
         from mallocgame.rank.models import smollm2 as sm
 
         if self.name == "smollm2":
@@ -92,9 +114,9 @@ class RankBenchConfig:
 
 
 def solve_and_judge(
-    tables: Any,
-    setup: Any,
-    ev: Any,
+    tables: RankTables,
+    setup: RankSetup,
+    ev: Evaluator,
     held: HeldOut,
     budget: float,
     solver: str,
@@ -110,8 +132,7 @@ def solve_and_judge(
     with ``ev``) and held-out fidelity (``held``), with the solve's time and evaluations.
     ``solver_kw``: further keyword arguments of the solver (e.g. ``refine``'s). Where ``ev``
     keeps a per-group split (``group_template``), the answer keeps it too."""
-    from mallocgame.rank import solvers as rs
-    from mallocgame.rank.lowrank import attention_flops, lowrank_params
+    from mallocgame.rank.runtime import attention_flops, lowrank_params  # deferred: jax
 
     t0 = time.perf_counter()
     kw = {"max_evals": max_evals, "top_k": top_k} if solver in ("greedy", "refine") else {}
@@ -149,9 +170,6 @@ def _key(r: dict[str, Any]) -> tuple[str, float, str, int]:
 
 
 def check_config(cfg: RankBenchConfig) -> None:
-    from mallocgame.rank import solvers as rs
-    from mallocgame.rank.config import MODEL_SHAPES
-
     for m in cfg.models:
         if m not in MODEL_SHAPES:
             raise InputError(
@@ -161,9 +179,9 @@ def check_config(cfg: RankBenchConfig) -> None:
         if not 0.0 < b <= 1.0:
             raise InputError(f"budget must be in (0, 1], got {b:g}", field="budgets")
     for s in cfg.solvers:
-        if s not in rs.SOLVERS:
+        if s not in registry.names("rank"):
             raise InputError(
-                f"unknown rank solver {s!r}; expected one of {sorted(rs.SOLVERS)}",
+                f"unknown rank solver {s!r}; expected one of {registry.names('rank')}",
                 field="solvers",
             )
     if "uniform" not in cfg.solvers:
@@ -202,8 +220,9 @@ def _prepare(cfg: RankBenchConfig) -> None:
 
 def run_rank_bench(cfg: RankBenchConfig) -> dict[str, Any]:
     """Runs the missing (model, budget, solver, seed) runs, then writes the report."""
-    from mallocgame.rank import sensitivity as sv
-    from mallocgame.rank import solvers as rs
+    # deferred: jax (the tables, the models and their evaluator)
+    from mallocgame.rank import calibration, measure
+    from mallocgame.rank.evaluator import Evaluator
 
     check_config(cfg)
     _prepare(cfg)
@@ -228,10 +247,10 @@ def run_rank_bench(cfg: RankBenchConfig) -> dict[str, Any]:
         if not todo:
             continue
         t0 = time.perf_counter()
-        tables = sv.build_tables(model)
-        spec = sv.CalibSpec.from_dict(tables.meta["calibration"])
-        setup = sv.load_setup(spec)
-        ev = sv.Evaluator(setup, tables.choices)
+        tables = measure.build_tables(model)
+        spec = calibration.CalibSpec.from_dict(tables.meta["calibration"])
+        setup = calibration.load_setup(spec)
+        ev = Evaluator(setup, tables.choices)
         held = HeldOut(setup.model, model, cfg.eval_windows, spec.window)
         if cfg.progress:
             print(f"{model}: tables and full model in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -330,7 +349,8 @@ def aggregate_lines(runs: list[dict[str, Any]], reps: int = 2000) -> list[str]:
         "goal is below 0.5). IQM over runs (seeds x tasks) with a 95% stratified-bootstrap CI "
         f"({reps} resamples of seeds within tasks); tasks < 0.5: tasks whose median run is below "
         "half of uniform's loss.\n",
-        "| solver | runs | errors | IQM loss / uniform [95% CI] | tasks < 0.5 | best on tasks | median solve s |",
+        "| solver | runs | errors | IQM loss / uniform [95% CI] | tasks < 0.5 | best on tasks "
+        "| median solve s |",
         "|---|---|---|---|---|---|---|",
     ]
     best_count: dict[str, int] = {}
@@ -464,15 +484,10 @@ def write_rank_report(out: str | Path, pictures: bool = True, reps: int = 2000) 
 
 
 def _pictures(out: Path, runs: list[dict[str, Any]]) -> dict[str, str]:
-    import matplotlib
+    import matplotlib  # deferred: matplotlib, only when pictures are asked for
 
     matplotlib.use("Agg")
-    import io
-
     import matplotlib.pyplot as plt
-
-    from mallocgame.cli.rank import heatmap_bytes
-    from mallocgame.rank.config import MODEL_SHAPES
 
     pics: dict[str, str] = {}
     (out / "pictures").mkdir(exist_ok=True)
@@ -506,17 +521,12 @@ def _pictures(out: Path, runs: list[dict[str, Any]]) -> dict[str, str]:
         ax.set_ylabel("held-out loss / uniform's")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=130)
-        plt.close(fig)
-        p = out / "pictures" / "loss-vs-uniform.png"
-        atomic_write_bytes(p, buf.getvalue())
-        pics["loss-vs-uniform"] = str(p)
+        pics["loss-vs-uniform"] = save_png(fig, out / "pictures" / "loss-vs-uniform.png", dpi=130)
     return pics
 
 
 def readme_section(out: str | Path, reps: int = 2000) -> str:
-    """The README's generated section for the rank suite (see ``report.update_readme``)."""
+    """The README's generated section for the rank suite (see ``render.update_readme``)."""
     out = Path(out)
     cfg, runs = _read(out)
     L = ["#### `bench rank`: attention ranks under a FLOP budget (held-out fidelity)\n"]

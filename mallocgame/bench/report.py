@@ -1,5 +1,5 @@
-"""The bench's report: ``results.md`` and pictures, rebuilt from ``runs.jsonl`` and
-``bounds.jsonl`` alone (so a resumed or merged bench reports the same way).
+"""The memory bench's report: ``results.md``, ``summary.json`` and pictures, rebuilt from
+``runs.jsonl`` and ``bounds.jsonl`` alone (so a resumed or merged bench reports the same way).
 
 Per task (an instance at a capacity) the **best bound** is the largest proven lower bound in
 ``bounds.jsonl`` (unlimited fast memory, knapsack LP/MILP, CP-SAT's proven bound; for ``pack``
@@ -18,7 +18,6 @@ An invalid mapping, a crash or a timeout scores 0 and has ratio ``inf`` in the p
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,94 +25,12 @@ from typing import Any
 import numpy as np
 
 from mallocgame.bench import stats
-from mallocgame.bench.runner import best_bound, gap, read_jsonl
+from mallocgame.bench.pictures import write_pictures
+from mallocgame.bench.records import read_jsonl
+from mallocgame.bench.render import fmt, fmt_bytes, pct
+from mallocgame.bench.scores import Task, enrich, per_task, solver_order, tasks_of
 from mallocgame.errors import InputError
-from mallocgame.io import atomic_write_bytes, atomic_write_text
-
-Task = tuple[str, str]
-
-
-def _fmt(v: float | None, spec: str = ".4g", scale: float = 1.0, suffix: str = "") -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    return f"{v * scale:{spec}}{suffix}"
-
-
-def _pct(v: float | None, digits: int = 2) -> str:
-    return _fmt(v, f".{digits}f", 100.0, "%")
-
-
-def _bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def enrich(
-    runs: list[dict[str, Any]], bounds: list[dict[str, Any]], mode: str
-) -> dict[Task, tuple[float | None, str | None]]:
-    """Add ``final_bound``, ``final_gap``, ``score``, ``ratio`` to each run; return the best
-    bound per task."""
-    by_task: dict[Task, list[dict[str, Any]]] = defaultdict(list)
-    for b in bounds:
-        by_task[(b["instance"], b["capacity"])].append(b)
-    best = {t: best_bound(bs) for t, bs in by_task.items()}
-    for r in runs:
-        t = (r["instance"], r["capacity"])
-        bnd, _ = best.get(t, (None, None))
-        obj = r.get("objective") if r.get("status") == "ok" and r.get("valid") else None
-        r["final_bound"] = bnd
-        r["final_gap"] = gap(obj, bnd)
-        if mode == "malloc":
-            slow = r.get("all_slow_time_s")
-            if obj is None or slow is None:
-                r["score"], r["ratio"] = 0.0, math.inf
-            else:
-                denom = slow - bnd if bnd is not None else 0.0
-                r["score"] = float(np.clip((slow - obj) / denom, 0.0, 1.0)) if denom > 0 else 1.0
-                r["ratio"] = obj / bnd if bnd else math.inf
-        else:
-            if obj is None or not r.get("solved"):
-                r["score"], r["ratio"] = 0.0, math.inf
-            else:
-                r["score"] = float(bnd / obj) if bnd and obj > 0 else 1.0
-                r["ratio"] = obj / bnd if bnd else math.inf
-    return best
-
-
-def _solver_order(runs: list[dict[str, Any]]) -> list[str]:
-    seen: list[str] = []
-    for r in runs:
-        if r["solver"] not in seen:
-            seen.append(r["solver"])
-    return seen
-
-
-def _tasks_of(runs: list[dict[str, Any]]) -> list[Task]:
-    seen: list[Task] = []
-    for r in runs:
-        t = (r["instance"], r["capacity"])
-        if t not in seen:
-            seen.append(t)
-    return seen
-
-
-def _per_task(
-    runs: list[dict[str, Any]], solver: str, field: str, tasks: list[Task]
-) -> list[np.ndarray]:
-    out = []
-    for t in tasks:
-        vals = [
-            r[field] for r in runs if r["solver"] == solver and (r["instance"], r["capacity"]) == t
-        ]
-        if not vals:
-            return []
-        out.append(np.asarray(vals, dtype=np.float64))
-    return out
+from mallocgame.io import atomic_write_text
 
 
 def write_report(out: str | Path, pictures: bool = True, reps: int = 2000) -> dict[str, str]:
@@ -135,13 +52,13 @@ def write_report(out: str | Path, pictures: bool = True, reps: int = 2000) -> di
             unavailable = {}
     mode = cfg.get("mode") or (runs[0]["mode"] if runs else "malloc")
     best = enrich(runs, bounds, mode)
-    tasks = _tasks_of(runs)
-    solvers = _solver_order(runs)
+    tasks = tasks_of(runs)
+    solvers = solver_order(runs)
     ok_runs = [r for r in runs if r.get("status") == "ok"]
     paths: dict[str, str] = {}
     pics: dict[str, str] = {}
     if pictures and runs:
-        pics = _pictures(out, runs, tasks, solvers, mode, reps=min(reps, 500))
+        pics = write_pictures(out, runs, tasks, solvers, mode, reps=min(reps, 500))
         paths.update(pics)
     md = _markdown(out, cfg, runs, bounds, best, tasks, solvers, unavailable, mode, pics, reps)
     atomic_write_text(out / "results.md", md)
@@ -204,20 +121,25 @@ def _markdown(
         )
         L.append(
             f"- machine: {h.get('cpus')} CPUs ({h.get('cpu_model') or '?'}), load average at start "
-            f"{', '.join(f'{x:.2f}' for x in (h.get('loadavg_at_start') or []))}; {h.get('platform')}"
+            f"{', '.join(f'{x:.2f}' for x in (h.get('loadavg_at_start') or []))}; "
+            f"{h.get('platform')}"
         )
         L.append(
-            f"- software: Python {h.get('python')}, numpy {h.get('numpy')}, OR-Tools {h.get('ortools')}, "
-            f"omnimalloc {h.get('omnimalloc') or 'not installed'}"
+            f"- software: Python {h.get('python')}, numpy {h.get('numpy')}, "
+            f"OR-Tools {h.get('ortools')}, omnimalloc {h.get('omnimalloc') or 'not installed'}"
         )
+        alignment = c.get("alignment")
+        if alignment is None:
+            alignment = "1 (pack default)" if mode == "pack" else "of the target"
         L.append(
-            f"- target `{c.get('target')}`, alignment "
-            f"{c.get('alignment') if c.get('alignment') is not None else ('1 (pack default)' if mode == 'pack' else 'of the target')}, "
-            f"time limit {c.get('time_limit')} s per run, {c.get('threads')} threads for parallel solvers, "
+            f"- target `{c.get('target')}`, alignment {alignment}, "
+            f"time limit {c.get('time_limit')} s per run, "
+            f"{c.get('threads')} threads for parallel solvers, "
             f"{c.get('seeds')} seeds ({c.get('cpsat_seeds')} for cpsat)"
         )
         L.append(
-            f"- started {inv[0].get('started')}; {len(runs)} runs on {len(tasks)} tasks (instance x capacity)"
+            f"- started {inv[0].get('started')}; {len(runs)} runs on {len(tasks)} tasks "
+            "(instance x capacity)"
         )
     if unavailable:
         L.append("\n**Unavailable solvers** (requested, not run):\n")
@@ -236,8 +158,8 @@ def _markdown(
         for r in (bad + inval)[:10]:
             why = r.get("error") or "; ".join(r.get("problems") or [])
             L.append(
-                f"  - {r['instance']} @ {r['capacity']} `{r['solver']}` seed {r['seed']}: {r['status']}: "
-                f"{why.splitlines()[0] if why else ''}"
+                f"  - {r['instance']} @ {r['capacity']} `{r['solver']}` seed {r['seed']}: "
+                f"{r['status']}: {why.splitlines()[0] if why else ''}"
             )
     if not runs:
         L.append("\nNo runs yet.")
@@ -257,12 +179,14 @@ def _markdown(
         first_run.setdefault((r["instance"], r["capacity"]), r)
     if mode == "malloc":
         L.append(
-            "Times in microseconds. all-slow: nothing in fast memory (upper frame). Lower bounds: unlimited fast memory; "
-            "knapsack LP / MILP (capacity per maximal clique of live buffers, no geometry; MILP = HiGHS dual bound "
-            "within the bound time limit); CP-SAT's proven bound. best = the largest.\n"
+            "Times in microseconds. all-slow: nothing in fast memory (upper frame). "
+            "Lower bounds: unlimited fast memory; knapsack LP / MILP (capacity per maximal clique "
+            "of live buffers, no geometry; MILP = HiGHS dual bound within the bound time limit); "
+            "CP-SAT's proven bound. best = the largest.\n"
         )
         L.append(
-            "| instance | capacity | bytes | buffers | all-slow | unlimited fast | knapsack LP | knapsack MILP | CP-SAT bound | best bound (kind) |"
+            "| instance | capacity | bytes | buffers | all-slow | unlimited fast | knapsack LP | "
+            "knapsack MILP | CP-SAT bound | best bound (kind) |"
         )
         L.append("|---|---|---|---|---|---|---|---|---|---|")
         for t in tasks:
@@ -277,18 +201,23 @@ def _markdown(
 
             bb, kind = best.get(t, (None, None))
             L.append(
-                f"| {t[0]} | {t[1]} | {_bytes(r0.get('capacity_bytes'))} | {r0.get('num_buffers')} |"
-                f" {_fmt(r0.get('all_slow_time_s'), '.3f', 1e6)} | {_fmt(val('unlimited-fast'), '.3f', 1e6)} |"
-                f" {_fmt(val('knapsack-lp'), '.3f', 1e6)} | {_fmt(val('knapsack-milp'), '.3f', 1e6)} |"
-                f" {_fmt(val('cpsat'), '.3f', 1e6)} | {_fmt(bb, '.3f', 1e6)} ({kind or '-'}) |"
+                f"| {t[0]} | {t[1]} | {fmt_bytes(r0.get('capacity_bytes'))} |"
+                f" {r0.get('num_buffers')} |"
+                f" {fmt(r0.get('all_slow_time_s'), '.3f', 1e6)} |"
+                f" {fmt(val('unlimited-fast'), '.3f', 1e6)} |"
+                f" {fmt(val('knapsack-lp'), '.3f', 1e6)} |"
+                f" {fmt(val('knapsack-milp'), '.3f', 1e6)} |"
+                f" {fmt(val('cpsat'), '.3f', 1e6)} | {fmt(bb, '.3f', 1e6)} ({kind or '-'}) |"
             )
     else:
         L.append(
-            "Peak in bytes. Lower bounds: the most bytes live at once (peak live); CP-SAT's proven bound on the peak. "
-            "A task is feasible only if best bound <= capacity.\n"
+            "Peak in bytes. Lower bounds: the most bytes live at once (peak live); "
+            "CP-SAT's proven bound on the peak. A task is feasible only if best bound <= "
+            "capacity.\n"
         )
         L.append(
-            "| instance | capacity | bytes | buffers | peak live | CP-SAT bound | best bound | solved by |"
+            "| instance | capacity | bytes | buffers | peak live | CP-SAT bound | best bound | "
+            "solved by |"
         )
         L.append("|---|---|---|---|---|---|---|---|")
         for t in tasks:
@@ -306,29 +235,35 @@ def _markdown(
                 }
             )
             L.append(
-                f"| {t[0]} | {t[1]} | {r0.get('capacity_bytes')} | {r0.get('num_buffers')} | {r0.get('peak_live_bytes')} |"
-                f" {_fmt(max(cps) if cps else None, '.0f')} | {_fmt(bb, '.0f')} | {', '.join(f'`{s}`' for s in solved_by) or 'none'} |"
+                f"| {t[0]} | {t[1]} | {r0.get('capacity_bytes')} | {r0.get('num_buffers')} |"
+                f" {r0.get('peak_live_bytes')} |"
+                f" {fmt(max(cps) if cps else None, '.0f')} | {fmt(bb, '.0f')} |"
+                f" {', '.join(f'`{s}`' for s in solved_by) or 'none'} |"
             )
 
     # ---- per task
     L.append("\n## Results per task\n")
     if mode == "malloc":
         L.append(
-            "time: program time under the roofline cost model (us), best and median over seeds; speed-up vs all-slow "
-            "(median); gap to the best bound (median; best); optimal: runs with gap 0 (to 1e-6) or proven by CP-SAT; "
+            "time: program time under the roofline cost model (us), best and median over seeds; "
+            "speed-up vs all-slow (median); gap to the best bound (median; best); "
+            "optimal: runs with gap 0 (to 1e-6) or proven by CP-SAT; "
             "wall: solver wall time (median s); RSS: median peak RSS of the run process (MiB).\n"
         )
         L.append(
-            "| instance | capacity | solver | runs | valid | time best | time median | speed-up | gap median | gap best | optimal | wall s | RSS MiB |"
+            "| instance | capacity | solver | runs | valid | time best | time median | speed-up | "
+            "gap median | gap best | optimal | wall s | RSS MiB |"
         )
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     else:
         L.append(
-            "solved: runs that place every buffer within the capacity; peak: max(offset + size) of complete packings "
-            "(best / median), gap: to the best bound; wall: solver wall time (median s).\n"
+            "solved: runs that place every buffer within the capacity; "
+            "peak: max(offset + size) of complete packings (best / median), "
+            "gap: to the best bound; wall: solver wall time (median s).\n"
         )
         L.append(
-            "| instance | capacity | solver | runs | valid | solved | placed (median) | peak best | peak median | gap best | wall s | RSS MiB |"
+            "| instance | capacity | solver | runs | valid | solved | placed (median) "
+            "| peak best | peak median | gap best | wall s | RSS MiB |"
         )
         L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for t in tasks:
@@ -341,8 +276,8 @@ def _markdown(
             walls = [r.get("wall_s") for r in rs if r.get("wall_s") is not None]
             rss = [r.get("peak_rss_mib") for r in rs if r.get("peak_rss_mib") is not None]
             nvalid = sum(1 for r in rs if r.get("valid"))
-            wall = _fmt(float(np.median(walls)) if walls else None, ".3f")
-            rs_mib = _fmt(float(np.median(rss)) if rss else None, ".0f")
+            wall = fmt(float(np.median(walls)) if walls else None, ".3f")
+            rs_mib = fmt(float(np.median(rss)) if rss else None, ".0f")
             if mode == "malloc":
                 sp = [
                     r.get("speedup") for r in rs if r.get("valid") and r.get("speedup") is not None
@@ -354,9 +289,13 @@ def _markdown(
                     or r.get("proved_optimal")
                 )
                 L.append(
-                    f"| {t[0]} | {t[1]} | `{s}` | {len(rs)} | {nvalid} | {_fmt(min(objs) if objs else None, '.3f', 1e6)} |"
-                    f" {_fmt(float(np.median(objs)) if objs else None, '.3f', 1e6)} | {_fmt(float(np.median(sp)) if sp else None, '.4f', suffix='x')} |"
-                    f" {_pct(float(np.median(gaps)) if gaps else None)} | {_pct(min(gaps) if gaps else None)} | {optimal}/{len(rs)} | {wall} | {rs_mib} |"
+                    f"| {t[0]} | {t[1]} | `{s}` | {len(rs)} | {nvalid} |"
+                    f" {fmt(min(objs) if objs else None, '.3f', 1e6)} |"
+                    f" {fmt(float(np.median(objs)) if objs else None, '.3f', 1e6)} |"
+                    f" {fmt(float(np.median(sp)) if sp else None, '.4f', suffix='x')} |"
+                    f" {pct(float(np.median(gaps)) if gaps else None)} |"
+                    f" {pct(min(gaps) if gaps else None)} | {optimal}/{len(rs)} |"
+                    f" {wall} | {rs_mib} |"
                 )
             else:
                 solved = sum(1 for r in rs if r.get("solved"))
@@ -365,8 +304,10 @@ def _markdown(
                 ]
                 placed_s = f"{int(np.median(placed))}/{rs[0].get('num_buffers')}" if placed else "-"
                 L.append(
-                    f"| {t[0]} | {t[1]} | `{s}` | {len(rs)} | {nvalid} | {solved}/{len(rs)} | {placed_s} | {_fmt(min(objs) if objs else None, '.0f')} |"
-                    f" {_fmt(float(np.median(objs)) if objs else None, '.0f')} | {_pct(min(gaps) if gaps else None)} | {wall} | {rs_mib} |"
+                    f"| {t[0]} | {t[1]} | `{s}` | {len(rs)} | {nvalid} | {solved}/{len(rs)} | "
+                    f"{placed_s} | {fmt(min(objs) if objs else None, '.0f')} |"
+                    f" {fmt(float(np.median(objs)) if objs else None, '.0f')} | "
+                    f"{pct(min(gaps) if gaps else None)} | {wall} | {rs_mib} |"
                 )
 
     if pics:
@@ -392,22 +333,22 @@ def aggregate_lines(
             else "`best bound / peak` when every buffer fits within the capacity, else 0"
         )
         + ". IQM = interquartile mean over all runs (seeds x tasks); 95% stratified-bootstrap CIs "
-        f"({reps} resamples of seeds within tasks). P(> {ref}): probability that a run of the solver "
-        f"scores higher than a run of `{ref}` on the same task (ties count half), averaged over the tasks both ran.\n"
+        f"({reps} resamples of seeds within tasks). P(> {ref}): probability that a run of the "
+        f"solver scores higher than a run of `{ref}` on the same task (ties count half), "
+        "averaged over the tasks both ran.\n"
     )
     head = (
         "| solver | runs | valid |"
         + (" solved |" if mode == "pack" else "")
-        + " IQM score [95% CI] | median gap to best bound | optimal (gap 0) | time limit s | median wall s | median peak RSS MiB (growth) | P(> "
-        + ref
-        + ") [95% CI] |"
+        + " IQM score [95% CI] | median gap to best bound | optimal (gap 0) | time limit s | "
+        "median wall s | median peak RSS MiB (growth) | P(> " + ref + ") [95% CI] |"
     )
     L.append(head)
     L.append("|" + "---|" * (head.count("|") - 1))
     for s in solvers:
         rs = [r for r in runs if r["solver"] == s]
-        s_tasks = _tasks_of(rs)
-        sc = _per_task(rs, s, "score", s_tasks)
+        s_tasks = tasks_of(rs)
+        sc = per_task(rs, s, "score", s_tasks)
         est = stats.stratified_bootstrap_ci(sc, reps=reps, seed=1) if sc else None
         gaps = [r["final_gap"] for r in rs if r.get("final_gap") is not None]
         opt = sum(1 for g in gaps if g <= 1e-6)
@@ -422,8 +363,8 @@ def aggregate_lines(
         ]
         poi = "-"
         if s != ref and common:
-            x = _per_task(runs, s, "score", common)
-            y = _per_task(runs, ref, "score", common)
+            x = per_task(runs, s, "score", common)
+            y = per_task(runs, ref, "score", common)
             if x and y:
                 poi = stats.probability_of_improvement_ci(x, y, reps=reps, seed=2).fmt(digits=2)
         row = f"| `{s}` | {len(rs)} | {sum(1 for r in rs if r.get('valid'))} |"
@@ -431,19 +372,16 @@ def aggregate_lines(
             row += f" {sum(1 for r in rs if r.get('solved'))} |"
         limits = sorted({r.get("time_limit_s") for r in rs if r.get("time_limit_s") is not None})
         row += (
-            f" {est.fmt() if est else '-'} | {_pct(float(np.median(gaps))) if gaps else '-'} | {opt}/{len(rs)} |"
+            f" {est.fmt() if est else '-'} | {pct(float(np.median(gaps))) if gaps else '-'} |"
+            f" {opt}/{len(rs)} |"
             f" {', '.join(f'{x:g}' for x in limits) or '-'} |"
-            f" {_fmt(float(np.median(walls)) if walls else None, '.3f')} |"
-            f" {_fmt(float(np.median(rss)) if rss else None, '.0f')} ({_fmt(float(np.median(growth)) if growth else None, '.1f')}) | {poi} |"
+            f" {fmt(float(np.median(walls)) if walls else None, '.3f')} |"
+            f" {fmt(float(np.median(rss)) if rss else None, '.0f')} "
+            f"({fmt(float(np.median(growth)) if growth else None, '.1f')}) | {poi} |"
         )
         L.append(row)
 
     return L
-
-
-# --------------------------------------------------------------------------- README section
-README_BEGIN = "<!-- mallocgame-bench:{key}:begin -->"
-README_END = "<!-- mallocgame-bench:{key}:end -->"
 
 
 def readme_section(out: str | Path, reps: int = 2000) -> str:
@@ -462,8 +400,8 @@ def readme_section(out: str | Path, reps: int = 2000) -> str:
             raise InputError(f"config.json is not JSON: {e}", out / "config.json") from None
     mode = cfg.get("mode") or runs[0]["mode"]
     enrich(runs, bounds, mode)
-    tasks = _tasks_of(runs)
-    solvers = _solver_order(runs)
+    tasks = tasks_of(runs)
+    solvers = solver_order(runs)
     inv = cfg.get("invocations", [])
     title = "time objective (fast/slow memory mapping)" if mode == "malloc" else "fit-all packing"
     L = [f"#### `bench {mode}`: {title}\n"]
@@ -472,7 +410,8 @@ def readme_section(out: str | Path, reps: int = 2000) -> str:
         cmds = list(dict.fromkeys(i.get("command") or "(API)" for i in inv))  # resumed reruns once
         L.append(
             f"Generated from the bench run started {inv[0].get('started')} on {h.get('cpus')} CPUs "
-            f"({h.get('cpu_model') or '?'}), {len(runs)} runs on {len(tasks)} tasks (instance x capacity), by:\n"
+            f"({h.get('cpu_model') or '?'}), {len(runs)} runs on {len(tasks)} tasks (instance x "
+            "capacity), by:\n"
         )
         L.append("```")
         L.extend(cmds)
@@ -480,206 +419,7 @@ def readme_section(out: str | Path, reps: int = 2000) -> str:
         L.append("```\n")
     L.extend(aggregate_lines(runs, tasks, solvers, mode, reps))
     L.append(
-        f"\nPer-task tables, bounds and pictures: `{(out / 'results.md').as_posix()}` after running the commands."
+        f"\nPer-task tables, bounds and pictures: `{(out / 'results.md').as_posix()}` after "
+        "running the commands."
     )
     return "\n".join(L) + "\n"
-
-
-def update_readme(readme: str | Path, key: str, section: str) -> bool:
-    """Put ``section`` between the ``mallocgame-bench:KEY`` markers of ``readme`` (replacing what
-    is there), or, without markers, append it with markers at the end of the ``## Results``
-    section (else of the file). Written atomically; returns True if the file changed."""
-    readme = Path(readme)
-    try:
-        text = readme.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(f"cannot read the README: {e.strerror}", readme) from None
-    begin, end = README_BEGIN.format(key=key), README_END.format(key=key)
-    block = f"{begin}\n{section.rstrip()}\n{end}"
-    i, j = text.find(begin), text.find(end)
-    if (i < 0) != (j < 0) or (i >= 0 and j < i):
-        raise InputError(f"unbalanced markers {begin!r} / {end!r}", readme)
-    if i >= 0:
-        new = text[:i] + block + text[j + len(end) :]
-    else:
-        lines = text.splitlines(keepends=True)
-        at = len(lines)
-        start = next((k for k, ln in enumerate(lines) if ln.strip() == "## Results"), None)
-        if start is not None:
-            at = next(
-                (k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines)
-            )
-        head = "".join(lines[:at]).rstrip("\n") + "\n\n"
-        tail = "".join(lines[at:])
-        new = head + block + "\n" + ("\n" + tail if tail else "")
-    if new == text:
-        return False
-    atomic_write_text(readme, new)
-    return True
-
-
-# --------------------------------------------------------------------------- pictures
-def _save(fig: Any, path: Path) -> str:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return str(path)
-
-
-def _pictures(
-    out: Path,
-    runs: list[dict[str, Any]],
-    tasks: list[Task],
-    solvers: list[str],
-    mode: str,
-    reps: int,
-) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pdir = out / "pictures"
-    pics: dict[str, str] = {}
-    colors = {s: plt.cm.tab10(i % 10) for i, s in enumerate(solvers)}
-
-    # Objective (gap to the best bound) against solve time.
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for s in solvers:
-        rs = [r for r in runs if r["solver"] == s]
-        xs = np.array([max(r.get("wall_s") or 1e-6, 1e-6) for r in rs])
-        ys = np.array(
-            [100 * r["final_gap"] if r.get("final_gap") is not None else np.nan for r in rs]
-        )
-        ok = np.isfinite(ys)
-        if ok.any():
-            ax.scatter(xs[ok], ys[ok], s=14, alpha=0.5, color=colors[s])
-            ax.scatter(
-                [np.median(xs[ok])],
-                [np.median(ys[ok])],
-                s=90,
-                marker="D",
-                color=colors[s],
-                edgecolor="black",
-                label=s,
-            )
-        if (~ok).any():
-            ax.scatter(
-                xs[~ok],
-                np.full((~ok).sum(), np.nanmax(ys) * 1.1 + 1 if ok.any() else 100),
-                marker="x",
-                color=colors[s],
-            )
-    ax.set_xscale("log")
-    ax.set_yscale("symlog", linthresh=0.1)
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("solver wall time (s)")
-    ax.set_ylabel(
-        "gap to the best bound (%)" + ("" if mode == "malloc" else ", peak; x = not solved")
-    )
-    ax.set_title("objective vs solve time (diamond: median per solver)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    pics["objective vs time"] = _save(fig, pdir / "objective_vs_time.png")
-
-    # Performance profiles (Dolan-More) over the ratio to the best bound.
-    finite = [r["ratio"] for r in runs if math.isfinite(r.get("ratio", math.inf))]
-    hi = max(finite) * 1.02 if finite else 2.0
-    taus = np.geomspace(1.0, max(hi, 1.001), 200)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for s in solvers:
-        rs = [r for r in runs if r["solver"] == s]
-        ts = _tasks_of(rs)
-        ratios = _per_task(rs, s, "ratio", ts)
-        if not ratios:
-            continue
-        prof, lo, hi_ = stats.performance_profile_ci(ratios, taus, reps=reps, seed=3)
-        ax.plot(taus, prof, color=colors[s], label=s, drawstyle="steps-post")
-        ax.fill_between(taus, lo, hi_, color=colors[s], alpha=0.15, step="post")
-    if taus[-1] > 3:
-        ax.set_xscale("log")
-    ax.set_xlabel("tau: objective / best bound" + (" (time)" if mode == "malloc" else " (peak)"))
-    ax.set_ylabel("fraction of runs with ratio <= tau")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("performance profiles (95% bootstrap bands)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    pics["performance profiles"] = _save(fig, pdir / "performance_profile.png")
-
-    # IQM of the normalised score with CIs.
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(solvers) + 1.5))
-    for i, s in enumerate(solvers):
-        rs = [r for r in runs if r["solver"] == s]
-        sc = _per_task(rs, s, "score", _tasks_of(rs))
-        if not sc:
-            continue
-        e = stats.stratified_bootstrap_ci(sc, reps=reps, seed=1)
-        ax.barh(i, e.value, color=colors[s], alpha=0.7)
-        ax.errorbar(e.value, i, xerr=[[e.value - e.lo], [e.hi - e.value]], color="black", capsize=3)
-    ax.set_yticks(range(len(solvers)), solvers)
-    ax.set_xlim(0, 1.05)
-    ax.set_xlabel("IQM of the normalised score (95% CI)")
-    ax.grid(alpha=0.3, axis="x")
-    pics["IQM score"] = _save(fig, pdir / "score_iqm.png")
-
-    # The memory map of the best solution per task.
-    for t in tasks:
-        p = _draw_best(out, t, mode)
-        if p:
-            pics[f"best map {t[0]} @ {t[1]}"] = p
-    return pics
-
-
-def _draw_best(out: Path, task: Task, mode: str) -> str | None:
-    from mallocgame.bench.runner import _best_paths
-    from mallocgame.memory.csvio import read_csv
-    from mallocgame.memory.show import draw_memory_map
-
-    csv_path, json_path = _best_paths(out, task[0], task[1])
-    if not (csv_path.exists() and json_path.exists()):
-        return None
-    try:
-        meta = json.loads(json_path.read_text())
-        wl, offsets = read_csv(csv_path)
-    except Exception:
-        return None
-    if offsets is None:
-        return None
-    benefit = None
-    try:
-        from mallocgame.bench import suites
-        from mallocgame.memory import cost
-        from mallocgame.memory.targets import load_target
-
-        kind = (
-            "zoo"
-            if str(meta.get("source", "")).startswith("zoo")
-            else ("tiny" if str(meta.get("source", "")).startswith("tiny:") else "file")
-        )
-        full, _ = suites.load_instance(
-            suites.InstanceSpec(task[0], meta["source"], kind), out / "workloads"
-        )
-        if full.num_buffers == wl.num_buffers:
-            benefit = (
-                cost.solo_benefit(full, load_target(meta.get("target", "tpuv4i"))) / full.sizes
-            )
-    except Exception:
-        benefit = None
-    fast = offsets >= 0
-    peak = int(np.max(offsets[fast] + wl.sizes[fast])) if fast.any() else 0
-    cap = max(int(meta.get("capacity_bytes") or 1), peak)
-    obj = meta.get("objective")
-    what = (
-        f"time {obj * 1e6:.3f} us"
-        if (mode == "malloc" and obj is not None)
-        else (f"peak {obj:.0f} B" if obj is not None else "")
-    )
-    title = f"{task[0]} @ {task[1]}: best = {meta.get('solver')} seed {meta.get('seed')}, {what}; {int(fast.sum())}/{len(offsets)} fast"
-    path = out / "pictures" / "maps" / f"{csv_path.name[: -len('.best.csv')]}.png"
-    draw_memory_map(wl.starts, wl.ends, wl.sizes, offsets, cap, path, benefit=benefit, title=title)
-    return str(path)

@@ -41,11 +41,13 @@ class Estimate:
     hi: float
 
     def fmt(self, scale: float = 1.0, digits: int = 3) -> str:
-        return f"{self.value * scale:.{digits}f} [{self.lo * scale:.{digits}f}, {self.hi * scale:.{digits}f}]"
+        v, lo, hi = self.value * scale, self.lo * scale, self.hi * scale
+        return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def _as_tasks(scores: Ragged) -> list[np.ndarray]:
-    """``scores[j]`` -> float arrays; a 2-D array is read as ``[runs, tasks]`` (rliable's layout)."""
+    """``scores[j]`` -> float arrays; a 2-D array is read as ``[runs, tasks]`` (rliable's
+    layout)."""
     if isinstance(scores, np.ndarray):
         if scores.ndim == 1:
             return [scores.astype(np.float64)]

@@ -1,5 +1,4 @@
-"""The ``mallocgame`` command: parsing only, one module per area, calling the packages below."""
-
-from mallocgame.cli.main import main
-
-__all__ = ["main"]
+"""The ``mallocgame`` command: parsing only, one module per area (:mod:`.main` dispatches to
+:mod:`.memory`, :mod:`.agent`, :mod:`.bench`, :mod:`.rank`; :mod:`.common` and :mod:`.argtypes`
+are what they share), calling the packages below. The console script is
+``mallocgame.cli.main:main``."""

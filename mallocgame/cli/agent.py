@@ -6,39 +6,42 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from typing import Any
 
 from mallocgame.cli.argtypes import fraction, nonnegative_float
+from mallocgame.cli.common import add_problem_args, err, fmt_bytes, problem_from_args, progress
 from mallocgame.errors import InputError
+from mallocgame.memory import emit, solvers, splits
+from mallocgame.memory.problem import Solution
 
 
-def add_parsers(sub: Any) -> None:
-    from mallocgame.cli.main import _add_problem_args
-
+# --------------------------------------------------------------------------- parsers
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "optimize",
-        help="map a workload with the trained agent (search + improvement within a budget), next to msa",
-        description="Play the workload with the trained MuZero agent (batched search over its learned "
-        "model: one greedy and several sampled games), keep improving within --budget seconds by an exact "
-        "local search guided by the agent's policy, and write the best valid mapping found. Prints the "
-        "agent's own result and msa's side by side.",
+        help="map a workload with the trained agent (search + improvement within a budget), "
+        "next to msa",
+        description="Play the workload with the trained MuZero agent (batched search over its "
+        "learned model: one greedy and several sampled games), keep improving within --budget "
+        "seconds by an exact local search guided by the agent's policy, and write the best valid "
+        "mapping found. Prints the agent's own result and msa's side by side.",
     )
-    _add_problem_args(p, capacity_default=None)
+    add_problem_args(p, capacity_default=None)
     p.add_argument(
         "--budget",
         type=nonnegative_float,
         default=10.0,
-        help="seconds of wall-clock (default 10; 0 = the agent's games only). The agent's games take at most "
-        "--agent-share of it (the greedy game always completes), the local search the rest and at least "
-        "(1 - share) x budget",
+        help="seconds of wall-clock (default 10; 0 = the agent's games only). The agent's games "
+        "take at most --agent-share of it (the greedy game always completes), the local search "
+        "the rest and at least (1 - share) x budget",
     )
     p.add_argument(
         "--agent-share",
         type=fraction,
         default=None,
-        help="fraction of the budget the agent's games may take before the local search (default 0.5)",
+        help="fraction of the budget the agent's games may take before the local search "
+        "(default 0.5)",
     )
     p.add_argument(
         "--out", help="mapping CSV; OUT.json and OUT.msa_overrides.txtpb are written beside it"
@@ -46,7 +49,8 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--policy",
         default=None,
-        help="agent checkpoint (default: $MALLOCGAME_POLICY, else the shipped mallocgame/memory/pretrained/policy.npz)",
+        help="agent checkpoint (default: $MALLOCGAME_POLICY, else the shipped "
+        "mallocgame/memory/pretrained/policy.npz)",
     )
     p.add_argument(
         "--copies",
@@ -75,9 +79,10 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser(
         "train",
         help="train the MuZero agent on the training split (checkpoints, resume, curves)",
-        description="Self-play training of the MuZero agent on the problems of a split (every workload x "
-        "capacity). Writes OUT/checkpoint.npz (atomically, every --checkpoint-every updates; --resume continues "
-        "from it), OUT/policy.npz (the small inference checkpoint), OUT/curves.csv and OUT/curves.png.",
+        description="Self-play training of the MuZero agent on the problems of a split (every "
+        "workload x capacity). Writes OUT/checkpoint.npz (atomically, every --checkpoint-every "
+        "updates; --resume continues from it), OUT/policy.npz (the small inference checkpoint), "
+        "OUT/curves.csv and OUT/curves.png.",
     )
     p.add_argument("--out", default="runs/agent", help="run folder (default runs/agent)")
     p.add_argument(
@@ -131,8 +136,9 @@ def add_parsers(sub: Any) -> None:
         "--val-every",
         type=int,
         default=0,
-        help="validation every N updates (0 = off): OUT/policy.npz is then the policy that scores best "
-        "on the validation split (OUT/best.json says which update), OUT/last-policy.npz the last",
+        help="validation every N updates (0 = off): OUT/policy.npz is then the policy that "
+        "scores best on the validation split (OUT/best.json says which update), "
+        "OUT/last-policy.npz the last",
     )
     p.add_argument(
         "--val-split",
@@ -156,8 +162,7 @@ def add_parsers(sub: Any) -> None:
 
 # --------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from mallocgame.memory import splits
-    from mallocgame.memory.train import TrainOptions, train_run
+    from mallocgame.memory.train import TrainOptions, train_run  # deferred: imports JAX
 
     splits.get_split(args.split)
     if args.val_every:
@@ -205,25 +210,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     summary = train_run(o)
     if args.json:
-        from mallocgame.memory import emit
-
         print(emit.dumps(summary))
     else:
         last = summary["last_record"]
+        nan = float("nan")
         print(
-            f"trained {summary['updates']} updates, {summary['games']} games, {summary['env_moves']} moves "
-            f"in {summary['wall_time_s']:.0f} s (this process {summary['this_process_s']:.0f} s)"
+            f"trained {summary['updates']} updates, {summary['games']} games, "
+            f"{summary['env_moves']} moves in {summary['wall_time_s']:.0f} s "
+            f"(this process {summary['this_process_s']:.0f} s)"
         )
         if last:
             print(
-                f"last record: return {last.get('return', float('nan')):.3f} vs msa {last.get('baseline', float('nan')):.3f} "
-                f"(scaled), not worse than msa in {100 * last.get('not_worse_rate', float('nan')):.0f}% of recent games"
+                f"last record: return {last.get('return', nan):.3f} "
+                f"vs msa {last.get('baseline', nan):.3f} (scaled), not worse than msa in "
+                f"{100 * last.get('not_worse_rate', nan):.0f}% of recent games"
             )
         sel = summary.get("selected")
         if sel:
             print(
-                f"picked on validation ({sel['split']}, {sel['problems']} problems): update {sel['step']}, "
-                f"speed-up over msa {sel['val_score']:.4f}x (geometric mean), wins {100 * sel['val_win_rate']:.0f}%, "
+                f"picked on validation ({sel['split']}, {sel['problems']} problems): "
+                f"update {sel['step']}, speed-up over msa {sel['val_score']:.4f}x "
+                f"(geometric mean), wins {100 * sel['val_win_rate']:.0f}%, "
                 f"losses {100 * sel['val_loss_rate']:.0f}%"
             )
         for k in ("checkpoint", "policy", "last_policy", "curves_csv", "curves_png"):
@@ -234,7 +241,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- optimize
 def _row(
     name: str, time_s: float, all_slow: float, msa_time: float, wall: float | None, note: str = ""
-) -> dict:
+) -> dict[str, Any]:
     return {
         "solver": name,
         "time_s": time_s,
@@ -246,16 +253,15 @@ def _row(
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from mallocgame.cli.main import _fmt_bytes, _problem_from_args, progress
-    from mallocgame.memory import emit, solvers
-    from mallocgame.memory.problem import Solution
-    from mallocgame.memory.solvers.agent import AGENT_SHARE, agent_solve, load_agent
+    # deferred: the agent's modules import JAX and haiku
+    from mallocgame.memory.solvers.agent import AGENT_SHARE, agent_solve
+    from mallocgame.memory.solvers.policy import load_agent
 
     if args.copies < 1:
         raise InputError(f"must be at least 1, got {args.copies}", field="copies")
     if args.simulations is not None and args.simulations < 1:
         raise InputError(f"must be at least 1, got {args.simulations}", field="simulations")
-    problem = _problem_from_args(args)
+    problem = problem_from_args(args)
     with progress("loading the agent", quiet=args.json):
         agent = load_agent(args.policy, args.simulations)
     with progress(
@@ -367,12 +373,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     else:
         w = problem.workload
         print(
-            f"{w.name}: {w.num_buffers} buffers, peak live {_fmt_bytes(w.peak_live_bytes())}; target "
-            f"{problem.target.name}, fast capacity {_fmt_bytes(problem.capacity)}; objective {problem.objective}; "
-            f"budget {args.budget:g} s"
+            f"{w.name}: {w.num_buffers} buffers, peak live {fmt_bytes(w.peak_live_bytes())}; "
+            f"target {problem.target.name}, fast capacity {fmt_bytes(problem.capacity)}; "
+            f"objective {problem.objective}; budget {args.budget:g} s"
         )
         print(
-            f"all slow {all_slow * 1e6:.3f} us; unlimited fast memory {problem.lower_bound_time * 1e6:.3f} us; "
+            f"all slow {all_slow * 1e6:.3f} us; "
+            f"unlimited fast memory {problem.lower_bound_time * 1e6:.3f} us; "
             f"agent setup (load + compile, not in the budget) {extra['setup_s']:.1f} s"
         )
         header = (
@@ -386,7 +393,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                 if sp["sampled_dropped_at_move"]
                 else ""
             )
-            + f"), local search {sp['improve_s']:.2f} s ({extra['improve_evaluations']} evaluations)"
+            + f"), local search {sp['improve_s']:.2f} s "
+            f"({extra['improve_evaluations']} evaluations)"
             + (
                 f"; {sp['over_budget_s']:.2f} s over the budget (the greedy game is always played)"
                 if sp["over_budget_s"] > 0.05
@@ -405,17 +413,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             print(
                 f"fit-all   agent {'solved' if summary.get('solved') else 'NOT solved'} "
                 f"({summary['placed_buffers']} of {w.num_buffers} placed); msa "
-                f"{'solved' if summary['msa'].get('solved') else 'NOT solved'} ({summary['msa']['placed_buffers']} placed)"
+                f"{'solved' if summary['msa'].get('solved') else 'NOT solved'} "
+                f"({summary['msa']['placed_buffers']} placed)"
             )
-        print(
-            f"valid     {'yes' if summary['valid'] else 'NO: ' + '; '.join(summary['problems'][:3])}"
-        )
+        problems = "; ".join(summary["problems"][:3])
+        print(f"valid     {'yes' if summary['valid'] else 'NO: ' + problems}")
         for k, v in paths.items():
             print(f"wrote     {k}: {v}")
     if not summary["valid"]:
-        print(
-            "mallocgame: error: the mapping is invalid: " + "; ".join(summary["problems"][:3]),
-            file=sys.stderr,
-        )
+        err("the mapping is invalid: " + "; ".join(summary["problems"][:3]))
         return 1
     return 0

@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mallocgame.errors import InputError
+from mallocgame.bench import rank, render, report, runner
+from mallocgame.bench.plan import BenchConfig
+from mallocgame.bench.rank import DEFAULT_BUDGETS, RankBenchConfig
+from mallocgame.errors import InputError, MallocGameError
 
 DESCRIPTION = """\
 Benchmark solvers side by side on many instances, capacities and seeds, with the best
@@ -35,7 +38,7 @@ examples:
 rank: a task is a model at a FLOP budget; every rank solver picks ranks from calibration-text
 measurements and is judged on held-out text (loss relative to `uniform`). Writes the same files
 (runs.jsonl, results.md, summary.json, pictures/ with heat maps of the best configs).
-"""
+"""  # noqa: E501 (an example command line, kept whole)
 
 
 def _int(text: str) -> int:
@@ -70,15 +73,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "mode",
         choices=["malloc", "pack", "rank"],
-        help="malloc: time objective; pack: fit-all at the capacity; rank: attention ranks under a FLOP budget",
+        help="malloc: time objective; pack: fit-all at the capacity; "
+        "rank: attention ranks under a FLOP budget",
     )
     p.add_argument(
         "instances",
         nargs="*",
         metavar="INSTANCE",
-        help="zoo:NAME (or a zoo name), zoo-small:NAME, tiny:K, a minimalloc CSV or workload file, or a folder of them "
-        "(default: the mode's suite: zoo for malloc, challenging for pack); rank: model names "
-        "(minilm, smollm2; default minilm)",
+        help="zoo:NAME (or a zoo name), zoo-small:NAME, tiny:K, a minimalloc CSV or workload "
+        "file, or a folder of them (default: the mode's suite: zoo for malloc, challenging for "
+        "pack); rank: model names (minilm, smollm2; default minilm)",
     )
     p.add_argument(
         "--suite",
@@ -88,14 +92,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--solvers",
         default=None,
-        help="comma-separated: msa, msa-skip, greedy-size, random, all-slow, restarts, cpsat, agent (when registered), "
-        "omnimalloc:NAME (pack only) (default: all baselines, restarts and cpsat; pack adds omnimalloc peers)",
+        help="comma-separated: msa, msa-skip, greedy-size, random, all-slow, restarts, cpsat, "
+        "agent (when registered), omnimalloc:NAME (pack only) (default: all baselines, "
+        "restarts and cpsat; pack adds omnimalloc peers)",
     )
     p.add_argument(
         "--capacities",
         default=None,
-        help="comma-separated: 10%% (of peak live bytes), bytes (1048576, 4MiB), auto (the number in a minimalloc "
-        "file name, else 25%% / 100%%), inf (pack: minimise the peak) (default malloc 10%%,25%%,50%%; pack auto)",
+        help="comma-separated: 10%% (of peak live bytes), bytes (1048576, 4MiB), auto (the "
+        "number in a minimalloc file name, else 25%% / 100%%), inf (pack: minimise the peak) "
+        "(default malloc 10%%,25%%,50%%; pack auto)",
     )
     p.add_argument(
         "--seeds", type=_int, default=3, help="seeds per (instance, capacity, solver) (default 3)"
@@ -107,8 +113,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--time-limit",
         type=_float,
         default=None,
-        help="seconds per run for search solvers (restarts, cpsat, agent, omnimalloc's) (default 5; "
-        "rank: none, each solver's own default)",
+        help="seconds per run for search solvers (restarts, cpsat, agent, omnimalloc's) "
+        "(default 5; rank: none, each solver's own default)",
     )
     p.add_argument(
         "--bound-time-limit",
@@ -187,9 +193,7 @@ def _split(text: str | None, field: str) -> list[str] | None:
     return items
 
 
-def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> Any:
-    from mallocgame.bench.runner import BenchConfig
-
+def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> BenchConfig:
     for field, v in (
         ("seeds", args.seeds),
         ("cpsat-seeds", args.cpsat_seeds),
@@ -232,10 +236,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
     )
 
 
-def rank_config_from_args(args: argparse.Namespace, argv: list[str] | None = None) -> Any:
-    from mallocgame.bench.rank import DEFAULT_BUDGETS, RankBenchConfig
-    from mallocgame.rank import solvers as rs
-
+def rank_config_from_args(
+    args: argparse.Namespace, argv: list[str] | None = None
+) -> RankBenchConfig:
     budgets = []
     for b in _split(args.budgets, "budgets") or [f"{x:g}" for x in DEFAULT_BUDGETS]:
         try:
@@ -249,9 +252,7 @@ def rank_config_from_args(args: argparse.Namespace, argv: list[str] | None = Non
             raise InputError(f"must be at least 1, got {v}", field=field)
     if args.time_limit is not None and not args.time_limit > 0:
         raise InputError(f"must be positive, got {args.time_limit}", field="time-limit")
-    names = _split(args.solvers, "solvers") or (
-        ["uniform", "spectral", "fisher", "greedy"] + (["agent"] if rs.available("agent") else [])
-    )
+    names = _split(args.solvers, "solvers") or rank.default_solvers()
     command = "mallocgame bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:])
     )
@@ -272,8 +273,6 @@ def rank_config_from_args(args: argparse.Namespace, argv: list[str] | None = Non
 
 
 def cmd_rank_bench(args: argparse.Namespace) -> int:
-    from mallocgame.bench import rank
-
     out = Path(args.out or "bench-rank")
     if args.report_only:
         paths = rank.write_rank_report(out, pictures=not args.no_pictures)
@@ -303,8 +302,6 @@ def cmd_rank_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from mallocgame.bench import report, runner
-
     if args.mode == "rank":
         return cmd_rank_bench(args)
 
@@ -356,18 +353,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _write_readme(readme: str, mode: str, out: Path) -> str:
-    from mallocgame.bench import rank, report
-
     section = rank.readme_section(out) if mode == "rank" else report.readme_section(out)
-    report.update_readme(readme, mode, section)
+    render.update_readme(readme, mode, section)
     return readme
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m mallocgame.cli.bench MODE ...``: the subcommand on its own (until the main
     CLI wires it in, and for scripts)."""
-    from mallocgame.errors import MallocGameError
-
     parser = argparse.ArgumentParser(
         prog="mallocgame bench",
         description=DESCRIPTION,

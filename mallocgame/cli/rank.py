@@ -9,31 +9,46 @@
   the evaluation half of ``lee_background.cor``; MiniLM: cosine to the full embeddings and
   correlation with the human scores on ``lee.cor``), attention FLOPs, and with ``--latency``
   the measured attention time, each against full attention.
+- ``python -m mallocgame.cli.rank --model smollm2 --ranks 64,32``: the fidelity of uniform
+  ranks with a calibration of their own (:func:`sweep_main`).
+
+The work happens in :mod:`mallocgame.rank` (tables: ``measure``; search: ``search``; fidelity:
+``fidelity``; pictures: ``plots``); this module parses and prints.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from mallocgame import registry
 from mallocgame.cli.argtypes import fraction, positive_int
+from mallocgame.cli.common import progress
 from mallocgame.errors import InputError
-from mallocgame.rank.config import METHODS, MODEL_SHAPES
+from mallocgame.rank import solvers
+from mallocgame.rank.config import (
+    METHODS,
+    MODEL_SHAPES,
+    RankConfig,
+    load_rank_config,
+    save_rank_config,
+)
+from mallocgame.rank.tables import DEFAULT_CHOICES, DEFAULT_SEQ_LEN, RankTables
 
-_RANK_FIELDS = ("r_qk", "r_v")
+if TYPE_CHECKING:
+    from mallocgame.rank.search import SplitOptions
 
 
 def add_group_split_args(p: argparse.ArgumentParser, what: str = "") -> None:
-    """The options of the per-group rank split (``mallocgame.rank.groups``); ``what``: how a
-    tool uses ``--group-split``, after the common text."""
+    """The options of the per-group rank split (:func:`mallocgame.rank.search.split_groups`;
+    read back by :func:`split_options`); ``what``: how a tool uses ``--group-split``, after the
+    common text."""
     p.add_argument(
         "--group-split",
         type=float,
@@ -77,38 +92,30 @@ def add_group_split_args(p: argparse.ArgumentParser, what: str = "") -> None:
     )
 
 
-def group_split(evaluator: Any, cfg: Any, args: argparse.Namespace, init: Any = None) -> tuple:
-    """``(SplitResult, start)``: ``cfg``'s ranks split among groups as ``args`` say (see
-    :func:`add_group_split_args`), from ``init``'s groups where it keeps their rank
-    (``start`` says which), else from the equal split."""
-    from mallocgame.rank.groups import inherit_groups, split_groups
+def split_options(args: argparse.Namespace) -> SplitOptions:
+    """The :class:`~mallocgame.rank.search.SplitOptions` that :func:`add_group_split_args`'s
+    options give."""
+    from mallocgame.rank.search import SplitOptions  # deferred: JAX and the models
 
-    start = "equal"
-    if init is not None:
-        cfg, kept = inherit_groups(cfg, init)
-        parts = 2 * len(cfg.r_qk)
-        start = "init" if kept == parts else f"init ({kept}/{parts} parts kept)"
-    res = split_groups(
-        evaluator,
-        cfg,
+    return SplitOptions(
+        seconds=args.group_split,
         step=args.group_step,
-        time_limit=args.group_split,
-        screen=args.group_screen,
+        min_rank=args.group_min_rank,
         heads=args.group_heads,
         start_layer=args.group_start_layer,
-        min_rank=args.group_min_rank,
+        screen=args.group_screen,
     )
-    return res, start
 
 
-def add_calibration_args(p: Any) -> None:
+def add_calibration_args(p: argparse.ArgumentParser) -> None:
     """``--cal-bases`` / ``--cal-loss``: the calibration text of the rank tables (shared by
     ``mallocgame rank`` and ``benchmarks/bench_rank_fidelity.py``)."""
     p.add_argument(
         "--cal-bases",
         type=positive_int,
         default=None,
-        help="calibration windows (SmolLM2) / documents (MiniLM) that fit the bases (default 8 / 120)",
+        help="calibration windows (SmolLM2) / documents (MiniLM) that fit the bases "
+        "(default 8 / 120)",
     )
     p.add_argument(
         "--cal-loss",
@@ -118,9 +125,7 @@ def add_calibration_args(p: Any) -> None:
     )
 
 
-def add_parsers(sub: Any) -> None:
-    from mallocgame.rank.solvers import SOLVERS
-
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "rank",
         help="choose per-layer attention ranks of a pretrained model under a FLOP budget",
@@ -142,13 +147,16 @@ def add_parsers(sub: Any) -> None:
         default=None,
         help="sequence length the budget refers to (default 512 SmolLM2, 256 MiniLM)",
     )
-    p.add_argument("--solver", default="greedy", choices=sorted(SOLVERS), help="default greedy")
+    p.add_argument(
+        "--solver", default="greedy", choices=registry.names("rank"), help="default greedy"
+    )
     p.add_argument("--out", required=True, help="rank config JSON to write")
     p.add_argument("--heatmap", default=None, help="heat map picture (default: OUT with .png)")
     p.add_argument(
         "--choices",
         default=None,
-        help="comma-separated ranks, ascending, ending at the head dim (default 8..64 SmolLM2, 4..32 MiniLM)",
+        help="comma-separated ranks, ascending, ending at the head dim (default 8..64 SmolLM2, "
+        "4..32 MiniLM)",
     )
     p.add_argument(
         "--method",
@@ -240,90 +248,6 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(fn=cmd_rank_eval)
 
 
-# --------------------------------------------------------------------------- heat map
-def heatmap_bytes(
-    r_qk: list[int],
-    r_v: list[int],
-    head_dim: int,
-    title: str,
-    fmt: str,
-    groups: tuple[list, list] | None = None,
-    kv_groups: int | None = None,
-) -> bytes:
-    """A layers x {qk, v} heat map of the ranks (``fmt``: png, svg or pdf); with ``groups``
-    (per-layer group ranks of q-k and of v), one row per part and key-value group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if groups is None:
-        m = np.asarray([r_qk, r_v], np.float64)
-        labels = ["q-k", "v"]
-    else:
-
-        def rows(per_layer: list) -> np.ndarray:  # [units, layers]; per-group rows repeated
-            w = max(len(g) for g in per_layer)  # where some layer ranks per query head
-            return np.asarray([np.repeat(g, w // len(g)) for g in per_layer], np.float64).T
-
-        qk, v = (rows(g) for g in groups)
-        m = np.concatenate([qk, v])
-        unit = lambda k: "h" if k > (kv_groups or k) else "g"  # noqa: E731 (query head / group)
-        labels = [f"q-k {unit(len(qk))}{g}" for g in range(len(qk))] + [
-            f"v {unit(len(v))}{g}" for g in range(len(v))
-        ]
-    n = m.shape[1]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.32 * n + 1.5), 1.4 + 0.4 * len(labels)))
-    im = ax.imshow(m, cmap="viridis", vmin=0, vmax=head_dim, aspect="auto")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xticks(range(n), [str(i) for i in range(n)], fontsize=7)
-    ax.set_xlabel("layer")
-    for (i, j), r in np.ndenumerate(m):
-        ax.text(
-            j,
-            i,
-            str(int(r)),
-            ha="center",
-            va="center",
-            fontsize=6,
-            color="white" if r < 0.6 * head_dim else "black",
-        )
-    fig.colorbar(im, ax=ax, label="rank", fraction=0.03, pad=0.01)
-    ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=150)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def write_heatmap(cfg: Any, path: str | Path, title: str) -> Path:
-    from mallocgame.io import atomic_write_bytes
-
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    if fmt not in ("png", "svg", "pdf"):
-        raise InputError(
-            f"unsupported picture format {fmt!r}; use .png, .svg or .pdf",
-            str(path),
-            field="heatmap",
-        )
-    groups = (cfg.groups_list("qk"), cfg.groups_list("v")) if cfg.grouped else None
-    atomic_write_bytes(
-        path,
-        heatmap_bytes(
-            list(cfg.r_qk),
-            list(cfg.r_v),
-            cfg.shape.head_dim,
-            title,
-            fmt,
-            groups,
-            cfg.shape.n_kv_heads,
-        ),
-    )
-    return path
-
-
 # --------------------------------------------------------------------------- rank
 def _parse_choices(text: str | None) -> tuple[int, ...] | None:
     if text is None:
@@ -346,49 +270,16 @@ def fraction_or_zero(text: str) -> float:
     return v
 
 
-def _init_choices(
-    path: str, model: str, model_hash: str, choices: tuple[int, ...], spec: Any
-) -> np.ndarray:
-    """Choice indices of the rank config at ``path`` (refine's ``--init``), checked against
-    this run's model, weights, method, bases' calibration text and choices (its loss windows
-    may differ: they steered the search that made the config, not the config)."""
-    cfg = _load_config(path)
-    if cfg.model != model or cfg.model_hash != model_hash:
-        raise InputError(
-            f"the config is for {cfg.model} ({cfg.model_hash}), this run for {model} "
-            f"({model_hash})",
-            path,
-            field="model_hash",
-        )
-    if cfg.method != spec.method or not _spec_of(cfg, path).same_bases(spec):
-        raise InputError(
-            f"the config's method / bases' calibration ({cfg.method}, "
-            f"{cfg.meta.get('calibration')}) differ from this run's ({spec.to_dict()})",
-            path,
-            field="meta.calibration",
-        )
-    ch = list(choices)
-    out = []
-    for i, pair in enumerate(zip(cfg.r_qk, cfg.r_v, strict=True)):
-        for kind, r in zip(("r_qk", "r_v"), pair, strict=True):
-            if r not in ch:
-                raise InputError(
-                    f"rank {r} is not one of the choices {ch}", path, field=f"layers[{i}].{kind}"
-                )
-            out.append(ch.index(r))
-    return np.asarray(out, np.int64)
-
-
 def cmd_rank(args: argparse.Namespace) -> int:
-    from mallocgame.cli.main import progress
-    from mallocgame.rank import sensitivity as sv
-    from mallocgame.rank import solvers
-    from mallocgame.rank.config import save_rank_config
-    from mallocgame.rank.tables import DEFAULT_CHOICES, RankTables
+    # deferred: JAX and the models, kept out of `mallocgame --help`
+    from mallocgame.rank import calibration, measure
+    from mallocgame.rank.evaluator import Evaluator
+    from mallocgame.rank.plots import write_heatmap
+    from mallocgame.rank.search import group_split, init_choices
 
     t0 = time.perf_counter()
     choices = _parse_choices(args.choices) or DEFAULT_CHOICES[args.model]
-    seq_len = args.seq_len or sv.DEFAULT_SEQ_LEN[args.model]
+    seq_len = args.seq_len or DEFAULT_SEQ_LEN[args.model]
     try:
         probe = RankTables.cost_only(args.model, "0", choices, seq_len, args.method)
     except ValueError as e:
@@ -408,34 +299,41 @@ def cmd_rank(args: argparse.Namespace) -> int:
     hd = MODEL_SHAPES[args.model].head_dim
     if args.group_min_rank is not None and not 0 <= args.group_min_rank <= hd:
         raise InputError(f"must be in 0..{hd}, got {args.group_min_rank}", field="group-min-rank")
-    d = sv.CalibSpec.default(args.model, args.method)
-    spec = sv.CalibSpec(
+    d = calibration.CalibSpec.default(args.model, args.method)
+    spec = calibration.CalibSpec(
         args.model, args.cal_bases or d.bases, args.cal_loss or d.loss, d.window, args.method
     )
     init = None
     if args.init is not None:
         if args.solver != "refine":
             raise InputError("--init is for --solver refine", field="init")
-        init = _init_choices(args.init, args.model, sv.model_file_hash(args.model), choices, spec)
+        init = init_choices(
+            _load_config(args.init),
+            args.init,
+            args.model,
+            calibration.model_file_hash(args.model),
+            choices,
+            spec,
+        )
     use_cache = not args.no_cache
     evaluator = None
-    measure = solvers.needs_measured_tables(args.solver, init is not None)
-    what = "rank tables" if measure else "model and calibration"
+    measured = solvers.needs_measured_tables(args.solver, init is not None)
+    what = "rank tables" if measured else "model and calibration"
     with progress(f"{args.model}: {what} (calibration text)", quiet=args.json):
         if args.solver in solvers.USES_EVALUATOR or args.group_split > 0:
-            evaluator = sv.Evaluator(sv.load_setup(spec, use_cache), choices)
-        if measure:
-            tables = sv.build_tables(
+            evaluator = Evaluator(calibration.load_setup(spec, use_cache), choices)
+        if measured:
+            tables = measure.build_tables(
                 args.model,
                 choices=choices,
                 seq_len=seq_len,
                 spec=spec,
                 evaluator=evaluator,
                 use_cache=use_cache,
-                progress=None if args.json else sv._progress_to_stderr,
+                progress=None if args.json else measure.progress_to_stderr,
             )
         else:  # the solver measures what it needs: the costs are enough
-            tables = dataclasses.replace(probe, model_hash=sv.model_file_hash(args.model))
+            tables = dataclasses.replace(probe, model_hash=calibration.model_file_hash(args.model))
     init_cfg = _load_config(args.init) if args.init is not None else None
     if init_cfg is not None and init_cfg.grouped:  # refine keeps the init's split in place
         evaluator.group_template = init_cfg
@@ -486,7 +384,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         with progress(
             f"splitting ranks among key-value groups ({args.group_split:g} s)", quiet=args.json
         ):
-            res, start = group_split(evaluator, cfg, args, init_cfg)
+            res, start = group_split(evaluator, cfg, split_options(args), init_cfg)
         meta["calibration_loss"] = res.loss
         meta["group_split"] = {**res.summary(), "start": start}
         meta["evaluations"] = evaluator.n_evaluated
@@ -518,8 +416,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=1))
     else:
         print(
-            f"{args.model} ({cfg.model_hash}) {args.solver}: budget {budget:g} of full attention FLOPs "
-            f"at L={seq_len} -> {meta['flops_fraction']:.4f}"
+            f"{args.model} ({cfg.model_hash}) {args.solver}: budget {budget:g} of full attention "
+            f"FLOPs at L={seq_len} -> {meta['flops_fraction']:.4f}"
         )
         print(f"  r_qk {' '.join(map(str, cfg.r_qk))}")
         print(f"  r_v  {' '.join(map(str, cfg.r_v))}")
@@ -541,9 +439,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- rank-eval
-def _load_config(path: str) -> Any:
-    from mallocgame.rank.config import load_rank_config
-
+def _load_config(path: str) -> RankConfig:
     p = Path(path)
     if not p.is_file():
         raise InputError("no such file", path)
@@ -553,108 +449,8 @@ def _load_config(path: str) -> Any:
         raise InputError("not a text file", path) from None
 
 
-def _spec_of(cfg: Any, path: str) -> Any:
-    from mallocgame.rank.sensitivity import CalibSpec
-
-    cal = cfg.meta.get("calibration")
-    if cal is None:
-        return CalibSpec.default(cfg.model, cfg.method)
-    if not isinstance(cal, dict):
-        raise InputError(f"expected an object, got {cal!r}", path, field="meta.calibration")
-    try:
-        spec = CalibSpec.from_dict({**CalibSpec.default(cfg.model, cfg.method).to_dict(), **cal})
-    except (TypeError, ValueError, KeyError) as e:
-        raise InputError(str(e), path, field="meta.calibration") from None
-    if spec.model != cfg.model or spec.method != cfg.method:
-        raise InputError(
-            f"calibration is for {spec.model}/{spec.method}, the config for {cfg.model}/{cfg.method}",
-            path,
-            field="meta.calibration",
-        )
-    return spec
-
-
-def evaluate_config(
-    cfg: Any,
-    path: str,
-    eval_windows: int = 16,
-    latency: bool = False,
-    latency_seq_len: int | None = None,
-    repeats: int = 3,
-    eval_docs: int | None = None,
-) -> dict[str, Any]:
-    """Fidelity, FLOPs and (optionally) latency of a rank config against full attention."""
-    from mallocgame.rank import text
-    from mallocgame.rank.config import ModelMismatchError
-    from mallocgame.rank.lowrank import attention_flops, lowrank_params, minilm_fidelity
-    from mallocgame.rank.models import smollm2 as sm
-    from mallocgame.rank.sensitivity import load_model, load_setup, model_file_hash
-
-    try:  # the weight file's hash first: refuse before loading the model
-        cfg.check_model(cfg.model, model_file_hash(cfg.model), path)
-        model = load_model(cfg.model)
-        cfg.check_model(model.config.name, model.model_hash, path)
-    except ModelMismatchError as e:
-        raise InputError(str(e), path, field="model_hash") from None
-    spec = _spec_of(cfg, path)
-    setup = load_setup(spec)
-    params = lowrank_params(model, setup.calib, cfg, bases=setup.bases)
-    fl = attention_flops(cfg)
-    out: dict[str, Any] = {
-        "config": path,
-        "model": cfg.model,
-        "model_hash": cfg.model_hash,
-        "seq_len": cfg.seq_len,
-        "method": cfg.method,
-        "budget": cfg.budget,
-        "solver": cfg.meta.get("solver"),
-        "r_qk": list(cfg.r_qk),
-        "r_v": list(cfg.r_v),
-        "calibration": spec.to_dict(),
-        "flops_fraction": fl["fraction"],
-        "attention_flops": fl["total"],
-        "attention_flops_full": fl["full"],
-    }
-    t0 = time.perf_counter()
-    if cfg.model == "smollm2":
-        split = text.background_split()
-        w = text.token_windows(
-            lambda s: sm.encode(model, s), split.evaluation, spec.window, eval_windows
-        )
-        full = sm.perplexity(model, w)
-        low = sm.perplexity(model, w, params=params)
-        out.update(
-            eval_windows=len(w),
-            window=spec.window,
-            ppl_full=full,
-            ppl=low,
-            loss=float(np.log(low) - np.log(full)),
-        )
-    else:
-        docs, human = text.lee_docs(), text.lee_human_similarity()
-        if eval_docs is not None:
-            docs, human = docs[:eval_docs], human[:eval_docs, :eval_docs]
-        f = minilm_fidelity(model, params, docs, human)
-        out.update(eval_docs=len(docs), **f, loss=1.0 - f["cos_mean"])
-    out["fidelity_seconds"] = time.perf_counter() - t0
-    if latency:
-        from mallocgame.rank.latency import attention_latency
-
-        L = latency_seq_len or cfg.seq_len
-        lat = attention_latency(model, {"full": model.params, "lowrank": params}, L, repeats)
-        out["latency"] = {
-            "seq_len": L,
-            "repeats": repeats,
-            "full_s": lat["full"]["seconds"],
-            "lowrank_s": lat["lowrank"]["seconds"],
-            "ratio": lat["lowrank"]["seconds"] / lat["full"]["seconds"],
-            "flops_fraction": attention_flops(cfg, seq_len=L)["fraction"],
-        }
-    return out
-
-
 def cmd_rank_eval(args: argparse.Namespace) -> int:
-    from mallocgame.cli.main import progress
+    from mallocgame.rank.fidelity import evaluate_config  # deferred: JAX and the models
 
     cfg = _load_config(args.config)
     with progress(f"evaluating {args.config}", quiet=args.json):
@@ -694,8 +490,66 @@ def cmd_rank_eval(args: argparse.Namespace) -> int:
         lat = r["latency"]
         print(
             f"  attention latency at L={lat['seq_len']}: {lat['lowrank_s'] * 1e3:.1f} ms vs full "
-            f"{lat['full_s'] * 1e3:.1f} ms (ratio {lat['ratio']:.3f}, FLOPs {lat['flops_fraction']:.3f}; "
-            f"median of {lat['repeats']})"
+            f"{lat['full_s'] * 1e3:.1f} ms (ratio {lat['ratio']:.3f}, "
+            f"FLOPs {lat['flops_fraction']:.3f}; median of {lat['repeats']})"
         )
     sys.stdout.flush()
     return 0
+
+
+# --------------------------------------------------------------------------- uniform sweep
+def sweep_main(argv: Sequence[str] | None = None) -> int:
+    """Fidelity of uniform ranks: ``python -m mallocgame.cli.rank --help``
+    (:func:`mallocgame.rank.fidelity.uniform_sweep`)."""
+    from mallocgame.rank.fidelity import uniform_sweep  # deferred: JAX and the models
+
+    ap = argparse.ArgumentParser(
+        prog="python -m mallocgame.cli.rank",
+        description="Fidelity of the low-rank attention runtime on the Lee corpora "
+        "(calibration: first half of lee_background.cor; evaluation: second half for SmolLM2, "
+        "lee.cor + human similarities for MiniLM).",
+    )
+    ap.add_argument("--model", choices=sorted(MODEL_SHAPES), default="smollm2")
+    ap.add_argument(
+        "--ranks", default="64,48,32,16", help="comma-separated uniform ranks (r_qk = r_v)"
+    )
+    ap.add_argument(
+        "--r-qk", type=int, default=None, help="only this r_qk (r_v full); overrides --ranks"
+    )
+    ap.add_argument(
+        "--r-v", type=int, default=None, help="only this r_v (r_qk full); overrides --ranks"
+    )
+    ap.add_argument("--method", choices=["whitened", "pca"], default="whitened")
+    ap.add_argument("--seq-len", type=int, default=512, help="SmolLM2 window length")
+    ap.add_argument("--cal-windows", type=int, default=8, help="SmolLM2 calibration windows")
+    ap.add_argument(
+        "--eval-windows", type=int, default=None, help="SmolLM2 evaluation windows (default all)"
+    )
+    ap.add_argument("--cal-docs", type=int, default=150, help="MiniLM calibration documents")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    a = ap.parse_args(argv)
+
+    if a.r_qk is not None or a.r_v is not None:
+        pairs = [(a.r_qk, a.r_v)]
+    else:
+        pairs = [(int(r), int(r)) for r in a.ranks.split(",")]
+    out = uniform_sweep(
+        a.model, pairs, a.method, a.seq_len, a.cal_windows, a.eval_windows, a.cal_docs
+    )
+    rows = out["rows"]
+    if a.json:
+        print(json.dumps(out))
+    else:
+        print({k: v for k, v in out.items() if k != "rows"})
+        for r in rows:
+            print(
+                "  "
+                + "  ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
+                )
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(sweep_main())

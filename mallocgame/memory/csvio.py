@@ -134,7 +134,8 @@ def format_solution_csv(workload: Workload, offsets: np.ndarray) -> str:
     for i in range(workload.num_buffers):
         off = int(offsets[i])
         out.write(
-            f"{workload.ids[i]},{workload.starts[i]},{workload.ends[i]},{workload.sizes[i]},{'' if off < 0 else off}\n"
+            f"{workload.ids[i]},{workload.starts[i]},{workload.ends[i]},{workload.sizes[i]},"
+            f"{'' if off < 0 else off}\n"
         )
     return out.getvalue()
 

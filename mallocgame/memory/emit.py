@@ -40,7 +40,8 @@ def msa_sort_order_overrides(solution: Solution, order: np.ndarray | None = None
     lines = [
         "# proto-file: xla/service/memory_space_assignment/memory_space_assignment.proto",
         "# proto-message: xla.memory_space_assignment.MsaSortOrderOverrides",
-        f"# mallocgame: workload {w.name!r}, solver {solution.solver!r}, {len(fast)} buffers in fast memory",
+        f"# mallocgame: workload {w.name!r}, solver {solution.solver!r}, "
+        f"{len(fast)} buffers in fast memory",
     ]
     for b in fast.tolist():
         name = w.names[b] or f"buffer{w.ids[b]}"

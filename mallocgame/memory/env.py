@@ -13,32 +13,27 @@ from __future__ import annotations
 
 import numpy as np
 
+from mallocgame import _native
+from mallocgame.memory.order import msa_order
 from mallocgame.memory.problem import Problem
-from mallocgame.memory.solvers import msa_order
 
 
 class PreparedProblem:
     """A problem with its native instance (in ``msa`` order) and the heuristic's return."""
 
     def __init__(self, problem: Problem, grid: int = 16):
-        from mallocgame import _native
-
         self.problem = problem
         self.order = msa_order(problem)
         self.instance = problem.instance(self.order)
         self.msa_return = float(_native.Game(self.instance).play_best_fit())
 
     def new_game(self):
-        from mallocgame import _native
-
         return _native.Game(self.instance)
 
 
-def new_batch(games: list, observation_size: int, num_actions: int) -> tuple:
+def new_batch(games: list[_native.Game], observation_size: int, num_actions: int) -> tuple:
     """One native batch of ``games`` and its arrays, observed: ``(batch, obs float32[N, O],
     legal bool[N, A], reward float32[N], done bool[N])``."""
-    from mallocgame import _native
-
     n = len(games)
     batch = _native.BatchedGames(games)
     obs = np.zeros((n, observation_size), np.float32)
@@ -127,8 +122,6 @@ class MallocEnv:
         self._returns[i] = 0.0
 
     def _rebatch(self) -> None:
-        from mallocgame import _native
-
         self._batch = _native.BatchedGames(self._games)
         self._batch.observe(self._obs, self._legal, self._done)
         self._done[:] = False

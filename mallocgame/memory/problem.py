@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from mallocgame import _native
 from mallocgame.errors import InputError
 from mallocgame.memory import cost
 from mallocgame.memory.targets import Target
@@ -55,8 +56,6 @@ class Problem:
 
     def instance(self, order: np.ndarray):
         """The native game instance that presents buffers in ``order``."""
-        from mallocgame import _native
-
         w, t = self.workload, self.target
         return _native.Instance(
             w.sizes,

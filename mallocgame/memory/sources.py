@@ -7,6 +7,8 @@ these functions.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import os
 import re
 import warnings
@@ -16,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from mallocgame.errors import InputError
+from mallocgame.memory import xla
+from mallocgame.memory.csvio import read_csv
 from mallocgame.memory.problem import Problem, Solution
 from mallocgame.memory.solvers import solve as _solve
 from mallocgame.memory.targets import DEFAULT_TARGET, Target, load_target, parse_capacity
@@ -23,28 +27,33 @@ from mallocgame.memory.workload import Workload
 
 _CAPACITY_IN_NAME = re.compile(r"\.(\d+)\.csv$")
 
+# The zoo (``workloads/``) builds its JAX programs with this game's readers, so it sits above the
+# memory game: the game reaches it by this name, imported when a zoo program is first asked for
+# (and importing it loads JAX and haiku).
+ZOO_MODULE = "workloads.zoo"
+
+
+def compile_zoo(name: str, **overrides: object) -> Workload:
+    """Compile zoo program ``name`` (builder arguments ``overrides``) into a workload."""
+    return importlib.import_module(ZOO_MODULE).extract(name, **overrides)
+
 
 def load_workload(source: str | os.PathLike[str]) -> Workload:
     """A workload from a ``*.workload.json[.gz]`` file, a minimalloc CSV, an XLA dump folder,
     or ``zoo:NAME`` (compiled now)."""
     s = str(source)
     if s.startswith("zoo:"):
-        from workloads import zoo
-
-        return zoo.extract(s[4:])
+        return compile_zoo(s[4:])
     path = Path(s)
     if path.is_dir():
-        from mallocgame.memory import xla
-
         return xla.read_dump_folder(path)
     if not path.exists():
         raise InputError(
-            "no such file or folder (give a workload file, a minimalloc CSV, an XLA dump folder or zoo:NAME)",
+            "no such file or folder (give a workload file, a minimalloc CSV, an XLA dump folder "
+            "or zoo:NAME)",
             s,
         )
     if path.suffix.lower() == ".csv":
-        from mallocgame.memory.csvio import read_csv
-
         return read_csv(path)[0]
     return Workload.load(path)
 
@@ -58,8 +67,6 @@ def capacity_from_name(source: str | os.PathLike[str]) -> int | None:
 def workload_from_jax(fn, *args, name: str | None = None, **kwargs) -> Workload:
     """Compile ``jax.jit(fn)(*args, **kwargs)`` with XLA and read the workload from its
     buffer assignment and live ranges (nothing is executed)."""
-    from mallocgame.memory import xla
-
     return xla.workload_from_jax(fn, *args, name=name, **kwargs)
 
 
@@ -78,13 +85,14 @@ def make_problem(
     if alignment is not None:
         if alignment <= 0:
             raise InputError(f"alignment must be positive, got {alignment}", field="alignment")
-        import dataclasses
-
         t = dataclasses.replace(t, alignment_bytes=int(alignment))
     problem = Problem(workload, t, objective=objective, num_candidates=num_candidates)
     smallest = int(workload.sizes.min()) if workload.num_buffers else 0
     if workload.num_buffers and smallest > t.fast_capacity_bytes:
-        msg = f"capacity {t.fast_capacity_bytes} bytes is smaller than the smallest buffer ({smallest} bytes)"
+        msg = (
+            f"capacity {t.fast_capacity_bytes} bytes is smaller than the smallest buffer "
+            f"({smallest} bytes)"
+        )
         if objective == "fit-all":
             raise InputError(msg + ": no buffer fits, so fit-all has no solution", field="capacity")
         warnings.warn(msg + ": no buffer fits; every buffer stays in slow memory", stacklevel=2)
@@ -110,7 +118,8 @@ def solve(
     time_limit: float | None = None,
     alignment: int | None = None,
 ) -> Solution:
-    """Load (if a path), build the problem, solve it. See :class:`mallocgame.memory.problem.Solution`."""
+    """Load (if a path), build the problem, solve it. See
+    :class:`mallocgame.memory.problem.Solution`."""
     wl = workload if isinstance(workload, Workload) else load_workload(workload)
     return _solve(
         make_problem(wl, capacity, target, objective, alignment),

@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,6 +43,8 @@ import numpy as np
 
 from mallocgame.errors import InputError
 from mallocgame.io import cache_dir, datasets_dir
+from mallocgame.memory.csvio import read_csv
+from mallocgame.memory.sources import compile_zoo, make_problem
 from mallocgame.memory.workload import Workload
 
 CAPACITIES: tuple[str, ...] = ("10%", "25%", "50%")
@@ -78,10 +82,10 @@ class WorkloadSpec:
         return self.label or self.name
 
     def key(self) -> str:
-        import jax
-
+        # JAX's version from its metadata (the cache key must not import JAX)
         blob = json.dumps(
-            [self.kind, self.name, list(self.overrides), jax.__version__], default=str
+            [self.kind, self.name, list(self.overrides), importlib.metadata.version("jax")],
+            default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -89,8 +93,6 @@ class WorkloadSpec:
         if self.kind == "zoo":
             return _cached_zoo(self, use_cache)
         if self.kind == "trace":
-            from mallocgame.memory.csvio import read_csv
-
             path = datasets_dir() / "ml-traces" / self.name
             if not path.exists():
                 raise InputError("trace not found (shared datasets missing?)", str(path))
@@ -168,9 +170,7 @@ def _cached_zoo(spec: WorkloadSpec, use_cache: bool) -> Workload:
             return wl
         except InputError:
             path.unlink(missing_ok=True)  # a corrupt cache entry: recompile
-    from workloads import zoo as zoo_mod
-
-    wl = zoo_mod.extract(spec.name, **dict(spec.overrides))
+    wl = compile_zoo(spec.name, **dict(spec.overrides))
     wl.name = spec.title
     if use_cache:
         try:
@@ -460,10 +460,6 @@ def make_problems(
 ):
     """``[(workload, capacity, Problem)]`` for every workload x capacity (problems in which no
     buffer fits are skipped)."""
-    import warnings
-
-    from mallocgame.memory.sources import make_problem
-
     out = []
     for wl in workloads:
         for cap in capacities:

@@ -52,7 +52,8 @@ def load_target(name_or_path: str | Path) -> Target:
         path = PRESET_DIR / f"{name_or_path}.json"
     if not path.exists():
         raise InputError(
-            f"unknown target {str(name_or_path)!r}: not a preset ({', '.join(list_presets())}) nor a file"
+            f"unknown target {str(name_or_path)!r}: not a preset ({', '.join(list_presets())}) "
+            "nor a file"
         )
     try:
         d = json.loads(path.read_text())
@@ -111,7 +112,8 @@ def parse_capacity(text: str | int, peak_live_bytes: int) -> int:
         m = _CAPACITY.match(str(text))
         if not m:
             raise InputError(
-                f"cannot read capacity {text!r}: give bytes (1048576, 4MiB, 2MB) or a percentage of peak live bytes (25%)",
+                f"cannot read capacity {text!r}: give bytes (1048576, 4MiB, 2MB) or a percentage "
+                "of peak live bytes (25%)",
                 field="capacity",
             )
         num, unit = float(m.group(1)), (m.group(2) or "")

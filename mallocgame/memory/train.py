@@ -24,17 +24,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
+from agent.checkpoint import remove_stale_temps
+from agent.config import Config, NetworkConfig, ReplayConfig, SearchConfig, TrainConfig
+from agent.replay import Episode
+from agent.trainer import Trainer
+from mallocgame.errors import InputError
 from mallocgame.io import atomic_write_text, describe_host
+from mallocgame.memory import splits
+from mallocgame.memory.curves import Progress, write_curves
 from mallocgame.memory.env import MallocEnv, PreparedProblem, new_batch
+from mallocgame.memory.solvers.agent import play_agent
+from mallocgame.memory.solvers.local_search import best_fit_line, improve
+from mallocgame.memory.solvers.policy import Agent
 
 
 # --------------------------------------------------------------------------- env
@@ -103,8 +114,6 @@ class TrainOptions:
 
 
 def make_config(o: TrainOptions):
-    from agent.config import Config, NetworkConfig, ReplayConfig, SearchConfig, TrainConfig
-
     return Config(
         network=NetworkConfig(hidden_size=o.hidden, latent_size=o.latent, num_blocks=o.num_blocks),
         # Gumbel MuZero: sequential halving over the top-m actions; m must leave each of them
@@ -157,7 +166,9 @@ def tiny_options(**kw: Any) -> TrainOptions:
 
 
 # --------------------------------------------------------------------------- problems
-def build_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[str]]:
+def build_pool(
+    o: TrainOptions, log: Callable[..., None] = print
+) -> tuple[list[PreparedProblem], list[str]]:
     """The training problems and their names (``workload@capacity``)."""
 
     if o.problems is not None:
@@ -170,8 +181,6 @@ def build_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[
         f"(<= {o.max_buffers} buffers) in {time.perf_counter() - t0:.1f} s"
     )
     if not pool:
-        from mallocgame.errors import InputError
-
         raise InputError(
             f"split {o.split!r} has no problem with at most {o.max_buffers} buffers",
             field="max-buffers",
@@ -181,8 +190,6 @@ def build_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[
 
 def _split_pool(split: str, max_buffers: int, o: TrainOptions) -> tuple[list, list, list[str]]:
     """(loaded workloads, prepared problems, names) of ``split`` at every capacity of ``o``."""
-    from mallocgame.memory import splits
-
     loaded = splits.load_split(split, max_buffers=max_buffers)
     pool, names = [], []
     for spec, wl in loaded:
@@ -193,8 +200,6 @@ def _split_pool(split: str, max_buffers: int, o: TrainOptions) -> tuple[list, li
 
 
 def build_eval_pool(o: TrainOptions) -> list[PreparedProblem]:
-    from mallocgame.memory import splits
-
     if o.eval_problems is not None:
         return [
             p if isinstance(p, PreparedProblem) else PreparedProblem(p) for p in o.eval_problems
@@ -206,7 +211,9 @@ def build_eval_pool(o: TrainOptions) -> list[PreparedProblem]:
     ]
 
 
-def build_val_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], list[str]]:
+def build_val_pool(
+    o: TrainOptions, log: Callable[..., None] = print
+) -> tuple[list[PreparedProblem], list[str]]:
     """The validation problems (``o.val_split``, workloads of at most ``o.val_max_buffers``
     buffers, every capacity) and their names."""
 
@@ -218,7 +225,9 @@ def build_val_pool(o: TrainOptions, log=print) -> tuple[list[PreparedProblem], l
     return pool, names
 
 
-def play_pool(agent, pool: list[PreparedProblem], copies: int = 1, seed: int = 0) -> np.ndarray:
+def play_pool(
+    agent: Agent, pool: list[PreparedProblem], copies: int = 1, seed: int = 0
+) -> np.ndarray:
     """Plays every problem of ``pool`` ``copies`` times, all games in one native batch and one
     batched search per move (copy 0 of each problem greedy: no exploration noise; the others
     sampled). Returns float64[len(pool), copies]: each game's return (fraction of the
@@ -285,23 +294,19 @@ class _LiveAgent:
     returns it with the trainer's current parameters (a new Agent per evaluation would
     compile its search again)."""
 
-    def __init__(self, trainer):
+    def __init__(self, trainer: Trainer):
         self.trainer = trainer
         self.agent = None
 
     def __call__(self):
-        from mallocgame.memory.solvers.agent import Agent
-
         if self.agent is None:
             self.agent = Agent.from_trainer(self.trainer)
         self.agent.policy.params = self.trainer.state.params
         return self.agent
 
 
-def evaluate_greedy(agent, pool: list[PreparedProblem]) -> dict[str, float]:
+def evaluate_greedy(agent: Agent, pool: list[PreparedProblem]) -> dict[str, float]:
     """One greedy agent game per problem: mean return, mean msa return, win/not-worse rates."""
-    from mallocgame.memory.solvers.agent import play_agent
-
     ret, base = [], []
     for pp in pool:
         line = play_agent(agent, pp.instance, copies=1, seed=0)[0]
@@ -321,8 +326,6 @@ def evaluate_greedy(agent, pool: list[PreparedProblem]) -> dict[str, float]:
 def demo_lines(pp: PreparedProblem, seconds: float, seed: int = 0) -> list[list[int]]:
     """Lines of play to imitate on one problem: ``msa``'s line and, when the exact local
     search of :mod:`mallocgame.memory.solvers.agent` finds one within ``seconds``, a better line."""
-    from mallocgame.memory.solvers.agent import best_fit_line, improve
-
     msa = best_fit_line(pp.instance, "msa")
     lines = [msa.actions]
     if seconds > 0:
@@ -346,8 +349,6 @@ def demo_episode(
 ):
     """The :class:`agent.replay.Episode` of playing ``actions`` on ``pp`` (policy targets: the
     played move, smoothed over the legal ones)."""
-    from agent.replay import Episode
-
     g = pp.new_game()
     t_max = len(actions)
     o, a = pp.instance.observation_size, pp.instance.num_actions
@@ -371,7 +372,9 @@ def demo_episode(
     return Episode(obs, legal, np.asarray(actions, np.int32), reward, policy, rtg, moves_left)
 
 
-def make_demos(pool: list[PreparedProblem], o: TrainOptions, log=print) -> list:
+def make_demos(
+    pool: list[PreparedProblem], o: TrainOptions, log: Callable[..., None] = print
+) -> list:
     t0 = time.perf_counter()
     eps, better = [], 0
     for i, pp in enumerate(pool):
@@ -379,149 +382,16 @@ def make_demos(pool: list[PreparedProblem], o: TrainOptions, log=print) -> list:
         better += len(lines) > 1
         eps += [demo_episode(pp, acts, o.reward_scale, o.reward_mode) for acts in lines]
     log(
-        f"{len(eps)} demonstration games ({better} of {len(pool)} problems improved past msa by local search) "
+        f"{len(eps)} demonstration games ({better} of {len(pool)} problems improved past msa "
+        "by local search) "
         f"in {time.perf_counter() - t0:.1f} s"
     )
     return eps
 
 
-# --------------------------------------------------------------------------- pictures
-def plot_curves(
-    curves: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "", scale: float = 10.0
-) -> Path | None:
-    """Training curves as a picture: return vs msa, win rate, losses, held-out gap."""
-    if not curves:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def col(k):
-        return np.array([c.get(k, np.nan) for c in curves], dtype=float)
-
-    step = col("step")
-    fig, ax = plt.subplots(2, 2, figsize=(11, 7))
-    a = ax[0, 0]
-    a.plot(step, col("return"), label="agent (self-play, exploring)")
-    a.plot(step, col("baseline"), label="msa on the same games", ls="--")
-    a.set_title("return of recent self-play games")
-    a.set_xlabel("learner updates")
-    a.legend(fontsize=8)
-    a = ax[0, 1]
-    a.plot(step, col("win_rate"), label="beats msa")
-    a.plot(step, col("not_worse_rate"), label="not worse than msa")
-    if "eval_win_rate" in curves[-1] or any("eval_win_rate" in c for c in curves):
-        m = ~np.isnan(col("eval_not_worse_rate"))
-        a.plot(step[m], col("eval_not_worse_rate")[m], "o-", label="held-out greedy: not worse")
-        a.plot(step[m], col("eval_win_rate")[m], "s-", label="held-out greedy: beats")
-    a.set_ylim(-0.02, 1.02)
-    a.set_title("share of games vs msa")
-    a.legend(fontsize=8)
-    a = ax[1, 0]
-    for k in ("loss", "policy_loss", "value_loss", "reward_loss"):
-        if any(k in c for c in curves):
-            a.plot(step, col(k), label=k)
-    a.set_yscale("log")
-    a.set_title("learner losses")
-    a.legend(fontsize=8)
-    a = ax[1, 1]
-    if any("eval_gap_vs_msa" in c for c in curves):
-        m = ~np.isnan(col("eval_gap_vs_msa"))
-        a.plot(step[m], 100 * col("eval_gap_vs_msa")[m], "o-", label="held-out greedy - msa")
-    if any("val_gap_vs_msa" in c for c in curves):
-        m = ~np.isnan(col("val_gap_vs_msa"))
-        a.plot(step[m], 100 * col("val_gap_vs_msa")[m], "^-", label="validation - msa")
-        picked = [c["val_best_step"] for c in curves if "val_best_step" in c]
-        if picked:
-            a.axvline(
-                picked[-1], color="green", ls=":", lw=1, label=f"picked on validation: {picked[-1]}"
-            )
-    a.plot(
-        step, 100 * (col("return") - col("baseline")) / scale, label="self-play (exploring) - msa"
-    )
-    a.axhline(0, color="grey", lw=0.5)
-    a.set_title("agent return - msa return (% of all-slow time)")
-    a.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
-
-
-def write_curves(
-    curves: list[dict[str, Any]], out: Path, title: str, scale: float = 10.0, picture: bool = True
-) -> None:
-    """``out/curves.csv`` (atomically) and, when ``picture``, ``out/curves.png``."""
-    from agent.trainer import write_curves_csv
-
-    tmp = out / f".curves.csv.tmp{os.getpid()}"
-    write_curves_csv(curves, tmp)
-    os.replace(tmp, out / "curves.csv")
-    if picture:
-        plot_curves(curves, out / "curves.png", title, scale)
-
-
-# --------------------------------------------------------------------------- progress
-class _Progress:
-    def __init__(self, total: int, start: int, quiet: bool):
-        self.quiet = quiet
-        self.rich = None
-        if not quiet and sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.rich = Progress(
-                TextColumn("[bold]train"),
-                BarColumn(),
-                TextColumn("{task.completed}/{task.total}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[info]}"),
-                transient=False,
-            )
-            self.rich.start()
-            self.task = self.rich.add_task(
-                "train", total=total, completed=start, info="collecting games"
-            )
-
-    def update(self, record: dict[str, Any]) -> None:
-        info = (
-            f"ret {record.get('return', float('nan')):.3f} vs msa {record.get('baseline', float('nan')):.3f} "
-            f"not-worse {record.get('not_worse_rate', float('nan')):.2f} "
-            f"loss {record.get('loss', float('nan')):.3f} {record.get('moves_per_s', 0):.0f} moves/s"
-        )
-        if "eval_gap_vs_msa" in record:
-            info += f" heldout gap {100 * record['eval_gap_vs_msa']:+.2f}%"
-        if "val_score" in record:
-            info += (
-                f" validation {record['val_score']:.4f}x (best {record['val_best_score']:.4f}x "
-                f"at {record['val_best_step']})"
-            )
-        if self.rich is not None:
-            self.rich.update(self.task, completed=record["step"], info=info)
-        elif not self.quiet:
-            print(f"step {record['step']} t={record.get('wall_time', 0):.0f}s {info}", flush=True)
-
-    def close(self) -> None:
-        if self.rich is not None:
-            self.rich.stop()
-
-
 # --------------------------------------------------------------------------- the run
 def _has_gpu() -> bool:
     try:
-        import jax
-
         return any(d.platform != "cpu" for d in jax.devices())
     except Exception:
         return False
@@ -529,9 +399,6 @@ def _has_gpu() -> bool:
 
 def train_run(o: TrainOptions) -> dict[str, Any]:
     """Trains (or resumes) the run in ``o.out``; returns a summary dict."""
-    from agent.checkpoint import remove_stale_temps
-    from agent.trainer import Trainer
-
     out = Path(o.out)
     out.mkdir(parents=True, exist_ok=True)
     log = (
@@ -585,11 +452,9 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         "python": platform.python_version(),
         "command": " ".join(sys.argv),
     }
-    import jax
-
     run_info["jax"] = jax.__version__
     title = f"mallocgame agent: {o.reward_mode} reward, seed {trainer.seed}"
-    progress = _Progress(o.steps, trainer.updates, o.quiet)
+    progress = Progress(o.steps, trainer.updates, o.quiet)
     start = time.perf_counter()
     deadline = start + 60 * o.minutes if o.minutes else None
     last_eval = [trainer.updates]

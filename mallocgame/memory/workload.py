@@ -242,7 +242,8 @@ class Workload:
         version = d.get("version")
         if version != FORMAT_VERSION:
             raise InputError(
-                f"unsupported workload format version {version!r}; this mallocgame reads version {FORMAT_VERSION}",
+                f"unsupported workload format version {version!r}; "
+                f"this mallocgame reads version {FORMAT_VERSION}",
                 where,
                 field="version",
             )

@@ -13,8 +13,8 @@ Quick use::
     perplexity(m, text.token_windows(enc, split.evaluation, 512), params=params)
 
 Importing this package is cheap: names resolve lazily from their modules (``config``,
-``lowrank``, ``text``, ``models``). The loaders import safetensors / gguf / tokenizers when
-called and raise :class:`MissingExtraError` naming the pip command if absent.
+``runtime``, ``fidelity``, ``text``, ``models``). The loaders import safetensors / gguf /
+tokenizers when called and raise :class:`MissingExtraError` naming the pip command if absent.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ _WHERE = {
     "load_rank_config": "mallocgame.rank.config",
     "loads_rank_config": "mallocgame.rank.config",
     "save_rank_config": "mallocgame.rank.config",
-    "Calibration": "mallocgame.rank.lowrank",
-    "attention_flops": "mallocgame.rank.lowrank",
-    "calibrate": "mallocgame.rank.lowrank",
-    "lowrank_params": "mallocgame.rank.lowrank",
-    "minilm_fidelity": "mallocgame.rank.lowrank",
-    "minilm_similarity_scores": "mallocgame.rank.lowrank",
-    "model_bases": "mallocgame.rank.lowrank",
-    "smollm2_fidelity": "mallocgame.rank.lowrank",
+    "Calibration": "mallocgame.rank.runtime",
+    "attention_flops": "mallocgame.rank.runtime",
+    "calibrate": "mallocgame.rank.runtime",
+    "lowrank_params": "mallocgame.rank.runtime",
+    "model_bases": "mallocgame.rank.runtime",
+    "minilm_fidelity": "mallocgame.rank.fidelity",
+    "minilm_similarity_scores": "mallocgame.rank.fidelity",
+    "smollm2_fidelity": "mallocgame.rank.fidelity",
     "MiniLM": "mallocgame.rank.models.minilm",
     "embed_sentences": "mallocgame.rank.models.minilm",
     "load_minilm": "mallocgame.rank.models.minilm",

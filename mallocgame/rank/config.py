@@ -30,7 +30,11 @@ Example (``layers`` has one entry per transformer layer, in order)::
   (the head is pruned). A config without them is written as version 1.
 - ``seq_len``: the sequence length the budget refers to; ``budget``: optional, ``fraction`` of
   the full model's attention FLOPs and/or absolute ``flops``; ``method``: how the runtime
-  learns its bases (see :mod:`mallocgame.rank.lowrank`); ``meta``: free-form provenance.
+  learns its bases (see :mod:`mallocgame.rank.runtime`); ``meta``: free-form provenance.
+
+Per-group ranks of a config are carried to another config by :func:`inherit_groups` (with
+:func:`rescale_groups`), and a config's ranks as the calibration evaluator's canonical per-layer
+entries are :func:`config_entries` (:func:`layer_entry`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mallocgame.errors import InputError, MallocGameError
 from mallocgame.io import atomic_write_text
 
@@ -49,7 +55,7 @@ FORMAT_NAME = "mallocgame-ranks"
 FORMAT_VERSION = 2
 #: versions this reader accepts (1: one rank per layer and part; 2: adds per-group ranks)
 READ_VERSIONS = (1, 2)
-#: how the runtime learns its bases (see :mod:`mallocgame.rank.lowrank`); ``"whitened+heads"``:
+#: how the runtime learns its bases (see :mod:`mallocgame.rank.runtime`); ``"whitened+heads"``:
 #: whitened bases per query head instead of per key-value group, for queries-keys and values;
 #: ``"whitened+vheads"``: per query head for the values only (SmolLM2; both the same as
 #: ``"whitened"`` where every query head has its own keys and values, as in MiniLM)
@@ -289,7 +295,8 @@ def _validate(d: Any, where: str | None) -> None:
             if not _is_num(v) or v <= 0 or (k == "fraction" and v > 1):
                 raise bad(
                     f"budget.{k}",
-                    f"expected a number in {'(0, 1]' if k == 'fraction' else '(0, inf)'}, got {v!r}",
+                    f"expected a number in {'(0, 1]' if k == 'fraction' else '(0, inf)'}, "
+                    f"got {v!r}",
                 )
     meta = d.get("meta", {})
     if meta is not None and not isinstance(meta, dict):
@@ -319,7 +326,8 @@ def _validate(d: Any, where: str | None) -> None:
             if shape.n_kv_heads == shape.n_heads:
                 raise bad(
                     f,
-                    f"{d['model']} has no grouped key-value heads; per-group ranks apply to smollm2",
+                    f"{d['model']} has no grouped key-value heads; per-group ranks apply to "
+                    "smollm2",
                 )
             g = layer[key]
             G = shape.n_kv_heads
@@ -392,3 +400,68 @@ def ranks_from_lists(
     **kw: Any,
 ) -> RankConfig:
     return RankConfig(model, model_hash, tuple(r_qk), tuple(r_v), seq_len, **kw)
+
+
+# ----------------------------------------------------------------------------- per-group ranks
+
+
+def rescale_groups(groups: Sequence[int], rank: int, head_dim: int) -> tuple[int, ...]:
+    """A part's group (or head) ranks ``groups`` brought to the layer rank ``rank``: in
+    proportion to the old ones (a group at 0 stays at 0), each at most ``head_dim``, summing to
+    ``len(groups) * rank`` (the leftover dims go to the largest remainders)."""
+    g = np.asarray(groups, np.float64)
+    total = len(g) * rank
+    if g.sum() <= 0 or not 0 <= rank <= head_dim:
+        raise ValueError(f"cannot rescale {tuple(groups)} to rank {rank}")
+    target = np.minimum(g * total / g.sum(), head_dim)
+    out = np.floor(target).astype(np.int64)
+    while out.sum() < total:
+        room = out < head_dim
+        # the largest remainders first; where every target is spent, the widest live group
+        want = np.where(room, target - out + 1e-9 * (g > 0) + 1e-12 * g, -np.inf)
+        out[int(np.argmax(want))] += 1
+    return tuple(int(x) for x in out)
+
+
+def inherit_groups(
+    config: RankConfig, init: RankConfig, rescale: bool = False
+) -> tuple[RankConfig, int]:
+    """``config`` with ``init``'s per-group ranks in the parts (layer and kind) where both keep
+    the same rank, the other parts split equally (or, with ``rescale``, ``init``'s split
+    brought to the new rank by :func:`rescale_groups`); and how many parts were kept. For going
+    on with a split search after a solver changed some of ``init``'s ranks (or its method)."""
+    if (init.model, len(init.r_qk)) != (config.model, len(config.r_qk)):
+        raise ValueError(f"init is for {init.model}, the config for {config.model}")
+    hd = config.shape.head_dim
+    kept = 0
+    out = {}
+    for kind in ("qk", "v"):
+        ours, theirs = getattr(config, f"r_{kind}"), getattr(init, f"r_{kind}")
+        rows = []
+        for r, t, g in zip(ours, theirs, init.groups_list(kind), strict=True):
+            kept += r == t
+            if r == t:
+                rows.append(tuple(g))
+            else:
+                rows.append(rescale_groups(g, r, hd) if rescale else (r,) * len(g))
+        out[f"{kind}_groups"] = tuple(rows)
+    return dataclasses.replace(config, **out), kept
+
+
+def layer_entry(
+    rq: int, rv: int, qk_groups: Sequence[int] | None = None, v_groups: Sequence[int] | None = None
+) -> tuple:
+    """One layer's entry of a ranks tuple for the calibration evaluator
+    (:meth:`mallocgame.rank.evaluator.Evaluator.loss_of_ranks`): ``(rq, rv)``, or ``(rq, rv,
+    qk_groups, v_groups)`` when some group differs (one canonical form, so that the memo and the
+    prefix caches see equal configs as equal)."""
+    qg = None if qk_groups is None or len(set(qk_groups)) == 1 else tuple(int(r) for r in qk_groups)
+    vg = None if v_groups is None or len(set(v_groups)) == 1 else tuple(int(r) for r in v_groups)
+    if qg is None and vg is None:
+        return (int(rq), int(rv))
+    return (int(rq), int(rv), qg, vg)
+
+
+def config_entries(cfg: RankConfig) -> tuple[tuple, ...]:
+    """A :class:`RankConfig` as per-layer entries (:func:`layer_entry`)."""
+    return tuple(layer_entry(cfg.r_qk[i], cfg.r_v[i], *cfg.groups(i)) for i in range(len(cfg.r_qk)))

@@ -70,7 +70,8 @@ def game_inputs(tables: RankTables) -> dict[str, np.ndarray]:
     P, C = cost.shape
     if P != tables.num_parts or C != len(tables.choices):
         raise ValueError(
-            f"tables.cost has shape {cost.shape}, expected ({tables.num_parts}, {len(tables.choices)})"
+            f"tables.cost has shape {cost.shape}, "
+            f"expected ({tables.num_parts}, {len(tables.choices)})"
         )
     for name in ("energy", "sens"):
         shape = np.shape(getattr(tables, name))

@@ -26,18 +26,20 @@ budget``. A budget below the cheapest choice (every part at the smallest rank) r
   ``time_limit``) before the budget is met, the rest is again by estimate. Deterministic for a
   given ``max_evals`` without ``time_limit``.
 - ``agent``: :func:`mallocgame.rank.agent.solve`, loaded when asked for; if that module is
-  missing the registry raises :class:`SolverUnavailableError` ("agent unavailable").
+  missing :func:`load` raises :class:`SolverUnavailableError` ("agent unavailable").
+
+The names and where each solver lives are the rank game's entries of :mod:`mallocgame.registry`.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from mallocgame import registry
 from mallocgame.errors import InputError, MallocGameError
 from mallocgame.rank.tables import RankTables
 
@@ -562,19 +564,9 @@ def solve_refine(
 
 # ----------------------------------------------------------------------------- registry
 
-
-def _agent(*args: Any, **kw: Any) -> np.ndarray:
-    return load("agent")(*args, **kw)
-
-
-SOLVERS: dict[str, Solver] = {
-    "uniform": solve_uniform,
-    "spectral": solve_spectral,
-    "fisher": solve_fisher,
-    "greedy": solve_greedy,
-    "refine": solve_refine,
-    "agent": _agent,
-}
+# Transitional: mallocgame/cli/rank.py still reads ``sorted(SOLVERS)`` for its ``--solver``
+# choices; remove this once it uses ``registry.names("rank")``.
+SOLVERS: tuple[str, ...] = tuple(registry.names("rank"))
 
 #: solvers that use the calibration evaluator when one is given
 USES_EVALUATOR = frozenset({"greedy", "refine", "agent"})
@@ -587,28 +579,22 @@ def needs_measured_tables(name: str, init: bool = False) -> bool:
     return not (name == "uniform" or (name == "refine" and init))
 
 
-_LAZY = {"agent": ("mallocgame.rank.agent", "solve")}
-
-
 def load(name: str) -> Solver:
-    """The solve function of ``name``; lazily imported ones raise SolverUnavailableError."""
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as e:
+    """The solve function of ``name`` (:mod:`mallocgame.registry`); an unknown name is an
+    :class:`InputError`, a solver whose module cannot be imported (the agent's) a
+    :class:`SolverUnavailableError` naming the module."""
+    spec = registry.spec("rank", name)
+    try:
+        return spec.load()
+    except ImportError as e:
+        if e.__cause__ is None:  # the module imported but lacks the function
+            attr = spec.target.split(":", 1)[1]
             raise SolverUnavailableError(
-                f"{name} unavailable: cannot import {module} ({e})"
+                f"{name} unavailable: {spec.module} has no {attr}()"
             ) from None
-        fn = getattr(mod, attr, None)
-        if fn is None:
-            raise SolverUnavailableError(f"{name} unavailable: {module} has no {attr}()")
-        return fn
-    if name not in SOLVERS:
-        raise InputError(
-            f"unknown rank solver {name!r}; expected one of {sorted(SOLVERS)}", field="solver"
-        )
-    return SOLVERS[name]
+        raise SolverUnavailableError(
+            f"{name} unavailable: cannot import {spec.module} ({e.__cause__})"
+        ) from None
 
 
 def available(name: str) -> bool:

@@ -4,12 +4,13 @@ A *part* is one attention layer's query-key basis (``"qk"``) or its value basis 
 parts are ordered ``layer 0 qk, layer 0 v, layer 1 qk, ...`` (``P = 2 * n_layers``). Each
 part takes one rank among ``choices`` (ascending, the last = the head dimension = full).
 
-:class:`RankTables` is the contract between the measurements (``mallocgame.rank.sensitivity``),
+:class:`RankTables` is the contract between the measurements (``mallocgame.rank.measure``),
 the baselines (``mallocgame.rank.solvers``) and the native game (``mallocgame._native.RankGame``):
 
 - ``cost[p, c]``: attention FLOPs of part ``p`` at rank ``choices[c]`` at ``seq_len``, so that
   ``cost[arange(P), c].sum() == attention_flops(config)["total"]`` for the config those
-  choices make (tested); ``full_cost`` = FLOPs of the original attention.
+  choices make (tested); ``full_cost`` = FLOPs of the original attention. Both are computed
+  from the model, choices, ``seq_len`` and method (:func:`cost_table`), never stored.
 - ``energy[p, c]``: fraction of the part's (whitened) spectral energy its rank keeps, in [0, 1],
   1 at full rank.
 - ``sens[p, c]``: calibration loss increase measured with only part ``p`` lowered to
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mallocgame.io import atomic_write_bytes
 from mallocgame.rank.config import MODEL_SHAPES, RankConfig
 
 PART_KINDS = ("qk", "v")
@@ -34,6 +36,8 @@ DEFAULT_CHOICES: dict[str, tuple[int, ...]] = {
     "smollm2": (8, 16, 24, 32, 40, 48, 64),
     "minilm": (4, 8, 12, 16, 20, 24, 32),
 }
+#: default sequence length the FLOP costs (and a budget) refer to, per model
+DEFAULT_SEQ_LEN: dict[str, int] = {"smollm2": 512, "minilm": 256}
 
 
 def parts(model: str) -> list[tuple[int, str]]:
@@ -67,17 +71,32 @@ def cost_table(
 
 @dataclasses.dataclass
 class RankTables:
+    """The measured tables of one model (see the module doc); ``cost`` and ``full_cost`` follow
+    from ``model``, ``choices``, ``seq_len`` and ``method``."""
+
     model: str
     model_hash: str
     seq_len: int
     method: str
     choices: tuple[int, ...]
-    cost: np.ndarray
-    full_cost: float
     energy: np.ndarray
     sens: np.ndarray
     fisher: np.ndarray
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.choices = tuple(int(c) for c in self.choices)
+        cost_table(self.model, self.choices, self.seq_len, self.method)  # validates the choices
+
+    @property
+    def cost(self) -> np.ndarray:
+        """``float64[P, C]``: attention FLOPs of each part at each choice (:func:`cost_table`)."""
+        return cost_table(self.model, self.choices, self.seq_len, self.method)[0]
+
+    @property
+    def full_cost(self) -> float:
+        """Attention FLOPs of the original model at ``seq_len``."""
+        return cost_table(self.model, self.choices, self.seq_len, self.method)[1]
 
     @classmethod
     def cost_only(
@@ -86,21 +105,18 @@ class RankTables:
         """Tables with the FLOP costs alone, nothing measured (energy, sensitivity and Fisher
         NaN): enough for a solver that measures what it needs (``uniform``, ``refine`` from a
         start config) and for checking a budget, without the per-part calibration runs that
-        take most of a new calibration's first :func:`~mallocgame.rank.sensitivity.build_tables`."""
-        cost, full = cost_table(model, choices, seq_len, method)
-        P = cost.shape[0]
-        nan = np.full(cost.shape, np.nan)
+        take most of a new calibration's first :func:`~mallocgame.rank.measure.build_tables`."""
+        shape = (len(parts(model)), len(choices))
+        nan = np.full(shape, np.nan)
         return cls(
             model,
             model_hash,
             seq_len,
             method,
             tuple(choices),
-            cost,
-            full,
             nan,
             nan.copy(),
-            np.full(P, np.nan),
+            np.full(shape[0], np.nan),
         )
 
     @property
@@ -133,36 +149,38 @@ class RankTables:
     def fraction(self, choice_idx: np.ndarray | list[int]) -> float:
         """Attention FLOPs of a choice vector as a fraction of full attention."""
         idx = np.asarray(choice_idx, np.int64)
-        return float(self.cost[np.arange(self.num_parts), idx].sum() / self.full_cost)
+        cost, full = cost_table(self.model, self.choices, self.seq_len, self.method)
+        return float(cost[np.arange(self.num_parts), idx].sum() / full)
 
     def save(self, path: str) -> None:
-        from mallocgame.io import atomic_write_bytes
-
+        """The measurements (energy, sensitivity, Fisher) and what they are of, atomically; not
+        ``seq_len`` or the costs, which :meth:`load` is told or computes."""
         buf = io.BytesIO()
         np.savez(
             buf,
-            cost=self.cost,
             energy=self.energy,
             sens=self.sens,
             fisher=self.fisher,
             choices=np.asarray(self.choices),
-            full_cost=self.full_cost,
-            header=np.asarray([self.model, self.model_hash, str(self.seq_len), self.method]),
+            header=np.asarray([self.model, self.model_hash, self.method]),
         )
         atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path: str) -> RankTables:
+    def load(cls, path: str, seq_len: int) -> RankTables:
+        """The tables :meth:`save` wrote, their costs at ``seq_len`` (files of the older format,
+        which also held the costs and a sequence length, read the same)."""
         with np.load(path) as z:
-            model, model_hash, seq_len, method = (str(x) for x in z["header"])
+            header = [str(x) for x in z["header"]]
+            if len(header) == 4:  # older files: model, hash, seq_len, method
+                header = [header[0], header[1], header[3]]
+            model, model_hash, method = header
             return cls(
                 model,
                 model_hash,
                 int(seq_len),
                 method,
                 tuple(int(c) for c in z["choices"]),
-                z["cost"],
-                float(z["full_cost"]),
                 z["energy"],
                 z["sens"],
                 z["fisher"],

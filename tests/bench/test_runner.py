@@ -1,4 +1,5 @@
-"""The bench end to end on tiny instances: files written, resume, bad input."""
+"""The memory bench end to end on tiny instances: files written, resume, bad input, solvers
+that refuse, crash or return an invalid mapping."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("ortools")
 pytest.importorskip("mallocgame._native")
 
-from mallocgame.bench import peers, runner  # noqa: E402
-from mallocgame.cli import bench as cli
-from mallocgame.errors import InputError  # noqa: E402
+from mallocgame import registry  # noqa: E402
+from mallocgame.bench import peers, records, runner  # noqa: E402
+from mallocgame.cli import bench as cli  # noqa: E402
+from mallocgame.errors import InputError, MallocGameError  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,13 +103,19 @@ def test_bench_end_to_end_writes_everything_and_resumes(tmp_path, capsys):
     cfg = cli.config_from_args(_parser().parse_args(["bench", *argv, "--resume"]), argv)
     outcome = runner.run_bench(cfg)
     assert outcome.runs_done == 2 and outcome.runs_skipped == len(lines) - 2
-    runs2 = _lines_tolerant(out / "runs.jsonl")
+    runs2 = records.read_jsonl(out / "runs.jsonl")
     assert len(runs2) == len(lines)
-    assert {runner.run_key(r) for r in runs2} == {runner.run_key(r) for r in runs}
+    assert {records.run_key(r) for r in runs2} == {records.run_key(r) for r in runs}
 
 
-def _lines_tolerant(path: Path) -> list[dict]:
-    return runner.read_jsonl(path)
+def test_resuming_with_another_target_is_refused(tmp_path):
+    out = tmp_path / "b"
+    argv = ["malloc", "tiny:0", "--solvers", "msa", "--seeds", "1", "--capacities", "50%"]
+    argv += ["--out", str(out), "--quiet", "--no-pictures"]
+    assert _run(argv) == 0
+    with pytest.raises(InputError) as e:
+        _run([*argv, "--resume", "--alignment", "64"])
+    assert e.value.field == "alignment"
 
 
 @pytest.mark.skipif(not peers.available_peers(), reason="omnimalloc is not installed")
@@ -137,20 +146,6 @@ def test_pack_with_a_peer(tmp_path):
             assert r["solved"] and r["objective"] >= r["peak_live_bytes"]
     cp = [r for r in runs if r["solver"] == "cpsat" and r["capacity"] == "inf"]
     assert cp[0]["proved_optimal"]
-
-
-def test_unavailable_solvers_are_reported_not_fatal():
-    from mallocgame.memory.solvers import SOLVERS
-
-    plan, unavailable = runner.plan_solvers(["msa", "omnimalloc:supermalloc"], "malloc")
-    assert plan == ["msa"] and "pack only" in unavailable["omnimalloc:supermalloc"]
-    plan, unavailable = runner.plan_solvers(["msa", "all-slow"], "pack")
-    assert plan == ["msa"] and "all-slow" in unavailable
-    if "agent" not in SOLVERS:
-        plan, unavailable = runner.plan_solvers(["msa", "agent"], "malloc")
-        assert plan == ["msa"] and "agent" in unavailable
-    # cpsat runs first, so that its bound is known to the runs after it
-    assert runner.plan_solvers(["msa", "cpsat"], "malloc")[0] == ["cpsat", "msa"]
 
 
 @pytest.mark.parametrize(
@@ -193,8 +188,6 @@ def test_unknown_omnimalloc_allocator_is_bad_input(tmp_path):
 
 
 def _refuses(problem, rng, time_limit):
-    from mallocgame.errors import MallocGameError
-
     raise MallocGameError("no trained policy here")
 
 
@@ -203,55 +196,73 @@ def _crashes(problem, rng, time_limit):
 
 
 def _overlaps(problem, rng, time_limit):
-    import numpy as np
-
     return np.zeros(problem.workload.num_buffers, dtype=np.int64), {}  # everything at offset 0
 
 
-def test_refusing_crashing_and_invalid_solvers(tmp_path):
-    from mallocgame.memory.solvers import SOLVERS, register_solver
+@pytest.fixture()
+def fake_solvers(monkeypatch):
+    """Three memory solvers added to the registry for one test (forked runs inherit them)."""
+    fakes = tuple(
+        registry.SolverSpec(name, "memory", f"{__name__}:{fn}", "a test's fake solver")
+        for name, fn in (
+            ("fake-refuses", "_refuses"),
+            ("fake-crashes", "_crashes"),
+            ("fake-overlaps", "_overlaps"),
+        )
+    )
+    monkeypatch.setattr(registry, "SPECS", registry.SPECS + fakes)
+    monkeypatch.setattr(
+        registry, "_BY_KEY", {**registry._BY_KEY, **{(s.game, s.name): s for s in fakes}}
+    )
+    return [s.name for s in fakes]
 
-    fakes = {"fake-refuses": _refuses, "fake-crashes": _crashes, "fake-overlaps": _overlaps}
-    for k, v in fakes.items():
-        register_solver(k, v)
-    try:
-        out = tmp_path / "f"
-        code = _run(
-            [
-                "malloc",
-                "tiny:2",
-                "--solvers",
-                "msa,fake-refuses,fake-crashes,fake-overlaps",
-                "--seeds",
-                "2",
-                "--capacities",
-                "100%",
-                "--out",
-                str(out),
-                "--quiet",
-                "--no-pictures",
-            ]
-        )
-        assert code == 1  # a crash and an invalid mapping
-        runs = _lines(out / "runs.jsonl")
-        by = {
-            s: [r for r in runs if r["solver"] == s]
-            for s in ("msa", "fake-refuses", "fake-crashes", "fake-overlaps")
-        }
-        assert len(by["msa"]) == 2 and all(r["valid"] for r in by["msa"])
-        assert by["fake-refuses"] == []  # refused: unavailable, not a run
-        assert (
-            "no trained policy"
-            in json.loads((out / "unavailable.json").read_text())["fake-refuses"]
-        )
-        assert [r["status"] for r in by["fake-crashes"]] == ["error", "error"]
-        assert "boom" in by["fake-crashes"][0]["error"]
-        assert all(
-            r["status"] == "ok" and not r["valid"] and "overlap" in r["problems"][0]
-            for r in by["fake-overlaps"]
-        )
-        md = (out / "results.md").read_text()
-        assert "fake-refuses" in md and "Failures" in md
-    finally:
-        for k in fakes:
-            SOLVERS.pop(k, None)
+
+def test_refusing_crashing_and_invalid_solvers(tmp_path, fake_solvers):
+    out = tmp_path / "f"
+    code = _run(
+        [
+            "malloc",
+            "tiny:2",
+            "--solvers",
+            "msa,fake-refuses,fake-crashes,fake-overlaps",
+            "--seeds",
+            "2",
+            "--capacities",
+            "100%",
+            "--out",
+            str(out),
+            "--quiet",
+            "--no-pictures",
+        ]
+    )
+    assert code == 1  # a crash and an invalid mapping
+    runs = _lines(out / "runs.jsonl")
+    by = {
+        s: [r for r in runs if r["solver"] == s]
+        for s in ("msa", "fake-refuses", "fake-crashes", "fake-overlaps")
+    }
+    assert len(by["msa"]) == 2 and all(r["valid"] for r in by["msa"])
+    assert by["fake-refuses"] == []  # refused: unavailable, not a run
+    assert "no trained policy" in json.loads((out / "unavailable.json").read_text())["fake-refuses"]
+    assert [r["status"] for r in by["fake-crashes"]] == ["error", "error"]
+    assert "boom" in by["fake-crashes"][0]["error"]
+    assert all(
+        r["status"] == "ok" and not r["valid"] and "overlap" in r["problems"][0]
+        for r in by["fake-overlaps"]
+    )
+    md = (out / "results.md").read_text()
+    assert "fake-refuses" in md and "Failures" in md
+
+
+def test_a_policy_solver_that_cannot_load_is_unavailable_not_a_failed_run(tmp_path, monkeypatch):
+    spec = registry.SolverSpec(
+        "fake-agent", "memory", "no_such_module_here:solve", "a fake agent", needs_policy=True
+    )
+    monkeypatch.setattr(registry, "SPECS", (*registry.SPECS, spec))
+    monkeypatch.setattr(registry, "_BY_KEY", {**registry._BY_KEY, ("memory", spec.name): spec})
+    out = tmp_path / "a"
+    argv = ["malloc", "tiny:0", "--solvers", "msa,fake-agent", "--seeds", "1"]
+    assert _run([*argv, "--capacities", "50%", "--out", str(out), "--quiet", "--no-pictures"]) == 0
+    assert {r["solver"] for r in _lines(out / "runs.jsonl")} == {"msa"}
+    why = json.loads((out / "unavailable.json").read_text())["fake-agent"]
+    assert "no_such_module_here" in why

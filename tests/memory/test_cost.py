@@ -15,7 +15,8 @@ T = Target(
 
 
 def test_roofline_by_hand(tiny):
-    # i0: compute 100 s; memory 500/100 = 5 s -> 100. i1: 0 flops, 300/100 = 3. i2: 5 s, 650/100 = 6.5.
+    # i0: compute 100 s; memory 500/100 = 5 s -> 100. i1: 0 flops, 300/100 = 3.
+    # i2: 5 s, 650/100 = 6.5.
     assert cost.all_slow_time(tiny, T) == pytest.approx(100 + 3 + 6.5)
     # b3 fast: i0 stays compute-bound; i2: 250/100 + 400/400 = 3.5 s.
     fast = np.array([False, False, False, True])

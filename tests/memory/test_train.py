@@ -141,13 +141,16 @@ def test_ranked_reward_mode_trains(tmp_path):
     assert "ranked_reward" in s["last_record"]
 
 
-_CHILD = """
+_CHILD = (
+    """
 import sys
 sys.path.insert(0, {repo!r})
 from tests.memory.test_train import tiny_problems
 from mallocgame.memory.train import tiny_options, train_run
-train_run(tiny_options(out={out!r}, steps=100000, checkpoint_every=5, log_every=5, problems=tiny_problems()))
+train_run(tiny_options(out={out!r}, steps=100000, checkpoint_every=5, """
+    """log_every=5, problems=tiny_problems()))
 """
+)
 
 
 @pytest.mark.slow

@@ -121,7 +121,7 @@ def test_validation_metrics_score_is_a_geometric_mean_of_speedups():
 # --------------------------------------------------------------------------- selection
 def test_training_keeps_the_policy_that_scores_best_on_validation(tmp_path):
     from agent.trainer import load_policy
-    from mallocgame.memory.solvers.agent import Agent
+    from mallocgame.memory.solvers.policy import Agent
 
     out = tmp_path / "run"
     val = tiny_problems(3, seed=11)

@@ -1,4 +1,5 @@
-"""Tests of the native mallocGame core (mallocgame._native) against tests/native/reference_game.py."""
+"""Tests of the native mallocGame core (mallocgame._native) against
+tests/native/reference_game.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mallocgame._native import BatchedGames, Game, Instance
 
-from mallocgame import Workload
+from mallocgame.memory.workload import Workload
 
 try:
     from tests.native.reference_game import ReferenceGame
@@ -555,7 +556,8 @@ def test_greedy_matches_reference(spec: dict[str, Any], prefix: int) -> None:
 @given(spec=game_specs())
 def test_static_values_match_first_turn_and_reference(spec: dict[str, Any]) -> None:
     """static_benefits()[b] is the reward b earns going fast on the first turn (every other
-    buffer slow; fit-all: size / total bytes), bit for bit; densities and their ranks agree with the reference game."""
+    buffer slow; fit-all: size / total bytes), bit for bit; densities and their ranks agree
+    with the reference game."""
     inst, ref = build(spec)
     n = len(spec["sizes"])
     benefits = inst.static_benefits()

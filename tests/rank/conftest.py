@@ -60,7 +60,7 @@ def smollm2_windows(smollm2, split):
 
 @pytest.fixture(scope="session")
 def smollm2_calibration(smollm2, smollm2_windows):
-    from mallocgame.rank.lowrank import calibrate
+    from mallocgame.rank.runtime import calibrate
 
     return calibrate(smollm2, smollm2_windows[0])
 

@@ -28,14 +28,13 @@ def synthetic_tables(model: str = "minilm", seed: int = 0, seq_len: int = 128) -
     """Real per-part FLOPs; energy ``1 - (1 - r/hd)^d`` with a per-part decay ``d``; part
     weights ``w`` log-uniform over two decades; ``sens = w * (1 - energy)``, ``fisher = w``."""
     choices = DEFAULT_CHOICES[model]
-    cost, full = cost_table(model, choices, seq_len)
-    P = cost.shape[0]
+    P = cost_table(model, choices, seq_len)[0].shape[0]
     rng = np.random.default_rng(seed)
     r = np.asarray(choices, np.float64) / choices[-1]
     energy = 1.0 - (1.0 - r[None, :]) ** rng.uniform(1.0, 4.0, size=(P, 1))
     w = np.exp(rng.uniform(np.log(0.01), np.log(1.0), size=P))
     sens = w[:, None] * (1.0 - energy)
-    return RankTables(model, "synthetic", seq_len, "whitened", choices, cost, full, energy, sens, w)
+    return RankTables(model, "synthetic", seq_len, "whitened", choices, energy, sens, w)
 
 
 class SyntheticLoss:
@@ -261,7 +260,7 @@ def test_env_evaluate_memo_and_errors(minilm_tables):
     with pytest.raises(ValueError, match="offset"):
         RankEnv(minilm_tables, 0.5, evaluator=loss, offset="median")
     five = synthetic_tables("minilm")
-    five.choices, five.cost = five.choices[:4] + (32,), five.cost[:, [0, 1, 2, 3, 6]]
+    five.choices = five.choices[:4] + (32,)  # the costs follow the choices
     five.energy, five.sens = five.energy[:, [0, 1, 2, 3, 6]], five.sens[:, [0, 1, 2, 3, 6]]
     with pytest.raises(ValueError, match="number of choices"):
         RankEnv([(minilm_tables, 0.5), (five, 0.5)], evaluator=loss)

@@ -18,7 +18,7 @@ from mallocgame.rank.config import (
     loads_rank_config,
     save_rank_config,
 )
-from mallocgame.rank.lowrank import attention_flops
+from mallocgame.rank.runtime import attention_flops
 from mallocgame.rank.tables import DEFAULT_CHOICES, cost_table
 
 pytestmark = pytest.mark.rank

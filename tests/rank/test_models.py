@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mallocgame.rank import text
-from mallocgame.rank.lowrank import minilm_similarity_scores
+from mallocgame.rank.fidelity import minilm_similarity_scores
 from mallocgame.rank.models.common import file_hash
 
 pytestmark = pytest.mark.rank

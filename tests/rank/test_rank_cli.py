@@ -31,8 +31,8 @@ def env(cache, monkeypatch):
 def ranked(cache, tmp_path_factory):
     """A greedy MiniLM rank config written by the CLI (JSON summary, config path)."""
     pytest.importorskip("matplotlib")
+    from mallocgame.rank.calibration import load_model
     from mallocgame.rank.models.common import MissingExtraError
-    from mallocgame.rank.sensitivity import load_model
 
     try:
         load_model("minilm")
@@ -68,7 +68,7 @@ def test_rank_writes_config_and_heatmap(ranked) -> None:
     ranks = [x["r_qk"] for x in d["layers"]] + [x["r_v"] for x in d["layers"]]
     assert set(ranks) <= {16, 32} and 16 in ranks
     from mallocgame.rank.config import load_rank_config
-    from mallocgame.rank.lowrank import attention_flops
+    from mallocgame.rank.runtime import attention_flops
 
     frac = attention_flops(load_rank_config(out))["fraction"]
     assert frac <= 0.6 and frac == pytest.approx(summary["flops_fraction"])
@@ -109,7 +109,7 @@ def test_rank_eval_refuses_another_models_config(ranked, env, tmp_path, capsys) 
     from mallocgame.rank.models.common import MissingExtraError
 
     try:
-        from mallocgame.rank.sensitivity import model_file_hash
+        from mallocgame.rank.calibration import model_file_hash
 
         model_file_hash("smollm2")
     except MissingExtraError:
@@ -156,7 +156,7 @@ def test_rank_eval_bad_input(env, tmp_path, capsys) -> None:
     d["meta"] = {"calibration": {"bases": -3}}
     cal.write_text(json.dumps(d))
     pytest.importorskip("safetensors")
-    from mallocgame.rank.sensitivity import model_file_hash
+    from mallocgame.rank.calibration import model_file_hash
 
     try:
         d["model_hash"] = model_file_hash("minilm")
@@ -204,37 +204,22 @@ def test_rank_bad_input(env, tmp_path, capsys, monkeypatch) -> None:
     assert not (tmp_path / "r.json").exists()
 
 
-def test_heatmap_formats(tmp_path) -> None:
-    pytest.importorskip("matplotlib")
-    from mallocgame.cli.rank import write_heatmap
-    from mallocgame.errors import InputError
-    from mallocgame.rank.config import RankConfig
-
-    cfg = RankConfig("minilm", "ab", (8, 16, 32, 4, 4, 32), tuple(np.full(6, 16)), 256)
-    assert write_heatmap(cfg, tmp_path / "h.svg", "t").read_text().lstrip().startswith("<?xml")
-    with pytest.raises(InputError, match="heatmap"):
-        write_heatmap(cfg, tmp_path / "h.gif", "t")
-    grouped = RankConfig(
-        "smollm2", "ab", (8,) * 30, (16,) * 30, 512, qk_groups=((16, 4, 4),) + ((8,) * 3,) * 29
-    )
-    svg = write_heatmap(grouped, tmp_path / "g.svg", "t").read_text()
-    assert "q-k g0" in svg and "v g2" in svg  # one row per part and group
-
-
 def test_evaluator_matches_a_direct_forward_and_tables_are_cached(ranked, env) -> None:
     """The prefix-cached, memoised loss equals 1 - cos computed from scratch; the tables the
     CLI measured come back from the disk cache, with costs recomputed for another seq_len."""
-    from mallocgame.rank import sensitivity as sv
-    from mallocgame.rank.lowrank import lowrank_params
+    from mallocgame.rank.calibration import CalibSpec, load_setup
+    from mallocgame.rank.evaluator import Evaluator
+    from mallocgame.rank.measure import build_tables
     from mallocgame.rank.models.minilm import embed_sentences
+    from mallocgame.rank.runtime import lowrank_params
 
-    spec = sv.CalibSpec("minilm", bases=8, loss=1)
-    setup = sv.load_setup(spec)
-    ev = sv.Evaluator(setup, (16, 32))
+    spec = CalibSpec("minilm", bases=8, loss=1)
+    setup = load_setup(spec)
+    ev = Evaluator(setup, (16, 32))
     idx = np.ones(12, np.int64)
     idx[[3, 6, 7]] = 0  # layer 1 values, layer 3 both lowered
     loss = ev(idx)[0]
-    cfg = sv.build_tables("minilm", choices=(16, 32), spec=spec).config(idx)
+    cfg = build_tables("minilm", choices=(16, 32), spec=spec).config(idx)
     params = lowrank_params(setup.model, setup.calib, cfg, bases=setup.bases)
     low = embed_sentences(setup.model, setup.loss_data, params=params)
     full = embed_sentences(setup.model, setup.loss_data)
@@ -242,7 +227,7 @@ def test_evaluator_matches_a_direct_forward_and_tables_are_cached(ranked, env) -
     assert ev(np.ones(12, np.int64))[0] == pytest.approx(0, abs=1e-6)
     n = ev.n_evaluated
     assert ev(idx)[0] == loss and ev.n_evaluated == n  # memoised
-    t = sv.build_tables("minilm", choices=(16, 32), spec=spec, seq_len=128)
+    t = build_tables("minilm", choices=(16, 32), spec=spec, seq_len=128)
     assert t.meta["cached"] and t.seq_len == 128
     assert t.sens.shape == (12, 2) and np.all(t.sens[:, -1] == 0) and np.all(t.sens[:, 0] > 0)
     assert np.all((t.energy[:, 0] > 0) & (t.energy[:, 0] < 1)) and np.all(t.energy[:, 1] == 1)
@@ -255,16 +240,16 @@ def test_evaluator_matches_a_direct_forward_and_tables_are_cached(ranked, env) -
 def test_calibration_cache_is_shared_across_loss_windows_and_methods(ranked, env, cache) -> None:
     """The calibration depends on the bases' text alone: a setup with more loss windows or
     another method reads the cached file instead of calibrating again."""
-    from mallocgame.rank import sensitivity as sv
+    from mallocgame.rank import calibration as cal
 
-    h = sv.model_file_hash("minilm")
-    p = sv.calib_path(h, sv.CalibSpec("minilm", bases=8, loss=1))
+    h = cal.model_file_hash("minilm")
+    p = cal.calib_path(h, cal.CalibSpec("minilm", bases=8, loss=1))
     assert p.is_file()  # written by the fixture's run
-    assert sv.calib_path(h, sv.CalibSpec("minilm", bases=8, loss=3, method="pca")) == p
-    assert sv.calib_path(h, sv.CalibSpec("minilm", bases=9, loss=1)) != p
-    assert sv.calib_path(h, sv.CalibSpec("minilm", bases=8, loss=1, window=256)) != p
+    assert cal.calib_path(h, cal.CalibSpec("minilm", bases=8, loss=3, method="pca")) == p
+    assert cal.calib_path(h, cal.CalibSpec("minilm", bases=9, loss=1)) != p
+    assert cal.calib_path(h, cal.CalibSpec("minilm", bases=8, loss=1, window=256)) != p
     before = sorted(cache.glob("rank/calib-*")), p.stat().st_mtime_ns
-    setup = sv.load_setup(sv.CalibSpec("minilm", bases=8, loss=2, method="pca"))
+    setup = cal.load_setup(cal.CalibSpec("minilm", bases=8, loss=2, method="pca"))
     assert (sorted(cache.glob("rank/calib-*")), p.stat().st_mtime_ns) == before
     assert len(setup.loss_data) == 2
 
@@ -273,13 +258,13 @@ def test_rank_refine_from_a_greedy_config(ranked, env, tmp_path, capsys, monkeyp
     """``--solver refine --init`` starts from another run's config and never ends worse on the
     calibration loss, without measuring the rank tables (it measures its own moves); an --init
     of other calibration text, or without refine, is refused."""
-    from mallocgame.rank import sensitivity as sv
+    from mallocgame.rank import measure
 
     summary, out = ranked
     ref = tmp_path / "refined.json"
     args = ["rank", "--model", "minilm", "--budget", "0.6", "--solver", "refine"] + SMALL
     capsys.readouterr()
-    monkeypatch.setattr(sv, "build_tables", lambda *a, **k: pytest.fail("tables measured"))
+    monkeypatch.setattr(measure, "build_tables", lambda *a, **k: pytest.fail("tables measured"))
     rc = main(
         args
         + ["--init", str(out), "--refine-evals", "8", "--agree", "1", "--out", str(ref), "--json"]
@@ -311,21 +296,22 @@ def test_rank_refine_from_a_greedy_config(ranked, env, tmp_path, capsys, monkeyp
 def test_evaluator_window_losses_and_pin(ranked, env) -> None:
     """Per-document losses average to the loss; pinning a config changes no number and makes
     a config that differs from it in the last layer run that layer only."""
-    from mallocgame.rank import sensitivity as sv
+    from mallocgame.rank.calibration import CalibSpec, load_setup
+    from mallocgame.rank.evaluator import Evaluator
 
-    ev = sv.Evaluator(sv.load_setup(sv.CalibSpec("minilm", bases=8, loss=1)), (16, 32))
+    ev = Evaluator(load_setup(CalibSpec("minilm", bases=8, loss=1)), (16, 32))
     idx = np.ones(12, np.int64)
     idx[[2, 5]] = 0
     w = ev.window_losses(idx)
     assert w.shape == (1, 1) and w[0, 0] == pytest.approx(ev(idx)[0])
     other = idx.copy()
     other[11] = 0
-    fresh = sv.Evaluator(ev.setup, (16, 32))
+    fresh = Evaluator(ev.setup, (16, 32))
     fresh.pin(idx)
     calls = []
     real = fresh.layer
     fresh.layer = lambda i, *r: calls.append(i) or real(i, *r)
-    assert fresh(other)[0] == pytest.approx(sv.Evaluator(ev.setup, (16, 32))(other)[0], abs=1e-6)
+    assert fresh(other)[0] == pytest.approx(Evaluator(ev.setup, (16, 32))(other)[0], abs=1e-6)
     assert calls == [5]  # MiniLM has 6 layers: only the last ran
     fresh.pin(None)
     assert fresh(idx)[0] == pytest.approx(ev(idx)[0], abs=1e-6)
@@ -334,37 +320,23 @@ def test_evaluator_window_losses_and_pin(ranked, env) -> None:
 def test_tables_with_a_new_rank_reuse_the_default_tables(ranked, env, monkeypatch) -> None:
     """Tables for choices that add a rank to the (cached) default ones measure only the new
     rank's column; the shared columns and the Fisher pass come from the cached tables."""
-    from mallocgame.rank import sensitivity as sv
+    from mallocgame.rank.calibration import CalibSpec, load_setup
+    from mallocgame.rank.evaluator import Evaluator
+    from mallocgame.rank.measure import build_tables
+    from mallocgame.rank.tables import DEFAULT_CHOICES
 
-    spec = sv.CalibSpec("minilm", bases=8, loss=1)
-    monkeypatch.setitem(sv.DEFAULT_CHOICES, "minilm", (16, 32))  # the fixture's tables
-    base = sv.build_tables("minilm", choices=(16, 32), spec=spec)
+    spec = CalibSpec("minilm", bases=8, loss=1)
+    monkeypatch.setitem(DEFAULT_CHOICES, "minilm", (16, 32))  # the fixture's tables
+    base = build_tables("minilm", choices=(16, 32), spec=spec)
     assert base.meta["cached"]
-    ev = sv.Evaluator(sv.load_setup(spec, True), (8, 16, 32))  # the setup build_tables uses
-    t = sv.build_tables("minilm", choices=(8, 16, 32), spec=spec, evaluator=ev)
+    ev = Evaluator(load_setup(spec, True), (8, 16, 32))  # the setup build_tables uses
+    t = build_tables("minilm", choices=(8, 16, 32), spec=spec, evaluator=ev)
     assert not t.meta["cached"] and t.meta["reused"].endswith(".npz")
     assert ev.n_evaluated == 12  # one run per part at rank 8 (the full model is not counted)
     np.testing.assert_array_equal(t.sens[:, 1:], base.sens)
     np.testing.assert_array_equal(t.fisher, base.fisher)
     rows = np.full((12, 12), 2, np.int64)
     rows[np.arange(12), np.arange(12)] = 0
-    np.testing.assert_allclose(t.sens[:, 0], sv.Evaluator(ev.setup, (8, 16, 32))(rows))
+    np.testing.assert_allclose(t.sens[:, 0], Evaluator(ev.setup, (8, 16, 32))(rows))
     assert np.all(t.sens[:, 0] >= t.sens[:, 1] - 1e-3)
-    assert sv.build_tables("minilm", choices=(8, 16, 32), spec=spec).meta["cached"]
-
-
-def test_evaluator_trims_the_heap_at_most_every_so_often(monkeypatch) -> None:
-    """Freed heap pages go back to the OS (glibc's malloc_trim) at most once per interval, so
-    a long search's resident memory stays near what its caches hold."""
-    from mallocgame.rank import sensitivity as sv
-
-    calls = []
-    monkeypatch.setattr(sv, "_MALLOC_TRIM", lambda pad: calls.append(pad) or 1)
-    monkeypatch.setattr(sv, "_TRIMMED", [float("-inf")])
-    sv._release_free_heap(every=3600.0)  # never trimmed: trims
-    sv._release_free_heap(every=3600.0)  # within the hour: does not
-    assert calls == [0]
-    sv._release_free_heap(every=0.0)
-    assert calls == [0, 0]
-    monkeypatch.setattr(sv, "_MALLOC_TRIM", None)  # not glibc: nothing to call
-    sv._release_free_heap(every=0.0)
+    assert build_tables("minilm", choices=(8, 16, 32), spec=spec).meta["cached"]

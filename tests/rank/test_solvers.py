@@ -16,7 +16,7 @@ def synthetic(model: str = "smollm2", seed: int = 0) -> RankTables:
     """Made-up energy/sens/fisher with the real cost table: value parts more sensitive than
     query-key parts, layers of random sensitivity, sens convex-ish in the rank."""
     choices = DEFAULT_CHOICES[model]
-    cost, full = cost_table(model, choices, 512)
+    cost, _ = cost_table(model, choices, 512)
     P, C = cost.shape
     rng = np.random.default_rng(seed)
     r = np.asarray(choices, np.float64) / choices[-1]
@@ -27,7 +27,7 @@ def synthetic(model: str = "smollm2", seed: int = 0) -> RankTables:
     energy = 1 - np.exp(-decay[:, None] * r[None, :])
     energy /= energy[:, -1:]
     fisher = layer_w * rng.uniform(0.5, 1.5, size=P)
-    return RankTables(model, "0" * 16, 512, "whitened", choices, cost, full, energy, sens, fisher)
+    return RankTables(model, "0" * 16, 512, "whitened", choices, energy, sens, fisher)
 
 
 class AdditiveEvaluator:
@@ -249,3 +249,35 @@ def test_refine_stops_cleanly_when_time_runs_out_mid_round() -> None:
     for limit in (0.05, 0.3):
         r = solvers.solve(t, 0.5, "refine", evaluator=slow, init=start, time_limit=limit)
         assert t.fraction(r) <= 0.5 + 1e-12 and inner(r)[0] <= inner(start)[0]
+
+
+def test_solver_names_come_from_the_registry() -> None:
+    from mallocgame import registry
+
+    names = ["agent", "fisher", "greedy", "refine", "spectral", "uniform"]
+    assert registry.names("rank") == names
+    for name in names[1:]:
+        assert solvers.load(name) is getattr(solvers, f"solve_{name}")
+    with pytest.raises(InputError) as e:
+        solvers.load("nope")
+    assert e.value.field == "solver" and str(e.value).endswith("one of " + ", ".join(names))
+
+
+def test_unavailable_agent_names_its_module(monkeypatch) -> None:
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "mallocgame.rank.agent", None)  # import fails
+    with pytest.raises(
+        solvers.SolverUnavailableError, match=r"cannot import mallocgame\.rank\.agent"
+    ):
+        solvers.load("agent")
+    # a module without its solve function
+    monkeypatch.setitem(
+        sys.modules, "mallocgame.rank.agent", types.ModuleType("mallocgame.rank.agent")
+    )
+    with pytest.raises(
+        solvers.SolverUnavailableError, match=r"mallocgame\.rank\.agent has no solve\(\)"
+    ):
+        solvers.load("agent")
+    assert not solvers.available("agent")

@@ -8,12 +8,13 @@ pruning), its dynamic ordering and round robin over static preorders, and dynami
 decomposition. It answers ``solved`` (with offsets), ``infeasible`` (proven: no packing fits
 the capacity), ``timeout`` or ``node_limit``. See ``docs/game.md`` ("The packing search").
 
-Solvers registered into :data:`mallocgame.memory.solvers.SOLVERS` on import:
+The solvers built on it (in :mod:`mallocgame.registry`):
 
-- ``pack``: fit-all at the problem's capacity; stops at the first packing found.
-- ``pack-peak``: ``pack``, then descending capacities (a binary search between the peak live
-  bytes and the best height found) to minimise the peak ``max(offset + size)`` with the time
-  left.
+- ``pack`` (:func:`solve_pack`): fit-all at the problem's capacity; stops at the first packing
+  found.
+- ``pack-peak`` (:func:`solve_pack_peak`): ``pack``, then descending capacities (a binary search
+  between the peak live bytes and the best height found) to minimise the peak
+  ``max(offset + size)`` with the time left.
 
 Both refuse the ``time`` objective (a :class:`MallocGameError`): they place every buffer or
 say why not. A learned policy can order the branching through ``priority`` (one float per
@@ -29,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from mallocgame import _native
 from mallocgame.errors import MallocGameError
 from mallocgame.memory.problem import Problem
-from mallocgame.memory.solvers import SOLVERS, register_solver
 
 DEFAULT_TIME_LIMIT = 10.0
 STATUSES = ("solved", "infeasible", "timeout", "node_limit")
@@ -104,8 +105,6 @@ def pack(
     ``section_inference``, ``monotonic_floor``, ``check_dominance``, ``hatless_pruning``,
     ``dynamic_ordering``, ``dynamic_decomposition``; all True by default). Bad input raises
     ``ValueError``. The search runs in C++ with the GIL released."""
-    from mallocgame import _native
-
     if priority is not None and heuristics is None:
         heuristics = ("P", "WAT", "TAW", "TWA")
     r = _native.pack(
@@ -240,13 +239,19 @@ def _require_fit_all(problem: Problem, name: str) -> None:
         )
 
 
-def _pack_solver(problem: Problem, rng: np.random.Generator, time_limit: float | None):
+def solve_pack(
+    problem: Problem, rng: np.random.Generator, time_limit: float | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ``pack`` solver: the first packing found at the problem's capacity."""
     _require_fit_all(problem, "pack")
     r = pack_problem(problem, DEFAULT_TIME_LIMIT if time_limit is None else time_limit)
     return r.offsets, r.info()
 
 
-def _pack_peak_solver(problem: Problem, rng: np.random.Generator, time_limit: float | None):
+def solve_pack_peak(
+    problem: Problem, rng: np.random.Generator, time_limit: float | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The ``pack-peak`` solver: :func:`minimize_peak` at the problem's capacity."""
     _require_fit_all(problem, "pack-peak")
     w = problem.workload
     best, info = minimize_peak(
@@ -260,8 +265,3 @@ def _pack_peak_solver(problem: Problem, rng: np.random.Generator, time_limit: fl
     extra = best.info()
     extra.update(info)
     return best.offsets, extra
-
-
-for _name, _fn in (("pack", _pack_solver), ("pack-peak", _pack_peak_solver)):
-    if _name not in SOLVERS:
-        register_solver(_name, _fn)

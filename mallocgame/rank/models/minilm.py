@@ -11,7 +11,7 @@ Parameter layout (``D`` model dims, ``H`` heads, ``dq``/``dv`` per-head query-ke
   ``wv[D, H, dv]``, ``bv[H, dv]``, ``wo[H, dv, D]``, ``bo[D]``, ``ln1_g``, ``ln1_b``,
   ``w1[D, F]``, ``b1[F]``, ``w2[F, D]``, ``b2[D]``, ``ln2_g``, ``ln2_b``.
 
-The low-rank runtime (:mod:`mallocgame.rank.lowrank`) folds its bases into ``wq, bq, wk, bk``
+The low-rank runtime (:mod:`mallocgame.rank.runtime`) folds its bases into ``wq, bq, wk, bk``
 (``dq = r_qk``) and ``wv, bv, wo, bo`` (``dv = r_v``), so the same code runs the reduced model;
 the softmax scale stays ``1/sqrt(head_dim)`` of the original.
 """
@@ -167,7 +167,8 @@ def _layer_norm(x: jax.Array, g: jax.Array, b: jax.Array, eps: float) -> jax.Arr
 
 
 def _moments(a: jax.Array, w: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Weighted first and second moments over tokens: a[B, L, H, d], w[B, L] -> [H, d], [H, d, d]."""
+    """Weighted first and second moments over tokens: a[B, L, H, d], w[B, L] -> [H, d],
+    [H, d, d]."""
     aw = a * w[:, :, None, None]
     return aw.sum((0, 1)), jnp.einsum("blhd,blhe->hde", aw, a)
 

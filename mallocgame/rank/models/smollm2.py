@@ -208,7 +208,8 @@ def _softmax_pv(q: jax.Array, k: jax.Array, v: jax.Array, row0: jax.Array | int)
 
 
 def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
-    """Causal attention: q[B, G, n, L, r] (pre-scaled), k[B, G, L, r], v[B, G, L, dv] -> [B, G, n, L, dv].
+    """Causal attention: q[B, G, n, L, r] (pre-scaled), k[B, G, L, r], v[B, G, L, dv] ->
+    [B, G, n, L, dv].
 
     Dense scores ``[.., L, L]`` are materialised block by block (``QUERY_BLOCK`` queries at a
     time, exactly the same result): a whole L x L score tensor does not fit in cache, and on
@@ -354,7 +355,7 @@ def attention(
 def _grouped_attention(p: Params, cfg: SmolLMConfig, x: jax.Array, impl: str) -> jax.Array:
     """:func:`attention` for a layer whose key-value groups keep different ranks (per-group
     tuples ``qk_a``/``qk_b`` and/or ``wv``/``bv``/``wo``, see
-    :func:`mallocgame.rank.lowrank.layer_params`): each group's scores and values are computed in
+    :func:`mallocgame.rank.runtime.layer_params`): each group's scores and values are computed in
     its own rank, and the groups' outputs are summed through their output projections. A unit
     at query-key rank 0 attends uniformly to its causal prefix (a running mean of its values);
     one at value rank 0 adds nothing beyond the value mean already in ``bo``."""

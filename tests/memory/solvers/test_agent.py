@@ -12,9 +12,11 @@ import pytest
 from mallocgame import api
 from mallocgame.cli.main import main
 from mallocgame.errors import MallocGameError
-from mallocgame.memory import solvers
 from mallocgame.memory.csvio import read_csv
-from mallocgame.memory.solvers.agent import PRETRAINED_POLICY, agent_solve, load_agent, play_agent
+from mallocgame.memory.order import msa_order
+from mallocgame.memory.solvers import list_solvers, solve
+from mallocgame.memory.solvers.agent import SplitSummary, agent_solve, play_agent
+from mallocgame.memory.solvers.policy import PRETRAINED_POLICY, load_agent
 from mallocgame.memory.targets import Target
 from mallocgame.memory.validate import validate
 from mallocgame.memory.workload import Workload
@@ -56,7 +58,7 @@ def problem(seed: int = 1, n: int = 30, capacity: str = "25%", objective: str = 
 
 def test_agent_plays_valid_games(agent):
     p = problem()
-    lines = play_agent(agent, p.instance(solvers.msa_order(p)), copies=COPIES, seed=3)
+    lines = play_agent(agent, p.instance(msa_order(p)), copies=COPIES, seed=3)
     assert len(lines) == COPIES
     w = p.workload
     for line in lines:
@@ -65,7 +67,7 @@ def test_agent_plays_valid_games(agent):
             w.ids, w.sizes, w.starts, w.ends, line.offsets, p.capacity, T.alignment_bytes
         ).valid
     # copy 0 searches without noise (a per-game greedy flag): the same game whatever the seed
-    again = play_agent(agent, p.instance(solvers.msa_order(p)), copies=COPIES, seed=4)
+    again = play_agent(agent, p.instance(msa_order(p)), copies=COPIES, seed=4)
     assert again[0].actions == lines[0].actions and again[0].ret == lines[0].ret
 
 
@@ -75,7 +77,7 @@ def test_best_is_never_worse_than_msa(agent, seed):
     (the agent's own games) may be worse."""
     p = problem(seed)
     offsets, extra = agent_solve(p, budget=0.3, seed=seed, copies=COPIES, agent=agent)
-    msa = solvers.solve(p, "msa")
+    msa = solve(p, "msa")
     from mallocgame.memory.problem import Solution
 
     sol = Solution(p, "agent", offsets, 0.0, extra)
@@ -99,13 +101,13 @@ def test_msa_skip_line_is_a_start_line(agent):
     """optimize starts from msa-skip's line too: without any search time (budget 0, no local
     search) ``best`` is already msa-skip's mapping, and the local-search ablation gets it."""
     p = api.make_problem(skip_workload(), 160, T)
-    skip = solvers.solve(p, "msa-skip")
-    assert skip.time_s < solvers.solve(p, "msa").time_s
+    skip = solve(p, "msa-skip")
+    assert skip.time_s < solve(p, "msa").time_s
     offsets, extra = agent_solve(p, budget=0.0, copies=COPIES, agent=agent, improve_search=False)
     assert extra["msa_skip_return"] > extra["msa_return"]
     assert extra["best_return"] >= extra["msa_skip_return"] - 1e-12
     assert np.isclose(extra["msa_skip_return"], 1 - skip.time_s / p.all_slow_time, rtol=1e-9)
-    ls = solvers.solve(p, "local-search", seed=0, time_limit=0.1)
+    ls = solve(p, "local-search", seed=0, time_limit=0.1)
     assert ls.time_s <= skip.time_s * (1 + 1e-12)
 
 
@@ -182,7 +184,7 @@ def test_large_workload_leaves_time_to_the_local_search(agent):
 
     sol = Solution(p, "agent", offsets, 0.0, extra)
     assert sol.check().valid
-    assert sol.time_s <= solvers.solve(p, "msa").time_s * (1 + 1e-9)
+    assert sol.time_s <= solve(p, "msa").time_s * (1 + 1e-9)
 
 
 def test_small_workload_split_and_share(agent):
@@ -210,10 +212,10 @@ def test_local_search_kinds_of_step(agent):
     import time
 
     from mallocgame import _native
-    from mallocgame.memory.solvers.agent import best_fit_line, improve
+    from mallocgame.memory.solvers.local_search import best_fit_line, improve
 
     p = problem(4, n=40, capacity="20%")
-    order = solvers.msa_order(p)
+    order = msa_order(p)
     msa = best_fit_line(p.instance(order), "msa")
     for reorder in (True, False):
         stats: dict = {}
@@ -239,18 +241,42 @@ def test_local_search_kinds_of_step(agent):
 
 
 def test_registered_as_a_solver():
-    assert {"agent", "local-search"} <= set(solvers.list_solvers())
+    assert {"agent", "local-search"} <= set(list_solvers())
 
 
-def test_local_search_solver_is_the_ablation_without_the_agent():
-    """``local-search``: the agent's local search alone from msa's (and msa-skip's) line (no policy needed),
-    for the time limit; valid, never worse than msa."""
-    p = problem(5, n=40, capacity="20%")
-    sol = solvers.solve(p, "local-search", seed=0, time_limit=0.3)
-    assert sol.check().valid
-    assert sol.time_s <= solvers.solve(p, "msa").time_s * (1 + 1e-9)
-    assert sol.extra["improve_evaluations"] > 0 and 0.25 < sol.wall_s < 1.0
-    assert set(sol.extra["improve_steps"]) == {"descend", "reorder"}
+def test_split_summary_keeps_the_json_keys():
+    """``extra["split"]`` (written by ``mallocgame optimize``) keeps its keys, in order."""
+    keys = [
+        "budget_s",
+        "agent_share",
+        "agent_cap_s",
+        "agent_s",
+        "improve_s",
+        "improve_ran",
+        "total_s",
+        "over_budget_s",
+        "agent_rounds",
+        "first_round_s",
+        "first_round_moves",
+        "probe_s_per_move",
+        "projected_round_s",
+        "sampled_dropped_at_move",
+        "prior_from_move",
+        "estimated_round_s",
+        "improve_steps",
+    ]
+    split = SplitSummary(**{k: i for i, k in enumerate(keys)})
+    assert list(split.to_dict()) == keys and list(split.to_dict().values()) == list(range(17))
+    json.dumps(split.to_dict())
+
+
+def test_agent_solve_split_is_a_dict_of_those_keys(agent):
+    _, extra = agent_solve(problem(2), budget=0.2, seed=0, copies=COPIES, agent=agent)
+    sp = extra["split"]
+    assert isinstance(sp, dict) and list(sp) == [
+        f.name for f in SplitSummary.__dataclass_fields__.values()
+    ]
+    json.dumps(sp)
 
 
 def test_optimize_cli_writes_mapping_json_and_proto(policy_file, tmp_path, capsys):
@@ -345,6 +371,6 @@ def test_the_shipped_policy_loads_and_fits_the_game():
     assert size < 5_000_000
     ag = load_agent()
     p = problem(11, n=15)
-    inst = p.instance(solvers.msa_order(p))
+    inst = p.instance(msa_order(p))
     assert (inst.observation_size, inst.num_actions) == (ag.observation_size, ag.num_actions)
     assert (PRETRAINED_POLICY.parent / "README.md").exists()

@@ -11,7 +11,7 @@ import pytest
 
 from mallocgame import _native, api
 from mallocgame.errors import MallocGameError
-from mallocgame.memory import solvers
+from mallocgame.memory.solvers import list_solvers, solve
 from mallocgame.memory.solvers.packing import minimize_peak, pack
 from mallocgame.memory.validate import validate
 from mallocgame.memory.workload import Workload
@@ -283,17 +283,17 @@ def tiny_problem(sizes, starts, ends, capacity):
     return api.make_problem(wl, int(capacity), objective="fit-all", alignment=1)
 
 
-def test_solvers_registered_and_refuse_the_time_objective():
-    assert {"pack", "pack-peak"} <= set(solvers.list_solvers())
+def test_solvers_listed_and_refuse_the_time_objective():
+    assert {"pack", "pack-peak"} <= set(list_solvers())
     wl = Workload.from_intervals("t", np.arange(3), [2, 2, 2], [0, 0, 0], [1, 1, 1])
     with pytest.raises(MallocGameError, match="fit-all only"):
-        solvers.solve(api.make_problem(wl, 6, objective="time"), "pack")
-    sol = solvers.solve(tiny_problem([2, 2, 2], [0, 0, 0], [1, 1, 1], 6), "pack", time_limit=5)
+        solve(api.make_problem(wl, 6, objective="time"), "pack")
+    sol = solve(tiny_problem([2, 2, 2], [0, 0, 0], [1, 1, 1], 6), "pack", time_limit=5)
     s = sol.summary()
     assert (
         s["solved"] and s["valid"] and s["search_status"] == "solved" and s["wall_s"] == sol.wall_s
     )
-    sol = solvers.solve(tiny_problem([2, 2, 2], [0, 0, 0], [1, 1, 1], 5), "pack", time_limit=5)
+    sol = solve(tiny_problem([2, 2, 2], [0, 0, 0], [1, 1, 1], 5), "pack", time_limit=5)
     assert not sol.summary()["solved"] and sol.extra["search_status"] == "infeasible"
 
 
@@ -309,7 +309,7 @@ def test_pack_peak_reaches_the_exhaustive_optimum():
         assert best.solved and best.height == optimum and info["proved_optimal"], (s, a, b)
         if info["probes"][0][2] > info["lower_bound"]:  # the bound is probed right after
             assert info["probes"][1][0] == info["lower_bound"] == peak_live(s, a, b)
-        sol = solvers.solve(tiny_problem(sizes, starts, ends, sum(s)), "pack-peak", time_limit=5)
+        sol = solve(tiny_problem(sizes, starts, ends, sum(s)), "pack-peak", time_limit=5)
         assert sol.summary()["valid"] and sol.extra["height"] == optimum
 
 
@@ -317,6 +317,6 @@ def test_challenging_instances_solved(datasets):
     for name in ("J", "K"):
         wl = api.load_workload(datasets / "minimalloc-challenging" / f"{name}.1048576.csv")
         problem = api.make_problem(wl, 1048576, objective="fit-all", alignment=1)
-        sol = solvers.solve(problem, "pack", time_limit=30)
+        sol = solve(problem, "pack", time_limit=30)
         s = sol.summary()
         assert s["solved"] and s["valid"], (name, sol.extra)

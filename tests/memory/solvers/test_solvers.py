@@ -1,10 +1,15 @@
+"""The memory game's solvers behind ``solve`` and ``list_solvers``: names from the registry,
+bad names, solvers whose module does not import."""
+
+import sys
+
 import numpy as np
 import pytest
 
-from mallocgame import api
+from mallocgame import api, registry
 from mallocgame.errors import InputError
-from mallocgame.memory import solvers
 from mallocgame.memory.problem import Problem
+from mallocgame.memory.solvers import list_solvers, solve
 from mallocgame.memory.targets import Target
 from tests.conftest import random_workload
 
@@ -16,103 +21,75 @@ T = Target(
     fast_bandwidth_bytes_per_s=400.0,
     peak_flops_per_s=10.0,
 )
-
-
-def test_memory_boundedness_by_hand(tiny):
-    p = Problem(tiny, T)
-    ben = solvers.alternate_memory_benefits(p)
-    # Access order (instruction-major): i0:b0,b3  i1:b0,b1  i2:b1,b2,b3.
-    # i0 compute-bound (100 s vs 5 s): benefit = 5 - 100 = -95 for both of its accesses.
-    # i1 memory-bound (3 s): b0 saves 100*(1/100-1/400) = 0.75; b1 saves 1.5.
-    # i2 memory-bound (6.5 s vs 5 s): b1 1.5, b2 0.375, b3 3.0.
-    assert ben.tolist() == pytest.approx([-95, -95, 0.75, 1.5, 1.5, 0.375, 3.0])
-    mb = solvers.memory_boundedness(p)
-    # b0: defining -95, use +0.75 -> max(-95, 0.75) = 0.75. b1: 1.5 + 1.5 = 3. b2: 0.375. b3: max(-95, 3) = 3.
-    expected = np.array([0.75, 3.0, 0.375, 3.0]) / np.sqrt([100, 200, 50, 400])
-    assert mb == pytest.approx(expected)
-    order = solvers.msa_order(p)
-    # b1 (3/sqrt(200)=0.212) > b3 (0.15) > b2 (0.053) > b0 (0.075)? b0 = 0.075 > b2 = 0.053.
-    assert order.tolist() == [1, 3, 0, 2]
-
-
-def test_size_order(tiny):
-    assert solvers.size_order(Problem(tiny, T)).tolist() == [3, 1, 0, 2]
-
-
-@pytest.mark.parametrize(
-    "solver", ["msa", "greedy-size", "random", "all-slow", "restarts", "msa-skip"]
-)
-def test_every_solver_valid_on_random_workloads(solver):
-    rng = np.random.default_rng(1)
-    for _ in range(5):
-        wl = random_workload(rng)
-        problem = api.make_problem(wl, "30%", T)
-        sol = solvers.solve(problem, solver, seed=3, time_limit=0.05)
-        s = sol.summary()
-        assert s["valid"], s["problems"]
-        assert s["time_s"] <= s["all_slow_time_s"] + 1e-12
-        assert s["time_s"] >= s["lower_bound_time_s"] - 1e-12
-
-
-def test_msa_beats_all_slow_and_restarts_never_worse(datasets):
-    wl = api.load_workload(datasets / "ml-traces" / "resnet50.csv")
-    problem = api.make_problem(wl, "25%")
-    msa = solvers.solve(problem, "msa")
-    assert msa.summary()["valid"] and msa.placed_bytes > 0
-    assert msa.summary()["speedup_vs_all_slow"] > 1
-    rs = solvers.solve(problem, "restarts", time_limit=0.5)
-    assert rs.time_s <= msa.time_s + 1e-15
-    assert rs.extra["restarts"] >= 2
-
-
-def test_msa_skip_leaves_a_long_low_density_buffer_slow():
-    # One 100-byte buffer live for 10 positions and ten 60-byte buffers of one position each,
-    # all under it; 100 bytes of fast memory. msa presents the big one first (its boundedness
-    # grows with sqrt(size) under the trace proxy) and it blocks every short one; their density
-    # (benefit per byte and position) is 10x its, so msa-skip leaves it slow and places them.
-    from mallocgame.memory.workload import Workload
-
-    n = 11
-    wl = Workload.from_intervals(
-        "skip", np.arange(n), [100] + [60] * 10, [0] + list(range(10)), [10] + list(range(1, 11))
-    )
-    problem = api.make_problem(wl, 100, T)
-    ranks = problem.instance(solvers.msa_order(problem)).density_ranks()
-    assert ranks[0] == 0.0 and (ranks[1:] >= 1 / n).all()  # equal densities up to rounding
-    msa = solvers.solve(problem, "msa")
-    skip = solvers.solve(problem, "msa-skip")
-    assert msa.offsets[0] >= 0 and (msa.offsets[1:] < 0).all()
-    assert skip.summary()["valid"] and skip.offsets[0] == -1 and (skip.offsets[1:] >= 0).all()
-    assert skip.time_s < msa.time_s and skip.extra["skip_fraction"] > 0
-    # fit-all: nothing may stay slow on purpose, so it is msa's line
-    fit = api.make_problem(wl, 100, T, objective="fit-all")
-    assert (
-        solvers.solve(fit, "msa-skip").offsets.tolist()
-        == solvers.solve(fit, "msa").offsets.tolist()
-    )
-
-
-def test_msa_skip_never_worse_than_msa(datasets):
-    wl = api.load_workload(datasets / "ml-traces" / "resnet50.csv")
-    for cap in ("10%", "50%"):
-        problem = api.make_problem(wl, cap)
-        msa, skip = solvers.solve(problem, "msa"), solvers.solve(problem, "msa-skip")
-        assert skip.summary()["valid"] and skip.time_s <= msa.time_s * (1 + 1e-12)
-    assert skip.time_s < msa.time_s  # resnet50 at 50%: leaving the lowest-density 5% slow pays
-
-
-def test_fit_all_on_easy_instance():
-    wl = random_workload(np.random.default_rng(2), n=20)
-    problem = api.make_problem(wl, wl.peak_live_bytes() * 3, T, objective="fit-all")
-    sol = solvers.solve(problem, "greedy-size")
-    s = sol.summary()
-    assert s["solved"] and s["valid"]
+ALL = [
+    "agent",
+    "all-slow",
+    "cpsat",
+    "greedy-size",
+    "local-search",
+    "msa",
+    "msa-skip",
+    "pack",
+    "pack-peak",
+    "random",
+    "restarts",
+]
 
 
 def test_unknown_solver_and_impossible_fit_all(tiny):
     with pytest.raises(InputError, match="unknown solver 'nope'"):
-        solvers.solve(Problem(tiny, T), "nope")
+        solve(Problem(tiny, T), "nope")
     with pytest.raises(InputError, match="no buffer fits"):
         api.make_problem(tiny, 10, T, objective="fit-all")
     with pytest.warns(UserWarning, match="no buffer fits"):
         api.make_problem(tiny, 10, T, objective="time")
+
+
+def test_the_solvers_are_the_registry_s(tiny):
+    assert list_solvers() == registry.names("memory") == ALL
+    for name in ALL:  # every target names a function that exists
+        assert callable(registry.spec("memory", name).load()), name
+
+
+def test_an_unknown_name_lists_the_known_ones(tiny):
+    with pytest.raises(InputError) as e:
+        solve(Problem(tiny, T), "nope")
+    assert e.value.field == "solver"
+    assert str(e.value).endswith("choose one of " + ", ".join(ALL))
+
+
+def test_all_slow_cannot_play_fit_all():
+    w = random_workload(np.random.default_rng(0), n=8)
+    p = api.make_problem(w, w.peak_live_bytes() * 2, T, objective="fit-all")
+    with pytest.raises(InputError, match="all-slow solver places nothing"):
+        solve(p, "all-slow")
+
+
+def test_a_solver_whose_module_does_not_import_names_the_module(tiny, monkeypatch):
+    # the module is found but its import fails
+    monkeypatch.setitem(sys.modules, "mallocgame.memory.solvers.cpsat", None)
+    with pytest.raises(ImportError, match=r"'cpsat'.*mallocgame\.memory\.solvers\.cpsat") as e:
+        solve(Problem(tiny, T), "cpsat")
+    assert "unknown solver" not in str(e.value)
+
+
+def test_a_broken_solver_module_raises_its_own_import_error(tiny, tmp_path, monkeypatch):
+    # a module whose own import of a missing dependency fails: that error, with the module's
+    # name in front; and a module without the function named
+    (tmp_path / "broken_solver_mod.py").write_text("import no_such_dependency_xyz\n")
+    (tmp_path / "empty_solver_mod.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    extra = (
+        registry.SolverSpec("broken", "memory", "broken_solver_mod:solve", "a broken module"),
+        registry.SolverSpec("empty", "memory", "empty_solver_mod:solve", "no solve in it"),
+    )
+    monkeypatch.setattr(registry, "SPECS", registry.SPECS + extra)
+    for s in extra:
+        monkeypatch.setitem(registry._BY_KEY, ("memory", s.name), s)
+    assert {"broken", "empty"} <= set(list_solvers())
+    with pytest.raises(ImportError, match="cannot import broken_solver_mod") as e:
+        solve(Problem(tiny, T), "broken")
+    assert "no_such_dependency_xyz" in str(e.value)
+    assert isinstance(e.value.__cause__, ModuleNotFoundError)
+    with pytest.raises(ImportError, match="empty_solver_mod has no solve"):
+        solve(Problem(tiny, T), "empty")

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from mallocgame.rank.config import ModelMismatchError, RankConfig
-from mallocgame.rank.lowrank import (
+from mallocgame.rank.fidelity import minilm_fidelity
+from mallocgame.rank.runtime import (
     Calibration,
     calibrate,
     lowrank_params,
-    minilm_fidelity,
     model_bases,
 )
 
@@ -100,7 +100,7 @@ def test_smollm2_group_ranks(smollm2, smollm2_calibration):
     (the wider basis with the columns beyond each group's rank zeroed, values refitted per
     group)."""
     from mallocgame.rank.latency import attention_stack
-    from mallocgame.rank.lowrank import _grouped_layer_params, _refit_wo, layer_params
+    from mallocgame.rank.runtime import _grouped_layer_params, _refit_wo, layer_params
 
     m, calib = smollm2, smollm2_calibration
     bases = model_bases(m, calib)
@@ -141,7 +141,7 @@ def test_smollm2_group_ranks(smollm2, smollm2_calibration):
         np.asarray(attention_stack(m, 1, impl="dpa")([got], x)), out, atol=1e-4 * np.abs(out).max()
     )
     # the evaluator's masked plain layout: the same attention, plain shapes
-    from mallocgame.rank.lowrank import masked_layer_params
+    from mallocgame.rank.runtime import masked_layer_params
 
     mk = masked_layer_params(m, calib, bases[2], 2, qg, vg)
     assert mk["qk_a"].shape == (3, 64, 32) and mk["wo"].shape == (9, 40, 576)
@@ -225,8 +225,8 @@ def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
     with per-group bases: its groups *are* the query heads. ``whitened+vheads``: the same for
     the values, with the per-group query-key maps (repeated over the heads in the reference)."""
     from mallocgame.rank.latency import attention_stack
-    from mallocgame.rank.lowrank import LayerBases, layer_params, masked_layer_params
     from mallocgame.rank.models.smollm2 import perplexity
+    from mallocgame.rank.runtime import LayerBases, layer_params, masked_layer_params
 
     m, calib = smollm2, smollm2_calibration
     H = m.config.n_heads
@@ -305,11 +305,12 @@ def test_smollm2_per_head_bases(smollm2, smollm2_calibration, smollm2_windows):
             assert mk["qk_a"].shape == (3, 64, 32) and mk["wv"].shape == (576, H, 40)
             close(one([mk], x), out)
     # the game's spectral energies are the per-head ones
-    from mallocgame.rank import sensitivity as sv
+    from mallocgame.rank.calibration import CalibSpec, RankSetup
+    from mallocgame.rank.measure import energy_table
 
     def energy(model, cal, method):
-        spec = sv.CalibSpec("smollm2", bases=2, loss=1, method=method)
-        return sv.energy_table(sv.RankSetup(model, spec, cal, (), None), (8, 16, 32, 64))
+        spec = CalibSpec("smollm2", bases=2, loss=1, method=method)
+        return energy_table(RankSetup(model, spec, cal, (), None), (8, 16, 32, 64))
 
     np.testing.assert_allclose(
         energy(m, calib, "whitened+heads"), energy(big, big_calib, "whitened"), atol=1e-3
@@ -337,7 +338,7 @@ def test_smollm2_rank_zero_groups_and_heads(smollm2, smollm2_calibration):
     The runtime's shortcuts (running mean, skipped head) agree with the masked layout, where
     the same ranks are zero columns in the ordinary softmax."""
     from mallocgame.rank.latency import attention_stack
-    from mallocgame.rank.lowrank import attention_flops, layer_params, masked_layer_params
+    from mallocgame.rank.runtime import attention_flops, layer_params, masked_layer_params
 
     m, calib = smollm2, smollm2_calibration
     bases = model_bases(m, calib, "whitened+vheads")[2]

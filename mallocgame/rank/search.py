@@ -1,4 +1,7 @@
-"""Per-group ranks: split each layer's rank among its key-value head groups (SmolLM2).
+"""Searches over rank configs beyond the solvers: the per-group rank split, and the configs that
+searches leave behind (a refine's start config, a fidelity bench row).
+
+**Per-group ranks** (SmolLM2): split each layer's rank among its key-value head groups.
 
 A rank config gives each layer one query-key rank and one value rank, kept by every key-value
 group of that layer. The groups are not equally important: in SmolLM2's layer 1, for one,
@@ -19,21 +22,41 @@ rank between the groups of a layer while the measured calibration loss falls:
 - passes repeat until one changes nothing, the evaluations (``max_evals``) or the time
   (``time_limit``) run out.
 
-The evaluator is :class:`mallocgame.rank.sensitivity.Evaluator` (the current config pinned, so
-that a change at layer ``i`` recomputes layers ``i..`` only).
+The evaluator is :class:`mallocgame.rank.evaluator.Evaluator` (the current config pinned, so
+that a change at layer ``i`` recomputes layers ``i..`` only). :func:`group_split` runs the
+split as ``mallocgame rank --group-split`` and ``benchmarks/bench_rank_fidelity.py`` ask
+(:class:`SplitOptions`), from a start config's groups where it keeps their rank.
+
+**Start configs and bench rows**: :func:`init_choices` checks a rank config against a run and
+gives its choice indices (``mallocgame rank --solver refine --init``); :func:`row_config` makes
+a rank config of a ``bench_rank_fidelity.py`` row, :func:`row_config_from_run` finds the row
+in a bench output (``benchmarks/rank_row_config.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mallocgame.rank.config import RankConfig, head_ranks_allowed
-from mallocgame.rank.sensitivity import config_entries, layer_entry
+from mallocgame.errors import InputError
+from mallocgame.rank.calibration import CalibSpec, spec_of
+from mallocgame.rank.config import (
+    RankConfig,
+    config_entries,
+    head_ranks_allowed,
+    inherit_groups,
+    layer_entry,
+)
+from mallocgame.rank.evaluator import Evaluator
+from mallocgame.rank.tables import DEFAULT_SEQ_LEN
+
+# ----------------------------------------------------------------------------- per-group split
 
 
 @dataclasses.dataclass
@@ -53,51 +76,20 @@ class SplitResult:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "config"}
 
 
-def rescale_groups(groups: Sequence[int], rank: int, head_dim: int) -> tuple[int, ...]:
-    """A part's group (or head) ranks ``groups`` brought to the layer rank ``rank``: in
-    proportion to the old ones (a group at 0 stays at 0), each at most ``head_dim``, summing to
-    ``len(groups) * rank`` (the leftover dims go to the largest remainders)."""
-    g = np.asarray(groups, np.float64)
-    total = len(g) * rank
-    if g.sum() <= 0 or not 0 <= rank <= head_dim:
-        raise ValueError(f"cannot rescale {tuple(groups)} to rank {rank}")
-    target = np.minimum(g * total / g.sum(), head_dim)
-    out = np.floor(target).astype(np.int64)
-    while out.sum() < total:
-        room = out < head_dim
-        # the largest remainders first; where every target is spent, the widest live group
-        want = np.where(room, target - out + 1e-9 * (g > 0) + 1e-12 * g, -np.inf)
-        out[int(np.argmax(want))] += 1
-    return tuple(int(x) for x in out)
+@dataclasses.dataclass(frozen=True)
+class SplitOptions:
+    """How :func:`group_split` splits (the ``--group-*`` options; see :func:`split_groups`)."""
 
-
-def inherit_groups(
-    config: RankConfig, init: RankConfig, rescale: bool = False
-) -> tuple[RankConfig, int]:
-    """``config`` with ``init``'s per-group ranks in the parts (layer and kind) where both keep
-    the same rank, the other parts split equally (or, with ``rescale``, ``init``'s split
-    brought to the new rank by :func:`rescale_groups`); and how many parts were kept. For going
-    on with a split search after a solver changed some of ``init``'s ranks (or its method)."""
-    if (init.model, len(init.r_qk)) != (config.model, len(config.r_qk)):
-        raise ValueError(f"init is for {init.model}, the config for {config.model}")
-    hd = config.shape.head_dim
-    kept = 0
-    out = {}
-    for kind in ("qk", "v"):
-        ours, theirs = getattr(config, f"r_{kind}"), getattr(init, f"r_{kind}")
-        rows = []
-        for r, t, g in zip(ours, theirs, init.groups_list(kind), strict=True):
-            kept += r == t
-            if r == t:
-                rows.append(tuple(g))
-            else:
-                rows.append(rescale_groups(g, r, hd) if rescale else (r,) * len(g))
-        out[f"{kind}_groups"] = tuple(rows)
-    return dataclasses.replace(config, **out), kept
+    seconds: float = 0.0  # the time limit (``--group-split``); 0 = no split
+    step: int = 4
+    min_rank: int | None = None
+    heads: bool = False
+    start_layer: int = 0
+    screen: int | None = None
 
 
 def split_groups(
-    evaluator: Any,
+    evaluator: Evaluator,
     config: RankConfig,
     *,
     step: int = 4,
@@ -109,7 +101,7 @@ def split_groups(
     heads: bool = False,
     start_layer: int = 0,
     min_rank: int | None = None,
-    trace: list | None = None,
+    trace: list[dict[str, Any]] | None = None,
 ) -> SplitResult:
     """Per-group ranks for ``config`` (its layer ranks kept) by measured transfers (module doc).
 
@@ -158,7 +150,7 @@ def split_groups(
             return True
         return time_limit is not None and time.perf_counter() - t0 >= time_limit
 
-    def score(g: list[int], a: int, b: int, fn: Any) -> float:
+    def score(g: list[int], a: int, b: int, fn: Callable[[tuple[tuple, ...]], float]) -> float:
         g[a] -= step
         g[b] += step
         try:
@@ -251,3 +243,120 @@ def split_groups(
         time.perf_counter() - t0,
         complete,
     )
+
+
+def group_split(
+    evaluator: Evaluator,
+    cfg: RankConfig,
+    options: SplitOptions,
+    init: RankConfig | None = None,
+) -> tuple[SplitResult, str]:
+    """``(SplitResult, start)``: ``cfg``'s ranks split among groups as ``options`` say, from
+    ``init``'s groups where it keeps their rank (``start`` says which), else from the equal
+    split."""
+    start = "equal"
+    if init is not None:
+        cfg, kept = inherit_groups(cfg, init)
+        parts = 2 * len(cfg.r_qk)
+        start = "init" if kept == parts else f"init ({kept}/{parts} parts kept)"
+    res = split_groups(
+        evaluator,
+        cfg,
+        step=options.step,
+        time_limit=options.seconds,
+        screen=options.screen,
+        heads=options.heads,
+        start_layer=options.start_layer,
+        min_rank=options.min_rank,
+    )
+    return res, start
+
+
+# ----------------------------------------------------------------------------- start configs
+
+
+def init_choices(
+    cfg: RankConfig,
+    path: str,
+    model: str,
+    model_hash: str,
+    choices: tuple[int, ...],
+    spec: CalibSpec,
+) -> np.ndarray:
+    """Choice indices of the rank config ``cfg`` read from ``path`` (refine's ``--init``),
+    checked against this run's model, weights, method, bases' calibration text and choices (its
+    loss windows may differ: they steered the search that made the config, not the config)."""
+    if cfg.model != model or cfg.model_hash != model_hash:
+        raise InputError(
+            f"the config is for {cfg.model} ({cfg.model_hash}), this run for {model} "
+            f"({model_hash})",
+            path,
+            field="model_hash",
+        )
+    if cfg.method != spec.method or not spec_of(cfg, path).same_bases(spec):
+        raise InputError(
+            f"the config's method / bases' calibration ({cfg.method}, "
+            f"{cfg.meta.get('calibration')}) differ from this run's ({spec.to_dict()})",
+            path,
+            field="meta.calibration",
+        )
+    ch = list(choices)
+    out = []
+    for i, pair in enumerate(zip(cfg.r_qk, cfg.r_v, strict=True)):
+        for kind, r in zip(("r_qk", "r_v"), pair, strict=True):
+            if r not in ch:
+                raise InputError(
+                    f"rank {r} is not one of the choices {ch}", path, field=f"layers[{i}].{kind}"
+                )
+            out.append(ch.index(r))
+    return np.asarray(out, np.int64)
+
+
+# ----------------------------------------------------------------------------- bench rows
+
+
+def row_config(row: dict[str, Any], source: str) -> RankConfig:
+    """The rank config of a bench row (``source`` is recorded in its meta)."""
+    cal = row.get("calibration") or {}
+    groups = {}
+    if "qk_groups" in row:
+        groups = {
+            "qk_groups": tuple(map(tuple, row["qk_groups"])),
+            "v_groups": tuple(map(tuple, row["v_groups"])),
+        }
+    return RankConfig(
+        row["model"],
+        row["model_hash"],
+        tuple(row["r_qk"]),
+        tuple(row["r_v"]),
+        DEFAULT_SEQ_LEN[row["model"]],
+        method=cal.get("method", "whitened"),
+        budget={"fraction": float(row["budget"])},
+        meta={
+            "solver": row["solver"],
+            "from": source,
+            "calibration": cal,
+            "choices": row.get("choices"),
+            "flops_fraction": row.get("flops_fraction"),
+            "calibration_loss": row.get("calibration_loss"),
+            "heldout": row.get("heldout"),
+        },
+        **groups,
+    )
+
+
+def row_config_from_run(run: str | Path, model: str, budget: float, solver: str) -> RankConfig:
+    """The rank config of ``solver``'s row at ``model`` / ``budget`` in the
+    ``bench_rank_fidelity.py`` output ``run``; a file that is no such output, a missing row or
+    a row without ranks is an :class:`InputError` that names the file (and the row)."""
+    try:
+        rows = json.loads(Path(run).read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"not a bench output with rows ({e})", str(run)) from None
+    for i, r in enumerate(rows):
+        if (r.get("model"), r.get("budget"), r.get("solver")) == (model, budget, solver):
+            try:
+                return row_config(r, f"{run}:{solver}")
+            except (KeyError, TypeError, ValueError) as e:
+                raise InputError(f"rows[{i}] ({solver}): {e}", str(run)) from None
+    raise InputError(f"no {solver} row for {model} at budget {budget:g}", str(run))

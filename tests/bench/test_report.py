@@ -1,16 +1,18 @@
-"""The README's results section is generated from a bench run (``--readme``)."""
+"""The memory report: ``results.md`` and ``summary.json`` from the run log alone, and the README
+section generated from a bench run (``--readme``)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
 pytest.importorskip("ortools")
 pytest.importorskip("mallocgame._native")
 
-from mallocgame.bench import report  # noqa: E402
-from mallocgame.cli import bench as cli
+from mallocgame.bench import render, report  # noqa: E402
+from mallocgame.cli import bench as cli  # noqa: E402
 from mallocgame.errors import InputError  # noqa: E402
 
 README = """# project
@@ -83,7 +85,7 @@ def test_bench_writes_its_section_into_the_readme_and_rewrites_it_in_place(tmp_p
     assert again.count(begin) == 1 and again.count(end) == 1
     assert again == text  # same runs -> same section (bootstrap seeds are fixed)
     # a second mode gets its own section beside the first
-    report.update_readme(readme, "pack", "#### pack\n\nrows\n")
+    render.update_readme(readme, "pack", "#### pack\n\nrows\n")
     both = readme.read_text()
     assert both.count("mallocgame-bench:pack:begin") == 1 and both.index(end) < both.index(
         "#### pack"
@@ -91,26 +93,53 @@ def test_bench_writes_its_section_into_the_readme_and_rewrites_it_in_place(tmp_p
     assert both.index("#### pack") < both.index("## Layout")
 
 
-def test_readme_without_results_heading_gets_the_section_at_the_end(tmp_path):
-    readme = tmp_path / "R.md"
-    readme.write_text("# x\n\ntext\n")
-    assert report.update_readme(readme, "malloc", "body\n")
-    assert readme.read_text() == (
-        "# x\n\ntext\n\n<!-- mallocgame-bench:malloc:begin -->\nbody\n<!-- mallocgame-bench:malloc:end -->\n"
-    )
-    assert not report.update_readme(readme, "malloc", "body\n")  # unchanged
-
-
-def test_readme_errors_name_the_file(tmp_path):
-    readme = tmp_path / "R.md"
-    readme.write_text("# x\n<!-- mallocgame-bench:malloc:begin -->\nhalf\n")
-    with pytest.raises(InputError, match="R.md.*unbalanced markers"):
-        report.update_readme(readme, "malloc", "body")
-    assert readme.read_text() == "# x\n<!-- mallocgame-bench:malloc:begin -->\nhalf\n"  # untouched
-    with pytest.raises(InputError, match="missing.md"):
-        report.update_readme(tmp_path / "missing.md", "malloc", "body")
+def test_readme_section_needs_finished_runs(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "runs.jsonl").write_text("")
     with pytest.raises(InputError, match="no finished runs"):
         report.readme_section(empty)
+
+
+def _run_rec(instance, solver, seed, objective, status="ok", valid=True):
+    return {
+        "mode": "malloc",
+        "instance": instance,
+        "capacity": "50%",
+        "capacity_bytes": 1024,
+        "num_buffers": 4,
+        "solver": solver,
+        "seed": seed,
+        "status": status,
+        "valid": valid,
+        "objective": objective if valid else None,
+        "all_slow_time_s": 2.0,
+        "speedup": 2.0 / objective if objective else None,
+        "wall_s": 0.01,
+        "time_limit_s": 1.0,
+    }
+
+
+def test_report_from_the_run_log_alone_scores_failures_and_unavailable(tmp_path):
+    out = tmp_path / "b"
+    out.mkdir()
+    runs = [
+        _run_rec("t", "msa", 0, 1.5),
+        _run_rec("t", "msa", 1, 1.5),
+        _run_rec("t", "random", 0, 1.0),
+        _run_rec("t", "random", 1, None, status="timeout", valid=False),
+    ]
+    (out / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    bounds = [{"instance": "t", "capacity": "50%", "kind": "knapsack-lp", "value": 1.0}]
+    (out / "bounds.jsonl").write_text(json.dumps(bounds[0]) + "\n")
+    (out / "unavailable.json").write_text(json.dumps({"agent": "no trained policy"}))
+    paths = report.write_report(out, pictures=False, reps=100)
+    md = (out / "results.md").read_text()
+    assert paths["results"] == str(out / "results.md")
+    assert "**Unavailable solvers**" in md and "`agent`: no trained policy" in md
+    assert "**Failures**: 1 runs crashed or timed out, 0 returned an invalid mapping." in md
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tasks"] == 1 and summary["solvers"]["msa"]["runs"] == 2
+    assert summary["solvers"]["msa"]["median_gap"] == pytest.approx(0.5)
+    assert summary["solvers"]["random"]["median_gap"] == pytest.approx(0.0)
+    assert summary["solvers"]["random"]["valid"] == 1

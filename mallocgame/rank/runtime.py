@@ -29,12 +29,14 @@ Methods (``RankConfig.method``):
   value map ``A^v_h``, fitted to its own queries and outputs). The scores and ``P v`` cost the
   same ``L * L * r`` per head; keys and values are projected once per query head (``L * hd *
   r`` each, linear in ``L``). The layer is computed as if every query head had its own
-  key-value head (:func:`_head_view`; the runtime repeats the post-RoPE keys). Per-group
+  key-value head (:func:`head_view`; the runtime repeats the post-RoPE keys). Per-group
   ranks give each head of a group the group's rank.
 
 At full rank both are exact; with ``bypass_full`` (default) a layer at full rank keeps the
 original weights and skips the projection (no extra FLOPs). Shapes are stated per module:
 ``H`` query heads, ``G`` KV heads, ``hd`` head dim, ``D`` model dims, ``L`` tokens.
+:func:`attention_flops` counts a config's attention FLOPs; the runtime's fidelity on held-out
+text is measured by :mod:`mallocgame.rank.fidelity`.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from mallocgame.rank.config import (
 from mallocgame.rank.models import minilm as _minilm
 from mallocgame.rank.models import smollm2 as _smollm2
 
-Model = Any  # MiniLM | SmolLM
+Model = _minilm.MiniLM | _smollm2.SmolLM
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -167,12 +169,12 @@ def calibrate(model: Model, data: np.ndarray | Sequence[str], batch_size: int = 
 _HEAD_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _has_head_view(model: Model) -> bool:
+def has_head_view(model: Model) -> bool:
     cfg = model.config
     return _is_smollm(model) and cfg.n_kv_heads != cfg.n_heads
 
 
-def _head_view(model: Model, calib: Calibration | None = None) -> tuple[Model, Calibration | None]:
+def head_view(model: Model, calib: Calibration | None = None) -> tuple[Model, Calibration | None]:
     """SmolLM2 seen with one key-value head per query head: values' weights and the key and
     value statistics repeated ``n = H / G`` times (group-major), ``n_kv_heads = H``. Bases and
     low-rank parameters computed on this view are per query head (``"whitened+heads"``). The
@@ -218,7 +220,7 @@ def _per_head_ranks(ranks: Sequence[int] | None, r: int, G: int, n: int) -> tupl
 def _from_head_view(
     model: Model, i: int, p: dict[str, Any], values_kept: bool, method: str
 ) -> dict:
-    """A layer computed on :func:`_head_view` with the stored value weights back where the
+    """A layer computed on :func:`head_view` with the stored value weights back where the
     values keep their full rank (so that only low-rank values are computed per head), and
     with ``"whitened+vheads"`` the query-key maps back to one per group (the view repeats
     each group's maps over its heads: keys are then projected once per group)."""
@@ -236,7 +238,7 @@ def _from_head_view(
 # ----------------------------------------------------------------------------- bases
 
 
-def _sym_pow(c: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+def sym_pow(c: np.ndarray, ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
     """(C^{1/2}, C^{-1/2}) of a symmetric PSD matrix, eigenvalues floored at ridge * mean."""
     lam, v = np.linalg.eigh((c + c.T) / 2)
     lam = np.maximum(lam, 0) + ridge * max(float(lam.mean()), 1e-30)
@@ -273,12 +275,12 @@ def layer_bases(stats: LayerStats, wo: np.ndarray, method: str = "whitened") -> 
         co = stats.co[heads].mean(0)
         m = np.concatenate(list(np.asarray(wo[heads], np.float64)), axis=1)  # [hd, n * D]
         if method == "whitened":
-            cq_h, cq_ih = _sym_pow(cq)
-            ck_h, ck_ih = _sym_pow(ck)
+            cq_h, cq_ih = sym_pow(cq)
+            ck_h, ck_ih = sym_pow(ck)
             u, s, vt = np.linalg.svd(cq_h @ ck_h)
             qa.append(cq_ih @ u * np.sqrt(s))
             qb.append(ck_ih @ vt.T * np.sqrt(s))
-            co_h, co_ih = _sym_pow(co)
+            co_h, co_ih = sym_pow(co)
             # Left singular vectors of Co^{1/2} M = eigenvectors of Co^{1/2} M M^T Co^{1/2}.
             va.append(co_ih @ _top_eig(co_h @ (m @ m.T) @ co_h))
         elif method == "pca":
@@ -376,10 +378,10 @@ def layer_params(
     hd, G, H = cfg.head_dim, cfg.n_kv_heads, cfg.n_heads
     n = H // G
     if per_head(method):
-        if not _has_head_view(model):
+        if not has_head_view(model):
             method = "whitened"
         else:
-            view, vcal = _head_view(model, calib)
+            view, vcal = head_view(model, calib)
             qh = _per_head_ranks(qk_groups, r_qk, G, n)
             vh = _per_head_ranks(v_groups, r_v, G, n)
             p = layer_params(view, vcal, bases, i, r_qk, r_v, "whitened", bypass_full, qh, vh)
@@ -486,11 +488,11 @@ def masked_layer_params(
     cfg = model.config
     hd = cfg.head_dim
     if per_head(method):
-        if _has_head_view(model):
+        if has_head_view(model):
             G = cfg.n_kv_heads
             n = cfg.n_heads // G
             qg, vg = _per_head_ranks(qg, 0, G, n), _per_head_ranks(vg, 0, G, n)
-            view, vcal = _head_view(model, calib)
+            view, vcal = head_view(model, calib)
             p = _grouped_layer_params(view, vcal, bases, i, qg, vg, "whitened", True)
             p = _from_head_view(model, i, p, all(r == hd for r in vg), method)
             return _stack_padded(p, hd, multiple)
@@ -524,8 +526,8 @@ def _stack_padded(p: dict[str, Any], hd: int, multiple: int) -> dict[str, Any]:
 def model_bases(model: Model, calib: Calibration, method: str = "whitened") -> list[LayerBases]:
     """Full ordered bases of every layer (cache these when trying many rank configs); per
     query head for ``"whitened+heads"`` (``[H, hd, hd]`` maps)."""
-    if per_head(method) and _has_head_view(model):
-        view, vcal = _head_view(model, calib)
+    if per_head(method) and has_head_view(model):
+        view, vcal = head_view(model, calib)
         out = [
             layer_bases(vcal.layers[i], np.asarray(p["wo"]), "whitened")
             for i, p in enumerate(model.params["layers"])
@@ -582,182 +584,3 @@ def attention_flops(
         k: v * batch
         for k, v in dict(qk=qk, pv=pv, basis=basis, total=total, full=full, vo_proj=vo).items()
     } | {"fraction": total / full}
-
-
-# ----------------------------------------------------------------------------- fidelity
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="stable")
-    r = np.empty(len(x))
-    r[order] = np.arange(len(x), dtype=np.float64)
-    xs = x[order]
-    i = 0
-    while i < len(xs):  # average the ranks of ties
-        j = i
-        while j + 1 < len(xs) and xs[j + 1] == xs[i]:
-            j += 1
-        r[order[i : j + 1]] = (i + j) / 2
-        i = j + 1
-    return r
-
-
-def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(np.asarray(a, np.float64), np.asarray(b, np.float64))[0, 1])
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    return pearson(_ranks(np.asarray(a, np.float64)), _ranks(np.asarray(b, np.float64)))
-
-
-def minilm_similarity_scores(embeddings: np.ndarray, human: np.ndarray) -> dict[str, float]:
-    """Pearson / Spearman of cosine similarity with human scores over all pairs i < j."""
-    e = np.asarray(embeddings, np.float64)
-    e = e / np.linalg.norm(e, axis=1, keepdims=True)
-    i, j = np.triu_indices(len(e), 1)
-    cos = (e @ e.T)[i, j]
-    return {"pearson": pearson(cos, human[i, j]), "spearman": spearman(cos, human[i, j])}
-
-
-def minilm_fidelity(
-    model: Model,
-    params: dict[str, Any],
-    docs: Sequence[str],
-    human: np.ndarray,
-    full: np.ndarray | None = None,
-) -> dict[str, float]:
-    """Low-rank vs full MiniLM on the Lee documents: mean/min cosine of each document's two
-    embeddings, and both models' correlations with the human scores (``full``: the original
-    model's embeddings of ``docs``, if already computed)."""
-    full = _minilm.embed_sentences(model, docs) if full is None else full
-    low = _minilm.embed_sentences(model, docs, params=params)
-    cos = np.sum(full * low, axis=1)
-    f, lo = minilm_similarity_scores(full, human), minilm_similarity_scores(low, human)
-    return {
-        "cos_mean": float(cos.mean()),
-        "cos_min": float(cos.min()),
-        "pearson_full": f["pearson"],
-        "spearman_full": f["spearman"],
-        "pearson": lo["pearson"],
-        "spearman": lo["spearman"],
-    }
-
-
-def smollm2_fidelity(
-    model: Model, params: dict[str, Any], windows: np.ndarray, batch_size: int = 2
-) -> float:
-    """Perplexity of the (low-rank) SmolLM2 on evaluation windows ``[N, L]``."""
-    return _smollm2.perplexity(model, windows, params=params, batch_size=batch_size)
-
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Measure fidelity of uniform ranks: ``python -m mallocgame.rank.lowrank --help``."""
-    import argparse
-    import json
-    import time
-
-    from mallocgame.rank import text
-
-    ap = argparse.ArgumentParser(
-        prog="python -m mallocgame.rank.lowrank",
-        description="Fidelity of the low-rank attention runtime on the Lee corpora "
-        "(calibration: first half of lee_background.cor; evaluation: second half for SmolLM2, "
-        "lee.cor + human similarities for MiniLM).",
-    )
-    ap.add_argument("--model", choices=sorted(MODEL_SHAPES), default="smollm2")
-    ap.add_argument(
-        "--ranks", default="64,48,32,16", help="comma-separated uniform ranks (r_qk = r_v)"
-    )
-    ap.add_argument(
-        "--r-qk", type=int, default=None, help="only this r_qk (r_v full); overrides --ranks"
-    )
-    ap.add_argument(
-        "--r-v", type=int, default=None, help="only this r_v (r_qk full); overrides --ranks"
-    )
-    ap.add_argument("--method", choices=["whitened", "pca"], default="whitened")
-    ap.add_argument("--seq-len", type=int, default=512, help="SmolLM2 window length")
-    ap.add_argument("--cal-windows", type=int, default=8, help="SmolLM2 calibration windows")
-    ap.add_argument(
-        "--eval-windows", type=int, default=None, help="SmolLM2 evaluation windows (default all)"
-    )
-    ap.add_argument("--cal-docs", type=int, default=150, help="MiniLM calibration documents")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    a = ap.parse_args(argv)
-
-    t0 = time.time()
-    split = text.background_split()
-    rows = []
-    if a.r_qk is not None or a.r_v is not None:
-        pairs = [(a.r_qk, a.r_v)]
-    else:
-        pairs = [(int(r), int(r)) for r in a.ranks.split(",")]
-    if a.model == "smollm2":
-        model = _smollm2.load_smollm2()
-
-        def enc(s: str) -> np.ndarray:
-            return _smollm2.encode(model, s)
-
-        cal_w = text.token_windows(enc, split.calibration, a.seq_len, a.cal_windows)
-        ev_w = text.token_windows(enc, split.evaluation, a.seq_len, a.eval_windows)
-        calib = calibrate(model, cal_w)
-        base = {"full_ppl": _smollm2.perplexity(model, ev_w)}
-        for rq, rv in pairs:
-            cfg = RankConfig.uniform(
-                "smollm2", model.model_hash, rq, rv, a.seq_len, method=a.method
-            )
-            ppl = _smollm2.perplexity(model, ev_w, params=lowrank_params(model, calib, cfg))
-            rows.append(
-                {
-                    "r_qk": cfg.r_qk[0],
-                    "r_v": cfg.r_v[0],
-                    "ppl": ppl,
-                    "flops_fraction": attention_flops(cfg)["fraction"],
-                }
-            )
-        info = {"cal_windows": len(cal_w), "eval_windows": len(ev_w), "seq_len": a.seq_len}
-    else:
-        model = _minilm.load_minilm()
-        docs, human = text.lee_docs(), text.lee_human_similarity()
-        calib = calibrate(model, list(split.calibration[: a.cal_docs]))
-        full = _minilm.embed_sentences(model, docs)
-        base = minilm_similarity_scores(full, human)
-        for rq, rv in pairs:
-            cfg = RankConfig.uniform("minilm", model.model_hash, rq, rv, 256, method=a.method)
-            f = minilm_fidelity(model, lowrank_params(model, calib, cfg), docs, human, full=full)
-            rows.append(
-                {
-                    "r_qk": cfg.r_qk[0],
-                    "r_v": cfg.r_v[0],
-                    **f,
-                    "flops_fraction": attention_flops(cfg)["fraction"],
-                }
-            )
-        info = {"cal_docs": a.cal_docs, "cal_tokens": calib.n_tokens, "eval_docs": len(docs)}
-    out = {
-        "model": a.model,
-        "model_hash": model.model_hash,
-        "method": a.method,
-        **info,
-        **base,
-        "rows": rows,
-        "seconds": time.time() - t0,
-    }
-    if a.json:
-        print(json.dumps(out))
-    else:
-        print({k: v for k, v in out.items() if k != "rows"})
-        for r in rows:
-            print(
-                "  "
-                + "  ".join(
-                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()
-                )
-            )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mallocgame.bench import rank
-from mallocgame.bench.report import update_readme
+from mallocgame.bench.records import read_jsonl
+from mallocgame.bench.render import update_readme
 from mallocgame.cli import bench as cli
 from mallocgame.errors import InputError
 
@@ -83,8 +84,6 @@ def folder(tmp_path):
 
 
 def test_ratios_are_losses_over_uniforms_per_task(folder):
-    from mallocgame.bench.runner import read_jsonl
-
     rat = rank.ratios(read_jsonl(folder / "runs.jsonl"))  # the cut-short last line is skipped
     assert rat["uniform"][("minilm", 0.5)] == pytest.approx([1.0])
     assert rat["greedy"][("minilm", 0.5)] == pytest.approx([0.25])
@@ -168,3 +167,11 @@ def test_an_unfinished_folder_is_not_overwritten_without_resume(folder):
         _run(["rank", "minilm", "--out", str(folder), "--quiet"])
     with pytest.raises(InputError, match="no finished runs"):
         rank.write_rank_report(folder.parent / "empty")
+
+
+def test_deterministic_solvers_and_defaults_come_from_the_registry():
+    from mallocgame import registry
+
+    det = {s.name for s in registry.specs("rank") if s.deterministic}
+    assert set(rank.DETERMINISTIC) == det and "agent" not in det
+    assert rank.default_solvers()[:4] == ["uniform", "spectral", "fisher", "greedy"]

@@ -1,14 +1,22 @@
-"""Per-group ranks: the split search (mallocgame.rank.groups) and the evaluator's masked layout."""
+"""Searches (mallocgame.rank.search): the per-group split and the evaluator's masked layout it
+measures, the group helpers of the rank config, and bench rows written as rank configs."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
-from mallocgame.rank.config import RankConfig
-from mallocgame.rank.groups import split_groups
-from mallocgame.rank.sensitivity import config_entries, layer_entry
+from mallocgame.errors import InputError
+from mallocgame.rank.config import (
+    RankConfig,
+    config_entries,
+    layer_entry,
+    load_rank_config,
+    save_rank_config,
+)
+from mallocgame.rank.search import row_config_from_run, split_groups
 
 pytestmark = pytest.mark.rank
 
@@ -95,15 +103,16 @@ def test_layer_entry_is_canonical():
 
 def _tiny_evaluator(smollm2, calibration, split):
     """An evaluator on one 128-token window of the calibration text."""
-    from mallocgame.rank import sensitivity as sv
     from mallocgame.rank import text
-    from mallocgame.rank.lowrank import model_bases
+    from mallocgame.rank.calibration import CalibSpec, RankSetup
+    from mallocgame.rank.evaluator import Evaluator
     from mallocgame.rank.models.smollm2 import encode
+    from mallocgame.rank.runtime import model_bases
 
     w = text.token_windows(lambda s: encode(smollm2, s), split.calibration, 128, 3)[2:3]
-    spec = sv.CalibSpec("smollm2", bases=2, loss=1, window=128)
-    setup = sv.RankSetup(smollm2, spec, calibration, tuple(model_bases(smollm2, calibration)), w)
-    return sv.Evaluator(setup)
+    spec = CalibSpec("smollm2", bases=2, loss=1, window=128)
+    setup = RankSetup(smollm2, spec, calibration, tuple(model_bases(smollm2, calibration)), w)
+    return Evaluator(setup)
 
 
 def test_evaluator_scores_group_ranks_as_the_runtime_runs_them(smollm2, smollm2_calibration, split):
@@ -111,8 +120,8 @@ def test_evaluator_scores_group_ranks_as_the_runtime_runs_them(smollm2, smollm2_
     (lowrank_params with groups) gives on the same text."""
     import jax.numpy as jnp
 
-    from mallocgame.rank.lowrank import lowrank_params
     from mallocgame.rank.models.smollm2 import _token_nll, hidden_states
+    from mallocgame.rank.runtime import lowrank_params
 
     ev = _tiny_evaluator(smollm2, smollm2_calibration, split)
     w = ev.setup.loss_data
@@ -151,7 +160,7 @@ def test_evaluator_scores_group_ranks_as_the_runtime_runs_them(smollm2, smollm2_
 
 
 def test_inherit_groups_keeps_the_init_split_where_the_rank_is_unchanged():
-    from mallocgame.rank.groups import inherit_groups
+    from mallocgame.rank.config import inherit_groups
 
     r_qk, r_v = (16, 24) + (64,) * 28, (8, 16) + (64,) * 28
     init = RankConfig(
@@ -232,7 +241,7 @@ def test_split_may_empty_a_group_with_min_rank_zero():
 
 
 def test_rescale_groups_keeps_proportions_zeros_and_the_sum():
-    from mallocgame.rank.groups import inherit_groups, rescale_groups
+    from mallocgame.rank.config import inherit_groups, rescale_groups
 
     assert rescale_groups((16, 8, 0), 16, 64) == (32, 16, 0)
     assert rescale_groups((16, 8, 0), 4, 64) == (8, 4, 0)
@@ -262,8 +271,7 @@ def test_rescale_groups_keeps_proportions_zeros_and_the_sum():
 def test_evaluator_choice_vectors_keep_a_group_template(smollm2, smollm2_calibration, split):
     """``Evaluator.group_template``: a choice vector (as ``refine`` asks) is scored with the
     template's split, rescaled where its rank differs."""
-    from mallocgame.rank import sensitivity as sv
-    from mallocgame.rank.groups import inherit_groups
+    from mallocgame.rank.config import inherit_groups
 
     ev = _tiny_evaluator(smollm2, smollm2_calibration, split)
     t = RankConfig(
@@ -282,7 +290,7 @@ def test_evaluator_choice_vectors_keep_a_group_template(smollm2, smollm2_calibra
     entries = ev.ranks_of(idx)
     assert entries[0] == (8, 16, (16, 8, 0), (24, 24, 0)) and entries[1] == (16, 16)
     cfg = RankConfig("smollm2", smollm2.model_hash, (8,) + (16,) * 29, (16,) * 30, 512)
-    assert entries == sv.config_entries(inherit_groups(cfg, t, rescale=True)[0])
+    assert entries == config_entries(inherit_groups(cfg, t, rescale=True)[0])
     assert ev(idx)[0] == pytest.approx(ev.loss_of_ranks(entries))
 
 
@@ -298,3 +306,52 @@ def test_screened_split_still_measures_emptying_a_group():
     cfg = RankConfig("smollm2", HASH, (64,) * 30, (8,) + (64,) * 29, 512)
     out = split_groups(BiasedProxyEvaluator(), cfg, step=4, min_rank=0, screen=1)
     assert out.config.groups(0)[1] == (16, 8, 0)
+
+
+# ----------------------------------------------------------------------------- bench rows
+
+
+def _row(**kw):
+    cal = {"model": "smollm2", "bases": 32, "loss": 16, "window": 512, "method": "whitened"}
+    return {
+        "model": "smollm2",
+        "model_hash": "b179c9523d0e6a0f",
+        "budget": 0.3,
+        "solver": "refine+groups",
+        "flops_fraction": 0.3,
+        "r_qk": [16] * 30,
+        "r_v": [8] * 30,
+        "qk_groups": [[8, 24, 16]] + [[16, 16, 16]] * 29,
+        "v_groups": [[8, 8, 8]] * 29 + [[4, 12, 8]],
+        "calibration": cal,
+        "calibration_loss": 0.7,
+        "heldout": {"ppl": 58.6, "ppl_full": 26.7, "loss": 0.79},
+    } | kw
+
+
+def test_a_row_becomes_a_config_the_loader_reads(tmp_path) -> None:
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"rows": [_row(solver="uniform"), _row()]}))
+    out = tmp_path / "cfg.json"
+    save_rank_config(row_config_from_run(run, "smollm2", 0.3, "refine+groups"), out)
+    cfg = load_rank_config(out, "smollm2", "b179c9523d0e6a0f")
+    assert list(cfg.r_qk) == [16] * 30 and list(cfg.r_v) == [8] * 30
+    assert cfg.groups(0) == ((8, 24, 16), (8, 8, 8)) and cfg.groups(29) == ((16,) * 3, (4, 12, 8))
+    assert cfg.groups(1) == ((16,) * 3, (8,) * 3)
+    assert cfg.method == "whitened" and cfg.budget == {"fraction": 0.3}
+    assert cfg.meta["calibration"]["bases"] == 32 and cfg.meta["solver"] == "refine+groups"
+    assert cfg.meta["from"] == f"{run}:refine+groups"
+
+
+def test_missing_or_broken_rows_are_named(tmp_path) -> None:
+    run = tmp_path / "run.json"
+    run.write_text(json.dumps({"rows": [_row(), _row(solver="refine", r_v=None)]}))
+    with pytest.raises(InputError) as e:
+        row_config_from_run(run, "smollm2", 0.3, "greedy")
+    assert str(e.value) == f"{run}: no greedy row for smollm2 at budget 0.3"
+    with pytest.raises(InputError) as e:
+        row_config_from_run(run, "smollm2", 0.3, "refine")
+    assert str(e.value).startswith(f"{run}: rows[1] (refine)")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputError, match="not a bench output"):
+        row_config_from_run(tmp_path / "bad.json", "smollm2", 0.3, "x")

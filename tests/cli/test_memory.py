@@ -1,6 +1,7 @@
+"""The memory game's subcommands (:mod:`mallocgame.cli.memory`): extract, solve, show,
+validate, and their errors and warnings."""
+
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -107,15 +108,6 @@ def test_capacity_warning_for_time(tmp_path, capsys):
     )
 
 
-def test_console_script_help():
-    r = subprocess.run(
-        [sys.executable, "-m", "mallocgame.cli.main", "solve", "--help"],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 0 and "--capacity" in r.stdout
-
-
 def test_extract_and_solve_zoo_workload(tmp_path, capsys):
     wl_path = tmp_path / "mlp.workload.json.gz"
     assert main(["extract", "mlp_train", "--out", str(wl_path), "--json"]) == 0
@@ -146,15 +138,19 @@ def test_extract_and_solve_zoo_workload(tmp_path, capsys):
     assert "instruction_name_regex" in (tmp_path / "m.msa_overrides.txtpb").read_text()
 
 
-def test_python_api_from_jitted_function():
-    import jax.numpy as jnp
+def test_compare_prints_one_row_per_solver(tmp_path, capsys):
+    good = tmp_path / "good.csv"
+    good.write_text("id,lower,upper,size\n0,0,4,8\n1,2,6,16\n2,5,9,8\n")
+    assert main(["compare", str(good), "--capacity", "50%", "--solvers", "all-slow,msa"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].split()[:3] == ["solver", "time", "(us)"]
+    assert [ln.split()[0] for ln in lines[4:]] == ["all-slow", "msa"]
+    assert main(["compare", str(good), "--capacity", "50%", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert [r["solver"] for r in rows] == ["all-slow", "random", "greedy-size", "msa"]
 
-    from mallocgame import api
 
-    def step(x, w):
-        return jnp.tanh(x @ w).sum()
-
-    wl = api.workload_from_jax(step, jnp.ones((64, 128)), jnp.ones((128, 256)))
-    sol = api.solve(wl, capacity="25%", solver="msa")
-    assert sol.check().valid
-    assert sol.summary()["speedup_vs_all_slow"] >= 1.0
+@pytest.mark.parametrize("what, expected", [("solvers", "msa"), ("targets", "tpuv4i")])
+def test_list(what, expected, capsys):
+    assert main(["list", what]) == 0
+    assert expected in capsys.readouterr().out.split()

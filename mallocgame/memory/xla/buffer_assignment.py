@@ -1,0 +1,184 @@
+"""XLA's buffer assignment: each value's allocation, offset and size
+(``*-buffer-assignment.txt``) and each value's positions (``*-buffer-assignment-values.txt``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from mallocgame.errors import InputError
+from mallocgame.memory.xla.shapes import Index, parse_index
+from mallocgame.memory.xla.text import clip, read_lines
+
+# Where a value appears: (instruction name, shape index in that instruction's output).
+Position = tuple[str, Index]
+
+
+@dataclass
+class HloValueRecord:
+    id: int
+    instr: str
+    index: Index
+    label: str  # as the buffer-assignment file prints it, e.g. "copy.4", "tuple.15{}", "while.1{2}"
+    is_phi: bool
+    allocation: int
+    allocation_kind: str
+    offset: int
+    size: int
+    shape_text: str
+    line: int
+
+    @property
+    def is_array(self) -> bool:
+        return not self.shape_text.startswith("(")
+
+
+_ALLOC_RE = re.compile(r"allocation (\d+): size (\d+)(.*):$")
+_VALUE_RE = re.compile(
+    r"\s+value: <(\d+) ([^\s{}<>]+)(\{[\d,]*\})?( \(phi\))? @\d+> "
+    r"\(size=(\d+),offset=(\d+)\): (.*)$"
+)
+
+
+def _alloc_kind(attrs: str) -> str:
+    kinds = []
+    for k in (
+        "thread-local",
+        "constant",
+        "parameter",
+        "maybe-live-out",
+        "preallocated-temp",
+        "output",
+    ):
+        if k in attrs:
+            kinds.append(k)
+    return ",".join(kinds) or "temp"
+
+
+def parse_buffer_assignment(path: Path) -> dict[int, HloValueRecord]:
+    """Every value that got an allocation, by value id, from ``*-buffer-assignment.txt``."""
+    where = str(path)
+    lines = read_lines(path)
+    if not lines or lines[0].strip() != "BufferAssignment:":
+        raise InputError(
+            "expected 'BufferAssignment:' on the first line",
+            where,
+            line=1,
+            field="BufferAssignment",
+        )
+    values: dict[int, HloValueRecord] = {}
+    alloc: tuple[int, str] | None = None
+    for lineno, raw in enumerate(lines[1:], start=2):
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        if line.startswith("allocation"):
+            m = _ALLOC_RE.match(line)
+            if not m:
+                raise InputError(
+                    f"expected 'allocation N: size BYTES, ...:', got {clip(line)}",
+                    where,
+                    line=lineno,
+                    field="allocation",
+                )
+            alloc = (int(m.group(1)), _alloc_kind(m.group(3)))
+            continue
+        if line.lstrip().startswith("value:"):
+            m = _VALUE_RE.match(line)
+            if not m or alloc is None:
+                raise InputError(
+                    "expected ' value: <ID NAME @0> (size=BYTES,offset=BYTES): SHAPE' "
+                    f"after an allocation line, got {clip(line)}",
+                    where,
+                    line=lineno,
+                    field="value",
+                )
+            vid = int(m.group(1))
+            values[vid] = HloValueRecord(
+                id=vid,
+                instr=m.group(2),
+                index=parse_index(m.group(3)),
+                label=m.group(2) + (m.group(3) or ""),
+                is_phi=bool(m.group(4)),
+                allocation=alloc[0],
+                allocation_kind=alloc[1],
+                offset=int(m.group(6)),
+                size=int(m.group(5)),
+                shape_text=m.group(7).strip(),
+                line=lineno,
+            )
+            continue
+        if line.startswith(" "):
+            raise InputError(
+                f"unexpected line {clip(line)}", where, line=lineno, field="allocation"
+            )
+        break  # another section (statistics, ...): not needed
+    if alloc is None:
+        raise InputError(
+            "no 'allocation' lines (truncated?)", where, line=len(lines) + 1, field="allocation"
+        )
+    return values
+
+
+_VALHDR_RE = re.compile(r"<(\d+) ([^\s{}<>]+)(\{[\d,]*\})?( \(phi\))? @\d+>$")
+_POS_RE = re.compile(r"\s+([^\s{}]+)(?: \{([\d,]*)\})?$")
+
+
+def parse_values(path: Path) -> dict[int, list[Position]]:
+    """The positions of each value, by value id, from ``*-buffer-assignment-values.txt``."""
+    where = str(path)
+    lines = read_lines(path)
+    positions: dict[int, list[Position]] = {}
+    section = ""
+    cur: int | None = None
+    seen_header = False
+    for lineno, raw in enumerate(lines, start=1):
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        if line.startswith("Total bytes used"):
+            continue
+        if line == "Used values:":
+            seen_header = True
+            continue
+        if line.startswith("<"):
+            m = _VALHDR_RE.match(line)
+            if not m:
+                raise InputError(
+                    f"expected '<ID NAME @0>', got {clip(line)}", where, line=lineno, field="value"
+                )
+            cur = int(m.group(1))
+            positions[cur] = []
+            section = ""
+            continue
+        s = line.strip()
+        if s in ("positions:", "uses:"):
+            if cur is None:
+                raise InputError(
+                    f"{s!r} before any '<ID NAME @0>' line", where, line=lineno, field="value"
+                )
+            section = s[:-1]
+            continue
+        if s.startswith("from instruction:"):
+            section = ""
+            continue
+        if section == "positions":
+            m = _POS_RE.match(line)
+            if not m or cur is None:
+                raise InputError(
+                    f"expected a position 'NAME' or 'NAME {{INDEX}}', got {clip(line)}",
+                    where,
+                    line=lineno,
+                    field="positions",
+                )
+            positions[cur].append((m.group(1), parse_index(m.group(2))))
+            continue
+        if section == "uses":
+            continue
+        raise InputError(f"unexpected line {clip(line)}", where, line=lineno)
+    if not seen_header:
+        raise InputError(
+            "expected a 'Used values:' line", where, line=len(lines) + 1, field="Used values"
+        )
+    return positions
