@@ -29,6 +29,9 @@ budget``. A budget below the cheapest choice (every part at the smallest rank) r
   missing :func:`load` raises :class:`SolverUnavailableError` ("agent unavailable").
 
 The names and where each solver lives are the rank game's entries of :mod:`mallocgame.registry`.
+
+Over 600 lines on purpose: every rank solver shares the budget checks and the move
+bookkeeping kept here, and each is short.
 """
 
 from __future__ import annotations
