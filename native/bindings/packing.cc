@@ -1,0 +1,136 @@
+// Binding of the exact fit-all packing search: mallocgame._native.pack(...).
+//
+// Every input is converted and checked here or in the core; bad input raises ValueError
+// (std::invalid_argument) naming the field. The search runs with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bindings.h"
+#include "convert.h"
+#include "mallocgame/packing.h"
+
+namespace mallocgame::bindings {
+
+namespace {
+
+// Array and scalar fields convert as the games' do (int_vector, float_vector, int_scalar);
+// a bool where an integer belongs is refused here.
+int64_t packing_int(py::handle obj, const char* name) {
+  if (py::isinstance<py::bool_>(obj)) {
+    throw py::value_error(std::string(name) + " must be an integer, got a bool");
+  }
+  return int_scalar(obj, name);
+}
+
+std::vector<std::string> packing_heuristics(py::handle obj) {
+  std::vector<std::string> out;
+  if (obj.is_none()) return out;
+  if (py::isinstance<py::str>(obj)) {
+    out.push_back(obj.cast<std::string>());
+    return out;
+  }
+  if (!py::isinstance<py::sequence>(obj)) {
+    throw py::value_error("heuristics must be None, a string or a sequence of strings, got " +
+                          py::repr(obj).cast<std::string>());
+  }
+  for (py::handle h : obj) {
+    if (!py::isinstance<py::str>(h)) {
+      throw py::value_error("heuristics must hold strings, got " + py::repr(h).cast<std::string>());
+    }
+    out.push_back(h.cast<std::string>());
+  }
+  if (out.empty()) throw py::value_error("heuristics is empty (pass None for the defaults)");
+  return out;
+}
+
+py::dict run_pack(py::handle sizes, py::handle starts, py::handle ends, py::handle capacity,
+                  py::handle alignment, py::handle time_limit, py::handle node_limit, py::handle priority,
+                  py::handle heuristics, bool canonical_only, bool section_inference, bool monotonic_floor,
+                  bool check_dominance, bool hatless_pruning, bool dynamic_ordering,
+                  bool dynamic_decomposition) {
+  mallocgame::PackInput in;
+  in.sizes = int_vector(sizes, "sizes");
+  in.starts = int_vector(starts, "starts");
+  in.ends = int_vector(ends, "ends");
+  in.capacity = packing_int(capacity, "capacity");
+  in.alignment = packing_int(alignment, "alignment");
+  if (!time_limit.is_none()) {
+    const double t = PyFloat_AsDouble(time_limit.ptr());
+    if (t == -1.0 && PyErr_Occurred()) {
+      PyErr_Clear();
+      throw py::value_error("time_limit must be a number or None, got " + py::repr(time_limit).cast<std::string>());
+    }
+    if (std::isnan(t) || t < 0) {
+      throw py::value_error("time_limit must be >= 0 (or None for no limit), got " +
+                            py::repr(time_limit).cast<std::string>());
+    }
+    in.time_limit_s = t;  // inf: no limit
+  }
+  if (!node_limit.is_none()) {
+    in.node_limit = packing_int(node_limit, "node_limit");
+    if (in.node_limit < 0) throw py::value_error("node_limit must be >= 0 (or None for no limit)");
+  }
+  if (!priority.is_none()) in.priority = float_vector(priority, "priority");
+  in.heuristics = packing_heuristics(heuristics);
+  in.options.canonical_only = canonical_only;
+  in.options.section_inference = section_inference;
+  in.options.monotonic_floor = monotonic_floor;
+  in.options.check_dominance = check_dominance;
+  in.options.hatless_pruning = hatless_pruning;
+  in.options.dynamic_ordering = dynamic_ordering;
+  in.options.dynamic_decomposition = dynamic_decomposition;
+  mallocgame::check_pack_input(in);  // raises ValueError before the GIL is let go
+  mallocgame::PackResult r;
+  {
+    py::gil_scoped_release nogil;
+    r = mallocgame::pack(in);
+  }
+  py::dict d;
+  d["status"] = mallocgame::pack_status_name(r.status);
+  d["offsets"] = to_numpy(r.offsets);
+  d["placed"] = r.placed;
+  d["nodes"] = r.nodes;
+  d["backtracks"] = r.backtracks;
+  d["rounds"] = r.rounds;
+  d["sections"] = r.sections;
+  d["peak_live"] = r.peak_live;
+  d["height"] = r.height;
+  d["wall_s"] = r.wall_s;
+  d["heuristic"] = r.heuristic;
+  return d;
+}
+
+}  // namespace
+
+void bind_packing(py::module_& m) {
+  m.def("pack", &run_pack, py::arg("sizes"), py::arg("starts"), py::arg("ends"), py::arg("capacity"),
+        py::arg("alignment") = 1, py::kw_only(), py::arg("time_limit") = py::none(),
+        py::arg("node_limit") = py::none(), py::arg("priority") = py::none(),
+        py::arg("heuristics") = py::none(), py::arg("canonical_only") = true,
+        py::arg("section_inference") = true, py::arg("monotonic_floor") = true,
+        py::arg("check_dominance") = true, py::arg("hatless_pruning") = true,
+        py::arg("dynamic_ordering") = true, py::arg("dynamic_decomposition") = true,
+        R"doc(
+Exact fit-all packing search (minimalloc's ideas, see native/include/mallocgame/packing.h):
+do all buffers (live on [starts, ends), sizes bytes) fit in [0, capacity) at offsets that are
+multiples of alignment, with no two live-together buffers overlapping?
+
+time_limit: seconds (None: none); node_limit: search nodes (None: none). priority: float[B],
+higher first among buffers of equal minimum offset, used by the heuristic key 'P'.
+heuristics: static preorders tried round robin, each a string of keys (W width, A area,
+T section total, Z size, C sections, O conflicts, L start, U end, P priority); default
+("WAT", "TAW", "TWA"). The remaining flags switch single inference / pruning rules off.
+
+Returns a dict: status ('solved' | 'infeasible' | 'timeout' | 'node_limit'), offsets (int64[B];
+the packing when solved, else the largest partial packing met, -1 unplaced), placed, nodes,
+backtracks, rounds, sections, peak_live (a lower bound on any packing's height), height,
+wall_s, heuristic (the one that finished). The GIL is released during the search.)doc");
+}
+
+}  // namespace mallocgame::bindings
