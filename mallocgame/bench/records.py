@@ -137,6 +137,42 @@ def best_bound(bounds: list[dict[str, Any]]) -> tuple[float | None, str | None]:
     return best, kind
 
 
+# How far a valid objective may lie below a proven bound before the bench calls it a bug, relative
+# to the bound, by the bound's kind: the bounds are computed in floating point by solvers with
+# tolerances of their own. HiGHS (the knapsack LP and MILP) accepts a solution that violates
+# each row by up to its primal feasibility tolerance (1e-7) and each integrality by up to its
+# MIP feasibility tolerance (1e-6); summed over thousands of rows, its dual bound can sit a few
+# 1e-6 above the true optimum even after ``exact.LP_SAFETY`` is taken off. CP-SAT works on
+# integer coefficients scaled by ``sigma`` and rounded (``cpsat._time_scale``); the cost model
+# sums in float64. Unknown kinds get the default.
+BOUND_TOLERANCE: dict[str, float] = {
+    "knapsack-lp": 1e-4,
+    "knapsack-milp": 1e-4,
+    "cpsat": 1e-5,
+    "unlimited-fast": 1e-9,
+    "peak-live": 0.0,
+}
+DEFAULT_BOUND_TOLERANCE = 1e-6
+
+
+def bounds_violated(objective: float | None, bounds: list[dict[str, Any]]) -> list[str]:
+    """The kinds of the proven bounds that ``objective`` lies below by more than their
+    tolerance (:data:`BOUND_TOLERANCE`): a valid mapping there means a bug in a bound or in the
+    validator. Empty when none is, or when the objective is unknown."""
+    if objective is None:
+        return []
+    out = []
+    for b in bounds:
+        v = b.get("value")
+        if v is None or not b.get("proven", True):
+            continue
+        kind = str(b.get("kind"))
+        tol = BOUND_TOLERANCE.get(kind, DEFAULT_BOUND_TOLERANCE)
+        if objective < float(v) - tol * abs(float(v)):
+            out.append(kind)
+    return out
+
+
 def gap(objective: float | None, bound: float | None) -> float | None:
     """``(objective - bound) / bound``, at least 0; None when either is unknown."""
     if objective is None or bound is None:

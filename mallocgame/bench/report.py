@@ -155,6 +155,12 @@ def _markdown(
             + (f", {len(below)} claimed an objective below a proven bound (a bug)" if below else "")
             + "."
         )
+        for r in below[:10]:
+            L.append(
+                f"- `{r.get('solver')}` on {r.get('instance')} at {r.get('capacity')}: objective "
+                f"{r.get('objective')} below the {', '.join(r.get('below_bound_kinds') or [])} "
+                "bound by more than its tolerance"
+            )
         for r in (bad + inval)[:10]:
             why = r.get("error") or "; ".join(r.get("problems") or [])
             L.append(

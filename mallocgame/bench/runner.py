@@ -39,6 +39,7 @@ from mallocgame.bench.records import (
     SCHEMA,
     RunLog,
     best_bound,
+    bounds_violated,
     finite,
     gap,
     host_info,
@@ -352,10 +353,11 @@ class _Bench:
             if b.get("instance") == spec.name and b.get("capacity") == cap
         ]
         bnd, kind = best_bound(have)
-        obj = rec.get("objective")
-        if obj is not None and bnd is not None and obj < bnd * (1 - 1e-6):
+        violated = bounds_violated(rec.get("objective"), have)
+        if violated:
             # A valid mapping below a proven bound means a bug in a bound or in the validator.
             rec["below_bound"] = True
+            rec["below_bound_kinds"] = violated
         rec["bound"] = bnd
         rec["bound_kind"] = kind
         rec["gap_to_bound"] = gap(rec.get("objective"), bnd)

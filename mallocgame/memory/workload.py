@@ -84,13 +84,20 @@ class Workload:
 
     def peak_live_bytes(self) -> int:
         """The largest sum of sizes of buffers live at one schedule position."""
+        return self.peak_live()[0]
+
+    def peak_live(self) -> tuple[int, int]:
+        """(the largest sum of sizes of buffers live at one schedule position, the first
+        position where it is reached); (0, 0) without buffers."""
         if self.num_buffers == 0:
-            return 0
+            return 0, 0
         events = np.concatenate([self.starts, self.ends])
         deltas = np.concatenate([self.sizes, -self.sizes])
         # At equal positions, ends (negative deltas) come before starts: intervals are half-open.
         order = np.lexsort((deltas, events))
-        return int(np.max(np.cumsum(deltas[order])))
+        live = np.cumsum(deltas[order])
+        at = int(np.argmax(live))
+        return int(live[at]), int(events[order][at])
 
     def total_bytes(self) -> int:
         return int(self.sizes.sum())

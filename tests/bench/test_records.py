@@ -88,3 +88,20 @@ def test_best_paths_and_load_best(tmp_path):
 def test_host_info_names_the_optional_peers():
     info = records.host_info()
     assert "omnimalloc" in info and "ortools" in info and info["cpus"]
+
+
+def test_bound_check_uses_each_solvers_tolerance():
+    milp = {"kind": "knapsack-milp", "value": 1.0, "proven": True}
+    # 2e-6 below a HiGHS MILP bound is within HiGHS's tolerances: not a bug (issue 20).
+    assert records.bounds_violated(1.0 - 2e-6, [milp]) == []
+    assert records.bounds_violated(1.0 - 1e-3, [milp]) == ["knapsack-milp"]
+    # The peak-live bound is exact integer arithmetic: one byte below is a bug.
+    peak = {"kind": "peak-live", "value": 1000.0, "proven": True}
+    assert records.bounds_violated(999.0, [peak]) == ["peak-live"]
+    assert records.bounds_violated(1000.0, [peak]) == []
+    # Unproven bounds and unknown objectives are never held against a run.
+    assert records.bounds_violated(0.5, [dict(milp, proven=False)]) == []
+    assert records.bounds_violated(None, [milp]) == []
+    odd = {"kind": "something-new", "value": 1.0}
+    assert records.bounds_violated(1.0 - 1e-5, [odd]) == ["something-new"]
+    assert records.bounds_violated(1.0 - 1e-7, [odd]) == []

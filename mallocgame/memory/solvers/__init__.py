@@ -56,9 +56,28 @@ def solve(
         raise InputError(
             "the all-slow solver places nothing, so it cannot play fit-all", field="solver"
         )
+    if problem.objective == "fit-all":
+        require_fits(problem)
     fn: SolverFn = registry.load("memory", solver)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     offsets, extra = fn(problem, rng, time_limit)
     wall = time.perf_counter() - t0
     return Solution(problem, solver, np.asarray(offsets, dtype=np.int64), wall, extra)
+
+
+def require_fits(problem: Problem) -> None:
+    """For fit-all: an :class:`InputError` (one line, field ``capacity``) when no packing can
+    fit because more bytes are live at once than the capacity holds; it names the max load,
+    the capacity and the shortfall (a buffer larger than the capacity is refused earlier, by
+    :func:`mallocgame.memory.sources.make_problem`)."""
+    w = problem.workload
+    cap = int(problem.capacity)
+    load, at = w.peak_live()
+    if load > cap:
+        raise InputError(
+            f"no packing fits: the max load is {load} bytes (live at once at position {at}), "
+            f"above the capacity {cap} bytes; short by {load - cap} bytes "
+            f"({100.0 * (load - cap) / load:.1f}% of the max load)",
+            field="capacity",
+        )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mallocgame import _native, api
-from mallocgame.errors import MallocGameError
+from mallocgame.errors import InputError, MallocGameError
 from mallocgame.memory.solvers import list_solvers, solve
 from mallocgame.memory.solvers.packing import minimize_peak, pack
 from mallocgame.memory.validate import validate
@@ -293,7 +293,15 @@ def test_solvers_listed_and_refuse_the_time_objective():
     assert (
         s["solved"] and s["valid"] and s["search_status"] == "solved" and s["wall_s"] == sol.wall_s
     )
-    sol = solve(tiny_problem([2, 2, 2], [0, 0, 0], [1, 1, 1], 5), "pack", time_limit=5)
+    # Below the max load no packing can fit: one line that says by how much (issue 20).
+    with pytest.raises(InputError, match=r"max load is 6 bytes .* capacity 5 bytes; short by 1"):
+        solve(tiny_problem([2, 2, 2], [0, 0, 0], [1, 1, 1], 5), "pack", time_limit=5)
+    with pytest.raises(InputError, match=r"buffer 1 \(9 bytes\) is larger than the capacity 8"):
+        solve(tiny_problem([2, 9, 2], [0, 2, 4], [1, 3, 5], 8), "pack-peak", time_limit=5)
+    # At the max load but still infeasible (two live-together 1-byte buffers, offsets at
+    # multiples of 2, capacity 2): the search proves it.
+    wl = Workload.from_intervals("t", np.arange(2), [1, 1], [0, 0], [1, 1])
+    sol = solve(api.make_problem(wl, 2, objective="fit-all", alignment=2), "pack", time_limit=5)
     assert not sol.summary()["solved"] and sol.extra["search_status"] == "infeasible"
 
 
