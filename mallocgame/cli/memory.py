@@ -183,6 +183,15 @@ def _print_summary(s: dict[str, Any]) -> None:
     )
     if "solved" in s:
         print(f"fit-all   {'solved' if s['solved'] else 'NOT solved'}")
+    if s.get("method") and s.get("height") is not None:
+        gap = s.get("gap_to_max_load")
+        line = f"packing   height {fmt_bytes(s['height'])}"
+        if gap is not None:
+            line += f", {100 * gap:.2f}% above the max load {fmt_bytes(s['peak_live'])}"
+        line += f"; {s['method']}" + (f" ({s['heuristic']})" if s.get("heuristic") else "")
+        if s.get("fallback_reason"):
+            line += f", because {s['fallback_reason']}"
+        print(line)
     print(f"valid     {'yes' if s['valid'] else 'NO: ' + '; '.join(s['problems'][:3])}")
     for k, v in s.get("outputs", {}).items():
         print(f"wrote     {k}: {v}")

@@ -89,15 +89,7 @@ class Workload:
     def peak_live(self) -> tuple[int, int]:
         """(the largest sum of sizes of buffers live at one schedule position, the first
         position where it is reached); (0, 0) without buffers."""
-        if self.num_buffers == 0:
-            return 0, 0
-        events = np.concatenate([self.starts, self.ends])
-        deltas = np.concatenate([self.sizes, -self.sizes])
-        # At equal positions, ends (negative deltas) come before starts: intervals are half-open.
-        order = np.lexsort((deltas, events))
-        live = np.cumsum(deltas[order])
-        at = int(np.argmax(live))
-        return int(live[at]), int(events[order][at])
+        return peak_live(self.sizes, self.starts, self.ends)
 
     def total_bytes(self) -> int:
         return int(self.sizes.sum())
@@ -302,3 +294,17 @@ class Workload:
         except json.JSONDecodeError as e:
             raise InputError(f"malformed JSON: {e.msg}", str(path), line=e.lineno) from None
         return cls.from_dict(d, where=str(path))
+
+
+def peak_live(sizes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[int, int]:
+    """(the largest sum of ``sizes`` live at one position of ``[starts, ends)``, the first
+    position where it is reached); (0, 0) without buffers."""
+    if len(sizes) == 0:
+        return 0, 0
+    events = np.concatenate([starts, ends])
+    deltas = np.concatenate([sizes, -np.asarray(sizes)])
+    # At equal positions, ends (negative deltas) come before starts: intervals are half-open.
+    order = np.lexsort((deltas, events))
+    live = np.cumsum(deltas[order])
+    at = int(np.argmax(live))
+    return int(live[at]), int(events[order][at])

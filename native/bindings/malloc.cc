@@ -120,8 +120,8 @@ access_bytes [A] float64.)doc")
              if (b < 0 || b >= in.num_buffers()) {
                throw py::index_error("buffer " + std::to_string(b) + " out of range");
              }
-             const auto i = static_cast<int32_t>(b);
-             return to_numpy(std::vector<int64_t>(in.conflicts_begin(i), in.conflicts_end(i)));
+             const std::vector<int32_t> c = in.conflicts(static_cast<int32_t>(b));
+             return to_numpy(std::vector<int64_t>(c.begin(), c.end()));
            },
            py::arg("buffer"), "Buffers whose live ranges overlap this one's, by presentation rank.")
       .def("__repr__", [](const Instance& in) {

@@ -1,4 +1,5 @@
-// Binding of the exact fit-all packing search: mallocgame._native.pack(...).
+// Bindings of the fit-all packers: the exact search mallocgame._native.pack(...) and the
+// best-fit pass mallocgame._native.best_fit(...) that scales to any size.
 //
 // Every input is converted and checked here or in the core; bad input raises ValueError
 // (std::invalid_argument) naming the field. The search runs with the GIL released.
@@ -13,6 +14,7 @@
 
 #include "bindings.h"
 #include "convert.h"
+#include "mallocgame/best_fit.h"
 #include "mallocgame/packing.h"
 
 namespace mallocgame::bindings {
@@ -106,9 +108,39 @@ py::dict run_pack(py::handle sizes, py::handle starts, py::handle ends, py::hand
   return d;
 }
 
+py::dict run_best_fit(py::handle sizes, py::handle starts, py::handle ends, py::handle capacity,
+                      py::handle order, py::handle alignment) {
+  const std::vector<int64_t> sz = int_vector(sizes, "sizes");
+  const std::vector<int64_t> st = int_vector(starts, "starts");
+  const std::vector<int64_t> en = int_vector(ends, "ends");
+  const std::vector<int64_t> ord = int_vector(order, "order");
+  const int64_t cap = packing_int(capacity, "capacity");
+  const int64_t align = packing_int(alignment, "alignment");
+  mallocgame::BestFitResult r;
+  {
+    py::gil_scoped_release nogil;
+    r = mallocgame::best_fit(sz, st, en, cap, align, ord);
+  }
+  py::dict d;
+  d["offsets"] = to_numpy(r.offsets);
+  d["placed"] = r.placed;
+  d["height"] = r.height;
+  return d;
+}
+
 }  // namespace
 
 void bind_packing(py::module_& m) {
+  m.def("best_fit", &run_best_fit, py::arg("sizes"), py::arg("starts"), py::arg("ends"),
+        py::arg("capacity"), py::arg("order"), py::arg("alignment") = 1,
+        R"doc(
+One best-fit pass (XLA's GlobalDecreasingSizeBestFitHeap rule, at any size; see
+native/include/mallocgame/best_fit.h): the buffers in order (a permutation of 0..B-1), each at
+the smallest free gap among the buffers live with it that fits, else on top of them; a buffer
+that would end above capacity is left unplaced. Returns a dict: offsets (int64[B], -1
+unplaced), placed, height (max offset + size). Bad input raises ValueError naming the field.
+The GIL is released during the pass.)doc");
+
   m.def("pack", &run_pack, py::arg("sizes"), py::arg("starts"), py::arg("ends"), py::arg("capacity"),
         py::arg("alignment") = 1, py::kw_only(), py::arg("time_limit") = py::none(),
         py::arg("node_limit") = py::none(), py::arg("priority") = py::none(),

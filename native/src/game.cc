@@ -1,6 +1,8 @@
 // Game: candidates, moves, undo, the greedy rollout.
 #include "mallocgame/game.h"
 
+#include "mallocgame/sort_ranges.h"
+
 #include <algorithm>
 #include <sstream>
 #include <stdexcept>
@@ -33,6 +35,8 @@ Game::Game(std::shared_ptr<const Instance> instance) : inst_(std::move(instance)
   grid_.assign(static_cast<size_t>(g) * g, 0);
   grid_value_.assign(static_cast<size_t>(g) * g, 0.0f);
   cands_.reserve(static_cast<size_t>(inst_->num_candidates()));
+  fast_index_ = IntervalIndex(inst_->intervals(), false);
+  pending_index_ = IntervalIndex(inst_->intervals(), true);
   reset();
 }
 
@@ -44,7 +48,10 @@ void Game::reset() {
   std::fill(grid_.begin(), grid_.end(), 0);
   std::fill(grid_value_.begin(), grid_value_.end(), 0.0f);
   placed_.clear();
+  fast_index_.reset(false);
+  pending_index_.reset(true);
   live_fast_.assign(static_cast<size_t>(inst_->num_segments()), 0);
+  in_use_.reset(inst_->num_segments());
   stack_.clear();
   time_ = inst_->all_slow_time();
   return_ = 0.0;
@@ -58,9 +65,36 @@ void Game::reset() {
 void Game::begin_turn() {
   evaluated_ = false;
   cands_.clear();
+  gaps_.clear();
   blocked_ = 0;
+  blocked_known_ = true;
   if (turn_ >= inst_->num_buffers()) return;
   const int32_t b = inst_->buffer_at(turn_);
+  // No gap can hold b when the most fast bytes in use at one position of its live range leave
+  // less than its size: then the walk over the buffers live with it is skipped (the blocked
+  // bytes are found when asked for).
+  const int64_t in_use = in_use_.max(inst_->segment_begin(b), inst_->segment_end(b));
+  if (inst_->size(b) > inst_->capacity() - in_use) {
+    blocked_known_ = false;
+  } else {
+    walk_gaps(b);
+    const size_t k = std::min(gaps_.size(), static_cast<size_t>(inst_->num_candidates()));
+    std::partial_sort(gaps_.begin(), gaps_.begin() + static_cast<std::ptrdiff_t>(k), gaps_.end(),
+                      BetterFit());
+    cands_.assign(gaps_.begin(), gaps_.begin() + static_cast<std::ptrdiff_t>(k));
+  }
+  if (cands_.empty() && inst_->objective() == Objective::kFitAll) failed_ = true;
+}
+
+int64_t Game::blocked_bytes() {
+  if (!blocked_known_ && !done()) {
+    walk_gaps(inst_->buffer_at(turn_));
+    blocked_known_ = true;
+  }
+  return blocked_;
+}
+
+void Game::walk_gaps(int32_t b) {
   const int64_t size = inst_->size(b);
   const int64_t capacity = inst_->capacity();
   const int64_t alignment = inst_->alignment();
@@ -79,37 +113,28 @@ void Game::begin_turn() {
     if (lo > cursor) consider(cursor, lo);
     cursor = std::max(cursor, hi);
   };
-  const int32_t* first = inst_->conflicts_begin(b);
-  const int32_t* last = inst_->earlier_conflicts_end(b);
-  if (placed_.size() <= 8 * static_cast<size_t>(last - first)) {
-    // Few fast buffers: scan them all (already sorted by offset), keep those that conflict
-    // (a branch-free compaction), then visit them in order.
-    const int64_t st = inst_->start(b), en = inst_->end(b);
+  const int64_t st = inst_->start(b), en = inst_->end(b);
+  if (placed_.size() <= kScanPlaced) {
+    // Few fast buffers: scan them all, keep those that conflict (a branch-free compaction),
+    // then sort them by offset.
     ranges_.resize(placed_.size());
     size_t n = 0;
     for (const Placed& p : placed_) {
       ranges_[n] = {p.offset, p.top};
       n += static_cast<size_t>((p.start < en) & (st < p.end));
     }
-    for (size_t i = 0; i < n; ++i) visit(ranges_[i].first, ranges_[i].second);
+    ranges_.resize(n);
   } else {
-    // Many fast buffers, few conflicts: gather the conflicting fast ones and sort them.
+    // Many fast buffers: ask the interval index for those live with b.
     ranges_.clear();
-    for (const int32_t* p = first; p != last; ++p) {
-      const int64_t off = offset_[*p];
-      if (off >= 0) ranges_.emplace_back(off, off + inst_->size(*p));
-    }
-    std::sort(ranges_.begin(), ranges_.end());
-    for (const auto& r : ranges_) visit(r.first, r.second);
+    fast_index_.for_each_overlap(st, en, [&](int32_t p) {
+      ranges_.emplace_back(offset_[p], offset_[p] + inst_->size(p));
+    });
   }
+  sort_by_offset(ranges_, ranges_tmp_, capacity);
+  for (const auto& r : ranges_) visit(r.first, r.second);
   if (cursor < capacity) consider(cursor, capacity);
   blocked_ = capacity - free_bytes;
-
-  const size_t k = std::min(gaps_.size(), static_cast<size_t>(inst_->num_candidates()));
-  std::partial_sort(gaps_.begin(), gaps_.begin() + static_cast<std::ptrdiff_t>(k), gaps_.end(),
-                    BetterFit());
-  cands_.assign(gaps_.begin(), gaps_.begin() + static_cast<std::ptrdiff_t>(k));
-  if (cands_.empty() && inst_->objective() == Objective::kFitAll) failed_ = true;
 }
 
 bool Game::is_legal(int64_t action) const {
@@ -169,6 +194,7 @@ double Game::place_fast(int32_t b, int64_t offset) {
     reward = saved_ / inst_->reward_scale();
   }
   offset_[b] = offset;
+  pending_index_.deactivate(b);
   fast_bytes_ += inst_->size(b);
   undecided_bytes_ -= inst_->size(b);
   paint(b, offset, true);
@@ -182,6 +208,7 @@ double Game::place_fast(int32_t b, int64_t offset) {
 double Game::place_slow(int32_t b) {
   stack_.push_back({b, kSlow, time_, return_});
   offset_[b] = kSlow;
+  pending_index_.deactivate(b);
   undecided_bytes_ -= inst_->size(b);
   ++turn_;
   begin_turn();
@@ -226,6 +253,7 @@ void Game::undo() {
     }
   }
   offset_[b] = kUndecided;
+  pending_index_.activate(b);
   undecided_bytes_ += inst_->size(b);
   time_ = r.time_before;
   return_ = r.return_before;
@@ -299,12 +327,14 @@ void Game::set_offsets(const int64_t* offsets, size_t n) {
            << inst_->capacity();
         illegal(os.str());
       }
-      for (const int32_t* p = inst_->conflicts_begin(b); p != inst_->earlier_conflicts_end(b); ++p) {
-        const int64_t o = offset_[*p];
-        if (o >= 0 && o < off + size && off < o + inst_->size(*p)) {
-          os << "overlaps the conflicting buffer " << *p << " at offset " << o;
-          illegal(os.str());
-        }
+      int32_t clash = -1;
+      fast_index_.for_each_overlap(inst_->start(b), inst_->end(b), [&](int32_t p) {
+        const int64_t o = offset_[p];
+        if (clash < 0 && o < off + size && off < o + inst_->size(p)) clash = p;
+      });
+      if (clash >= 0) {
+        os << "overlaps the conflicting buffer " << clash << " at offset " << offset_[clash];
+        illegal(os.str());
       }
       place_fast(b, off);
     }
@@ -337,23 +367,24 @@ double Game::play_first_candidate(bool only_if_it_pays) {
 int64_t Game::peak_in_use() const {
   if (done()) return 0;
   const int32_t b = inst_->buffer_at(turn_);
-  int64_t peak = 0;
-  for (int32_t k = inst_->segment_begin(b); k < inst_->segment_end(b); ++k) {
-    peak = std::max(peak, live_fast_[k]);
-  }
-  return peak;
+  return in_use_.max(inst_->segment_begin(b), inst_->segment_end(b));
 }
 
 void Game::mark(int32_t b, int64_t offset, bool add) {
   const Placed entry{offset, offset + inst_->size(b), inst_->start(b), inst_->end(b), b};
-  const auto at = std::lower_bound(placed_.begin(), placed_.end(), entry);
   if (add) {
-    placed_.insert(at, entry);
+    placed_.push_back(entry);
+    fast_index_.activate(b);
   } else {
-    placed_.erase(at);  // present: mark(b, offset, true) inserted it
+    // Undo takes back the latest move, so b is the last entry; search from the back.
+    const auto at = std::find_if(placed_.rbegin(), placed_.rend(),
+                                 [&](const Placed& p) { return p.buffer == b; });
+    placed_.erase(std::next(at).base());  // present: mark(b, offset, true) added it
+    fast_index_.deactivate(b);
   }
   const int64_t delta = add ? inst_->size(b) : -inst_->size(b);
   for (int32_t k = inst_->segment_begin(b); k < inst_->segment_end(b); ++k) live_fast_[k] += delta;
+  in_use_.add(inst_->segment_begin(b), inst_->segment_end(b), delta);
 }
 
 void Game::paint(int32_t b, int64_t offset, bool add) {

@@ -1,4 +1,5 @@
-// Instance: validation, conflict sweep, access lists, the roofline cost model.
+// Instance: validation, the interval layout and conflict counts, access lists, the roofline
+// cost model.
 #include "mallocgame/instance.h"
 
 #include <algorithm>
@@ -14,7 +15,6 @@ namespace {
 // Bound on positions, offsets and byte counts: keeps every sum and scaled coordinate in int64.
 constexpr int64_t kMaxMagnitude = int64_t{1} << 60;
 constexpr int64_t kMaxScaled = int64_t{1} << 62;
-constexpr int64_t kMaxConflictPairs = int64_t{1} << 30;
 
 template <typename... Parts>
 [[noreturn]] void fail(const Parts&... parts) {
@@ -78,7 +78,7 @@ std::vector<std::pair<std::string, std::pair<int, int>>> ObservationLayout::entr
 
 Instance::Instance(InstanceInput input) {
   validate_and_copy(input);
-  build_conflicts();
+  build_intervals();
   build_accesses(input);
   build_segments();
 
@@ -231,45 +231,30 @@ void Instance::validate_and_copy(InstanceInput& in) {
   flops_ = in.instr_flops;
 }
 
-void Instance::build_conflicts() {
+void Instance::build_intervals() {
   const int32_t n = num_buffers();
-  std::vector<int32_t> by_start(static_cast<size_t>(n));
-  std::iota(by_start.begin(), by_start.end(), 0);
-  std::sort(by_start.begin(), by_start.end(), [&](int32_t x, int32_t y) {
-    return start_[x] != start_[y] ? start_[x] < start_[y] : x < y;
-  });
-  // Sweep: every buffer j starting at or after i's start and before i's end overlaps i, and
-  // every overlapping pair is found once this way. Two passes: count, then fill.
-  std::vector<int64_t> degree(static_cast<size_t>(n), 0);
-  int64_t pairs = 0;
-  for (int32_t p = 0; p < n; ++p) {
-    const int32_t i = by_start[p];
-    for (int32_t q = p + 1; q < n && start_[by_start[q]] < end_[i]; ++q) {
-      ++degree[i];
-      ++degree[by_start[q]];
-      if (++pairs > kMaxConflictPairs) fail("more than 2^30 conflicting buffer pairs");
-    }
-  }
-  conflict_ptr_.assign(static_cast<size_t>(n) + 1, 0);
-  for (int32_t b = 0; b < n; ++b) conflict_ptr_[b + 1] = conflict_ptr_[b] + degree[b];
-  conflicts_.assign(static_cast<size_t>(conflict_ptr_[n]), 0);
-  std::vector<int64_t> fill(conflict_ptr_.begin(), conflict_ptr_.end() - 1);
-  for (int32_t p = 0; p < n; ++p) {
-    const int32_t i = by_start[p];
-    for (int32_t q = p + 1; q < n && start_[by_start[q]] < end_[i]; ++q) {
-      const int32_t j = by_start[q];
-      conflicts_[fill[i]++] = j;
-      conflicts_[fill[j]++] = i;
-    }
-  }
-  earlier_count_.assign(static_cast<size_t>(n), 0);
+  intervals_ = std::make_shared<const IntervalLayout>(start_, end_);
+  all_ = IntervalIndex(intervals_, true);
+  // j conflicts with b iff start_j < end_b and start_b < end_j: every buffer minus those that
+  // start at or after b's end, minus those that end at or before b's start, minus b itself.
+  std::vector<int64_t> starts(start_), ends(end_);
+  std::sort(starts.begin(), starts.end());
+  std::sort(ends.begin(), ends.end());
+  num_conflicts_.assign(static_cast<size_t>(n), 0);
   for (int32_t b = 0; b < n; ++b) {
-    int32_t* first = conflicts_.data() + conflict_ptr_[b];
-    int32_t* last = conflicts_.data() + conflict_ptr_[b + 1];
-    std::sort(first, last, [&](int32_t x, int32_t y) { return rank_[x] < rank_[y]; });
-    earlier_count_[b] = static_cast<int32_t>(
-        std::partition_point(first, last, [&](int32_t x) { return rank_[x] < rank_[b]; }) - first);
+    const auto late = starts.end() - std::lower_bound(starts.begin(), starts.end(), end_[b]);
+    const auto early = std::upper_bound(ends.begin(), ends.end(), start_[b]) - ends.begin();
+    num_conflicts_[b] = static_cast<int32_t>(n - late - early - 1);
   }
+}
+
+std::vector<int32_t> Instance::conflicts(int32_t b) const {
+  std::vector<int32_t> out;
+  all_.for_each_overlap(start_[b], end_[b], [&](int32_t j) {
+    if (j != b) out.push_back(j);
+  });
+  std::sort(out.begin(), out.end(), [&](int32_t x, int32_t y) { return rank_[x] < rank_[y]; });
+  return out;
 }
 
 void Instance::build_segments() {

@@ -38,7 +38,7 @@ void Game::observe(float* out) {
   const int64_t size = in.size(b);
   const int64_t st = in.start(b), en = in.end(b);
   glob[3] = clamp(static_cast<double>(peak_in_use()) / capd, 0.0, 1.0);
-  glob[4] = clamp(static_cast<double>(blocked_) / capd, 0.0, 1.0);
+  glob[4] = clamp(static_cast<double>(blocked_bytes()) / capd, 0.0, 1.0);
 
   // (b) The current buffer's live range per time bin.
   const int64_t x0 = (st - in.time_begin()) * g;
@@ -71,19 +71,18 @@ void Game::observe(float* out) {
   pending_all_.assign(static_cast<size_t>(s1 - s0 + 1), 0);
   pending_denser_.assign(static_cast<size_t>(s1 - s0 + 1), 0);
   const double density = in.density(b);
-  for (const int32_t* p = in.earlier_conflicts_end(b); p != in.conflicts_end(b); ++p) {
-    const int32_t c = *p;
-    if (offset_[c] != kUndecided) continue;
+  pending_index_.for_each_overlap(st, en, [&](int32_t c) {
+    if (c == b) return;
     const int32_t a0 = std::max(s0, in.segment_begin(c)) - s0;
     const int32_t a1 = std::min(s1, in.segment_end(c)) - s0;
-    if (a0 >= a1) continue;
+    if (a0 >= a1) return;
     pending_all_[a0] += in.size(c);
     pending_all_[a1] -= in.size(c);
     if (in.density(c) > density) {
       pending_denser_[a0] += in.size(c);
       pending_denser_[a1] -= in.size(c);
     }
-  }
+  });
   int64_t run_all = 0, run_denser = 0, peak_all = 0, peak_denser = 0;
   for (int32_t k = 0; k < s1 - s0; ++k) {
     run_all += pending_all_[k];

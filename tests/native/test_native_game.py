@@ -756,8 +756,8 @@ def test_play_greedy_releases_gil_and_is_thread_safe_per_game() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_long_schedule_matches_reference(seed: int) -> None:
-    """Many short-lived buffers: most fast buffers do not conflict with the current one, which
-    takes the core's other candidate search (gather the conflicts, then sort)."""
+    """Many short-lived buffers: once more than 64 are fast, the core asks its interval index
+    for the fast buffers live with the current one instead of scanning them all."""
     rng = np.random.default_rng(seed)
     n = 240
     starts = rng.integers(0, 400, size=n).tolist()
@@ -783,6 +783,38 @@ def test_long_schedule_matches_reference(seed: int) -> None:
     assert game.offsets().tolist() == ref.offsets
     check_placement_valid(inst, spec, game.offsets())
     np.testing.assert_allclose(game.observe(), ref.observe(), rtol=1e-6, atol=1e-6)
+
+
+def test_many_live_together_matches_reference() -> None:
+    """More than 512 fast buffers live with one long buffer: the core sorts their address
+    ranges by radix instead of std::sort; the candidates, the game and the blocked-bytes
+    observation must not change. Long buffers come last, when fast memory is fragmented."""
+    rng = np.random.default_rng(7)
+    short = 700
+    starts = rng.integers(0, 1500, size=short).tolist()
+    ends = [s + int(rng.integers(1, 6)) for s in starts]
+    sizes = rng.integers(1, 5, size=short).tolist()
+    starts += [0, 100, 0]
+    ends += [1600, 1400, 1600]
+    sizes += [3, 2, 40]
+    n = short + 3
+    spec = spec_from_buffers(
+        sizes, starts, ends, capacity=48, alignment=1, order=list(range(n)), num_candidates=4
+    )
+    inst, ref = build(spec)
+    game = Game(inst)
+    for _ in range(short):
+        game.step(1 if game.legal_mask()[1] else 0)
+        ref.step(1 if ref.legal_mask()[1] else 0)
+    assert sum(o >= 0 for o in ref.offsets) > 512
+    while not ref.done:
+        assert game.candidates().tolist() == ref.candidates()
+        np.testing.assert_allclose(game.observe(), ref.observe(), rtol=1e-6, atol=1e-6)
+        action = 1 if ref.legal_mask()[1] else 0
+        assert game.step(action) == pytest.approx(ref.step(action), rel=REL, abs=ABS)
+    assert game.offsets().tolist() == ref.offsets
+    assert game.offsets()[short] >= 0 and game.offsets()[short + 2] == -1  # a gap; no room
+    check_placement_valid(inst, spec, game.offsets())
 
 
 @PROPERTY

@@ -16,6 +16,13 @@ The solvers built on it (in :mod:`mallocgame.registry`):
   between the peak live bytes and the best height found) to minimise the peak
   ``max(offset + size)`` with the time left.
 
+At any size: where the exact search cannot take an instance (more section memberships than it
+holds in memory; ``too_large``), or stops without a packing, :func:`best_fit_pack` runs
+instead -- best fit in several orders (sizes, areas, widths descending; XLA's
+``GlobalDecreasingSizeBestFitHeap`` rule, ``mallocgame._native.best_fit``) -- and the summary
+says so (``method: best-fit``, ``fallback_reason``) with the packing's gap to the max-load
+lower bound (``gap_to_max_load``).
+
 Both refuse the ``time`` objective (a :class:`MallocGameError`): they place every buffer or
 say why not. A learned policy can order the branching through ``priority`` (one float per
 buffer, higher first among buffers of equal minimum offset; heuristic key ``P``).
@@ -33,9 +40,14 @@ import numpy as np
 from mallocgame import _native
 from mallocgame.errors import MallocGameError
 from mallocgame.memory.problem import Problem
+from mallocgame.memory.workload import peak_live
 
 DEFAULT_TIME_LIMIT = 10.0
-STATUSES = ("solved", "infeasible", "timeout", "node_limit")
+STATUSES = ("solved", "infeasible", "timeout", "node_limit", "not_found")
+# The orders best fit tries (see best_fit_order), in this order.
+BEST_FIT_ORDERS = ("size", "area", "width")
+# The start of the exact search's message for an instance beyond what it holds in memory.
+TOO_LARGE = "instance too large for the exact search"
 
 
 @dataclasses.dataclass
@@ -55,6 +67,9 @@ class PackResult:
     wall_s: float
     heuristic: str
     capacity: int
+
+    method: str = "exact"
+    fallback_reason: str | None = None
 
     @property
     def solved(self) -> bool:
@@ -78,6 +93,13 @@ class PackResult:
             "search_wall_s": self.wall_s,
             "heuristic": self.heuristic,
             "search_capacity": self.capacity,
+            "method": self.method,
+            "fallback_reason": self.fallback_reason,
+            "gap_to_max_load": (
+                (self.height - self.peak_live) / self.peak_live
+                if self.solved and self.peak_live > 0
+                else None
+            ),
         }
 
 
@@ -92,6 +114,7 @@ def pack(
     node_limit: int | None = None,
     priority: Sequence[float] | np.ndarray | None = None,
     heuristics: str | Sequence[str] | None = None,
+    fallback: bool = True,
     **rules: bool,
 ) -> PackResult:
     """Decide whether buffers (``sizes`` bytes, live on ``[starts, ends)``) fit in
@@ -103,23 +126,30 @@ def pack(
     None, the heuristics are ``("P", "WAT", "TAW", "TWA")`` (the learned order first, then
     minimalloc's). ``rules``: switch single rules off for ablations (``canonical_only``,
     ``section_inference``, ``monotonic_floor``, ``check_dominance``, ``hatless_pruning``,
-    ``dynamic_ordering``, ``dynamic_decomposition``; all True by default). Bad input raises
-    ``ValueError``. The search runs in C++ with the GIL released."""
+    ``dynamic_ordering``, ``dynamic_decomposition``; all True by default). ``fallback``: where
+    the exact search cannot take the instance, or stops without a packing, return
+    :func:`best_fit_pack`'s (``method: best-fit``) instead. Bad input raises ``ValueError``.
+    The search runs in C++ with the GIL released."""
     if priority is not None and heuristics is None:
         heuristics = ("P", "WAT", "TAW", "TWA")
-    r = _native.pack(
-        sizes,
-        starts,
-        ends,
-        capacity,
-        alignment,
-        time_limit=time_limit,
-        node_limit=node_limit,
-        priority=priority,
-        heuristics=heuristics,
-        **rules,
-    )
-    return PackResult(
+    try:
+        r = _native.pack(
+            sizes,
+            starts,
+            ends,
+            capacity,
+            alignment,
+            time_limit=time_limit,
+            node_limit=node_limit,
+            priority=priority,
+            heuristics=heuristics,
+            **rules,
+        )
+    except ValueError as e:
+        if not fallback or not str(e).startswith(TOO_LARGE):
+            raise
+        return best_fit_pack(sizes, starts, ends, capacity, alignment, reason=str(e))
+    result = PackResult(
         status=r["status"],
         offsets=np.asarray(r["offsets"], dtype=np.int64),
         placed=int(r["placed"]),
@@ -132,6 +162,84 @@ def pack(
         wall_s=float(r["wall_s"]),
         heuristic=str(r["heuristic"]),
         capacity=int(capacity),
+    )
+    if fallback and not result.solved and not result.infeasible:
+        bf = best_fit_pack(
+            sizes, starts, ends, capacity, alignment, reason=f"the exact search: {result.status}"
+        )
+        if bf.solved:
+            bf.nodes, bf.backtracks, bf.rounds = result.nodes, result.backtracks, result.rounds
+            bf.wall_s += result.wall_s
+            return bf
+    return result
+
+
+def best_fit_order(
+    kind: str, sizes: np.ndarray, starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """A presentation order for :func:`best_fit_pack`, largest first: ``size`` (then longer
+    live range), ``area`` (size x live range, then size), ``width`` (live range, then size);
+    ties by index."""
+    width = ends - starts
+    idx = np.arange(sizes.size)
+    if kind == "size":
+        return np.lexsort((idx, -width, -sizes))
+    if kind == "area":
+        return np.lexsort((idx, -sizes, -(sizes.astype(np.float64) * width)))
+    if kind == "width":
+        return np.lexsort((idx, -sizes, -width))
+    raise ValueError(f"unknown best-fit order {kind!r}; choose one of {', '.join(BEST_FIT_ORDERS)}")
+
+
+def best_fit_pack(
+    sizes: Sequence[int] | np.ndarray,
+    starts: Sequence[int] | np.ndarray,
+    ends: Sequence[int] | np.ndarray,
+    capacity: int,
+    alignment: int = 1,
+    *,
+    orders: Sequence[str] = BEST_FIT_ORDERS,
+    reason: str | None = None,
+) -> PackResult:
+    """Best fit at any size (``mallocgame._native.best_fit``), once per order of ``orders``;
+    the packing that places the most buffers, then the lowest, wins. ``status`` is
+    ``solved`` when every buffer fits under ``capacity``, else ``not_found`` (which proves
+    nothing: a packing may still exist). ``reason``: why it runs instead of the exact search
+    (``fallback_reason`` in the summary)."""
+    t0 = time.perf_counter()
+    sz = np.ascontiguousarray(sizes, dtype=np.int64)
+    st = np.ascontiguousarray(starts, dtype=np.int64)
+    en = np.ascontiguousarray(ends, dtype=np.int64)
+    if not (sz.ndim == st.ndim == en.ndim == 1 and sz.size == st.size == en.size):
+        raise ValueError(
+            f"sizes, starts and ends must be 1-D of the same length, got shapes {sz.shape}, "
+            f"{st.shape}, {en.shape}"
+        )
+    peak = peak_live(sz, st, en)[0]
+    best: dict[str, Any] | None = None
+    best_order = ""
+    for kind in orders:
+        r = _native.best_fit(sz, st, en, capacity, best_fit_order(kind, sz, st, en), alignment)
+        if best is None or (r["placed"], -r["height"]) > (best["placed"], -best["height"]):
+            best, best_order = r, kind
+        if r["placed"] == sz.size and r["height"] <= peak:
+            break  # at the lower bound: no order can do better
+    assert best is not None, "orders is empty"
+    return PackResult(
+        status="solved" if best["placed"] == sz.size else "not_found",
+        offsets=np.asarray(best["offsets"], dtype=np.int64),
+        placed=int(best["placed"]),
+        nodes=0,
+        backtracks=0,
+        rounds=len(orders),
+        sections=0,
+        peak_live=peak,
+        height=int(best["height"]),
+        wall_s=time.perf_counter() - t0,
+        heuristic=f"best-fit:{best_order}",
+        capacity=int(capacity),
+        method="best-fit",
+        fallback_reason=reason,
     )
 
 
@@ -173,13 +281,16 @@ def minimize_peak(
         heuristics=heuristics,
     )
     probes = [(int(capacity), first.status, first.height, first.wall_s)]
+    beyond = first.method == "best-fit" and str(first.fallback_reason).startswith(TOO_LARGE)
     sz = np.asarray(sizes, dtype=np.int64)
     lower = int(first.peak_live)
     if sz.size:
         lower = max(lower, int(sz.max()))
     best = first
     proven = True
-    if first.solved:
+    if first.solved and beyond:
+        proven = False  # the exact search cannot take it: no probes, the best fit stands
+    elif first.solved:
         lo, hi = lower, best.height - 1
         while lo <= hi and left() > 0:
             mid = lo if len(probes) == 1 else (lo + hi) // 2

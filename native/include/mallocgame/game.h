@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "mallocgame/instance.h"
+#include "mallocgame/interval_index.h"
+#include "mallocgame/range_max.h"
 
 namespace mallocgame {
 
@@ -19,6 +21,9 @@ class Game {
  public:
   static constexpr int64_t kSlow = -1;
   static constexpr int64_t kUndecided = -2;
+  // Up to this many fast buffers a turn scans them all for the ones live with the current
+  // buffer; beyond it, it asks the interval index.
+  static constexpr size_t kScanPlaced = 64;
 
   struct Candidate {
     int64_t offset;    // aligned start of the placement
@@ -69,7 +74,7 @@ class Game {
   // 0 when done.
   double fast_reward();
   // Bytes of [0, capacity) that conflicting fast buffers occupy for the current buffer.
-  int64_t blocked_bytes() const { return blocked_; }
+  int64_t blocked_bytes();
   // The most bytes of fast memory in use at one position of the current buffer's live range.
   int64_t peak_in_use() const;
 
@@ -84,17 +89,16 @@ class Game {
     double return_before;
   };
 
-  // A fast buffer in the offset-sorted list used to find candidates.
+  // A fast buffer, in placement order (scanned for candidates while there are few).
   struct Placed {
     int64_t offset, top;  // addresses [offset, top)
     int64_t start, end;   // live range
     int32_t buffer;
-    bool operator<(const Placed& o) const {
-      return offset != o.offset ? offset < o.offset : buffer < o.buffer;
-    }
   };
 
   void begin_turn();
+  // Fills gaps_ with the free gaps that can hold b (unsorted) and blocked_.
+  void walk_gaps(int32_t b);
   double play_first_candidate(bool only_if_it_pays);
   // Fills new_times_ with the times of b's instructions were b fast; returns the time saved.
   double evaluate_fast(int32_t b);
@@ -108,8 +112,11 @@ class Game {
   std::vector<double> instr_time_;  // always the from-scratch time of each instruction
   std::vector<int128_t> grid_;      // covered area per cell, in scaled units (see paint)
   std::vector<float> grid_value_;   // grid_ / cell area, refreshed for the cells paint touches
-  std::vector<Placed> placed_;      // the fast buffers, sorted by (offset, buffer)
+  std::vector<Placed> placed_;      // the fast buffers, in placement order
   std::vector<int64_t> live_fast_;  // fast bytes live on each segment of the schedule
+  IntervalIndex fast_index_;        // active: the fast buffers (the same set as placed_)
+  IntervalIndex pending_index_;     // active: the undecided buffers
+  RangeMax in_use_;                 // live_fast_ again, for the largest value over a range
   std::vector<Record> stack_;
   std::vector<Candidate> cands_;
   double time_ = 0.0;
@@ -117,6 +124,7 @@ class Game {
   int64_t fast_bytes_ = 0;
   int64_t undecided_bytes_ = 0;
   int64_t blocked_ = 0;
+  bool blocked_known_ = true;  // false: blocked_ is computed when asked for
   int32_t turn_ = 0;
   bool failed_ = false;
 
@@ -125,6 +133,7 @@ class Game {
   double saved_ = 0.0;
   std::vector<double> new_times_;
   std::vector<std::pair<int64_t, int64_t>> ranges_;  // (offset, top), sorted
+  std::vector<std::pair<int64_t, int64_t>> ranges_tmp_;
   std::vector<Candidate> gaps_;
   std::vector<int64_t> pending_all_, pending_denser_;  // observe(): per segment of the buffer
 };

@@ -2,14 +2,19 @@
 //
 // An Instance is built once (validating everything) and shared by many Games through a
 // std::shared_ptr<const Instance>. Besides the inputs it holds the precomputed structures that
-// make a move cheap: per-buffer conflict lists (found by a sweep over start positions), per
-// instruction merged access lists and per-buffer lists of the instructions a buffer touches.
+// make a move cheap: the live ranges sorted by start (an IntervalLayout, which Games index to
+// find the buffers live together with one; no per-buffer conflict lists, which grow with the
+// square of the number of buffers), per instruction merged access lists and per-buffer lists of
+// the instructions a buffer touches. Memory is linear in buffers plus accesses.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "mallocgame/interval_index.h"
 
 namespace mallocgame {
 
@@ -121,20 +126,18 @@ class Instance {
   int32_t segment_begin(int32_t b) const { return segment_begin_[b]; }
   int32_t segment_end(int32_t b) const { return segment_end_[b]; }
 
-  // ---- conflicts (buffers whose live ranges overlap b's), sorted by presentation rank.
-  int32_t num_conflicts(int32_t b) const {
-    return static_cast<int32_t>(conflict_ptr_[b + 1] - conflict_ptr_[b]);
-  }
-  const int32_t* conflicts_begin(int32_t b) const { return conflicts_.data() + conflict_ptr_[b]; }
-  const int32_t* conflicts_end(int32_t b) const { return conflicts_.data() + conflict_ptr_[b + 1]; }
-  // The conflicts presented before b: the only ones that can be decided when b is presented.
-  const int32_t* earlier_conflicts_end(int32_t b) const {
-    return conflicts_begin(b) + earlier_count_[b];
-  }
+  // ---- conflicts (buffers whose live ranges overlap b's)
+  // How many other buffers are live at some position of b's live range (O(1), precomputed by
+  // binary search over the sorted starts and ends).
+  int32_t num_conflicts(int32_t b) const { return num_conflicts_[b]; }
+  // Those buffers, sorted by presentation rank (O((k + 1) log n); for inspection and tests).
+  std::vector<int32_t> conflicts(int32_t b) const;
+  // The live ranges sorted by start, shared by every IntervalIndex over this instance's buffers.
+  const std::shared_ptr<const IntervalLayout>& intervals() const { return intervals_; }
 
  private:
   void validate_and_copy(InstanceInput& in);
-  void build_conflicts();
+  void build_intervals();
   void build_accesses(const InstanceInput& in);
   void build_segments();
   void build_values();
@@ -159,10 +162,10 @@ class Instance {
   // Instructions by buffer (CSR).
   std::vector<int64_t> touched_ptr_;
   std::vector<int32_t> touched_;
-  // Conflicts by buffer (CSR), each list sorted by rank.
-  std::vector<int64_t> conflict_ptr_;
-  std::vector<int32_t> conflicts_;
-  std::vector<int32_t> earlier_count_;
+  // The live ranges indexed by start; every buffer active in all_ (for conflicts()).
+  std::shared_ptr<const IntervalLayout> intervals_;
+  IntervalIndex all_;
+  std::vector<int32_t> num_conflicts_;
 
   double all_slow_time_ = 0.0, lower_bound_time_ = 0.0, reward_scale_ = 1.0;
   std::vector<double> benefit_, density_, density_rank_;

@@ -88,7 +88,7 @@ def test_msa_skip_leaves_a_long_low_density_buffer_slow():
     assert skip.summary()["valid"] and skip.offsets[0] == -1 and (skip.offsets[1:] >= 0).all()
     assert skip.time_s < msa.time_s and skip.extra["skip_fraction"] > 0
     # fit-all: nothing may stay slow on purpose, so it is msa's line
-    fit = api.make_problem(wl, 100, T, objective="fit-all")
+    fit = api.make_problem(wl, 160, T, objective="fit-all")
     assert solve(fit, "msa-skip").offsets.tolist() == solve(fit, "msa").offsets.tolist()
 
 

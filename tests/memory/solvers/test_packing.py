@@ -12,7 +12,7 @@ import pytest
 from mallocgame import _native, api
 from mallocgame.errors import InputError, MallocGameError
 from mallocgame.memory.solvers import list_solvers, solve
-from mallocgame.memory.solvers.packing import minimize_peak, pack
+from mallocgame.memory.solvers.packing import TOO_LARGE, best_fit_pack, minimize_peak, pack
 from mallocgame.memory.validate import validate
 from mallocgame.memory.workload import Workload
 
@@ -328,3 +328,91 @@ def test_challenging_instances_solved(datasets):
         sol = solve(problem, "pack", time_limit=30)
         s = sol.summary()
         assert s["solved"] and s["valid"], (name, sol.extra)
+
+
+# --------------------------------------------------------------------------- best fit, fallback
+def reference_best_fit(sizes, starts, ends, capacity, alignment, order):
+    """Best fit written out plainly: the smallest interior gap among the placed buffers live
+    together with b that fits (ties: lowest), else the aligned top; unplaced above capacity."""
+    offsets = [-1] * len(sizes)
+    for b in order:
+        ranges = sorted(
+            (offsets[p], offsets[p] + sizes[p])
+            for p in range(len(sizes))
+            if offsets[p] >= 0 and starts[p] < ends[b] and starts[b] < ends[p]
+        )
+        best, best_gap, cursor = None, None, 0
+        for lo, hi in ranges:
+            if lo > cursor:
+                off = -(-cursor // alignment) * alignment
+                if off + sizes[b] <= lo and (best is None or lo - cursor < best_gap):
+                    best, best_gap = off, lo - cursor
+            cursor = max(cursor, hi)
+        if best is None:
+            best = -(-cursor // alignment) * alignment
+        if best + sizes[b] <= capacity:
+            offsets[b] = best
+    return offsets
+
+
+def test_best_fit_matches_the_reference_and_is_valid():
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        n = int(rng.integers(1, 90))
+        starts = rng.integers(0, 30, n)
+        ends = starts + rng.integers(1, 12, n)
+        sizes = rng.integers(1, 20, n)
+        alignment = int(rng.choice([1, 2, 8]))
+        cap = int(rng.integers(int(sizes.max()), int(sizes.sum()) + 8))
+        order = rng.permutation(n)
+        r = _native.best_fit(sizes, starts, ends, cap, order, alignment)
+        want = reference_best_fit(
+            sizes.tolist(), starts.tolist(), ends.tolist(), cap, alignment, order.tolist()
+        )
+        assert r["offsets"].tolist() == want
+        placed = r["offsets"] >= 0
+        assert r["placed"] == placed.sum()
+        assert r["height"] == max([0] + (r["offsets"] + sizes)[placed].tolist())
+        rep = validate(np.arange(n), sizes, starts, ends, r["offsets"], cap, alignment)
+        assert rep.valid, rep.problems
+
+
+def test_best_fit_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"order\[1\] = 0 is out of range or repeated"):
+        _native.best_fit([1, 1], [0, 0], [1, 1], 4, [0, 0])
+    with pytest.raises(ValueError, match="order has 1 entries"):
+        _native.best_fit([1, 1], [0, 0], [1, 1], 4, [0])
+    with pytest.raises(ValueError, match=r"sizes\[0\] must be in"):
+        _native.best_fit([0], [0], [1], 4, [0])
+    with pytest.raises(ValueError, match="same length"):
+        best_fit_pack([1, 2], [0], [1], 4)
+
+
+def test_pack_falls_back_to_best_fit_beyond_the_exact_search():
+    # 11,000 buffers all live across the middle: more section memberships than the exact
+    # search holds (issue 20). pack and pack-peak return a valid packing, say how, and give
+    # the gap to the max-load bound; no traceback.
+    n = 11_000
+    sizes = np.full(n, 64) + np.arange(n) % 3
+    starts = np.arange(n)
+    ends = n + np.arange(n)
+    r = pack(sizes, starts, ends, int(sizes.sum()))
+    assert r.solved and r.method == "best-fit" and r.fallback_reason.startswith(TOO_LARGE)
+    info = r.info()
+    assert info["gap_to_max_load"] == (r.height - r.peak_live) / r.peak_live >= 0
+    assert validate(np.arange(n), sizes, starts, ends, r.offsets, int(sizes.sum())).valid
+    with pytest.raises(ValueError, match=TOO_LARGE):
+        pack(sizes, starts, ends, int(sizes.sum()), fallback=False)
+    sol = solve(tiny_problem(sizes, starts, ends, 2 * int(sizes.sum())), "pack-peak")
+    s = sol.summary()
+    assert s["valid"] and s["solved"] and s["method"] == "best-fit"
+    assert s["probes"] == [s["probes"][0]] and s["height"] >= s["lower_bound"]
+
+
+def test_pack_returns_a_best_fit_packing_when_the_search_stops_without_one():
+    # A node limit of 1 stops the exact search at once; best fit still places everything.
+    sizes, starts, ends = [4, 4, 4, 2], [0, 1, 2, 0], [3, 4, 5, 5]
+    r = pack(sizes, starts, ends, 14, node_limit=1)
+    assert r.solved and r.method == "best-fit" and "node_limit" in r.fallback_reason
+    exact = pack(sizes, starts, ends, 14, node_limit=1, fallback=False)
+    assert exact.status == "node_limit"
