@@ -36,6 +36,7 @@ Game::Game(std::shared_ptr<const Instance> instance) : inst_(std::move(instance)
   grid_value_.assign(static_cast<size_t>(g) * g, 0.0f);
   cands_.reserve(static_cast<size_t>(inst_->num_candidates()));
   fast_index_ = IntervalIndex(inst_->intervals(), false);
+  leaf_range_.assign(static_cast<size_t>(inst_->intervals()->leaves()), {0, 0});
   pending_index_ = IntervalIndex(inst_->intervals(), true);
   reset();
 }
@@ -127,8 +128,8 @@ void Game::walk_gaps(int32_t b) {
   } else {
     // Many fast buffers: ask the interval index for those live with b.
     ranges_.clear();
-    fast_index_.for_each_overlap(st, en, [&](int32_t p) {
-      ranges_.emplace_back(offset_[p], offset_[p] + inst_->size(p));
+    fast_index_.for_each_overlap_leaf(st, en, [&](int32_t leaf) {
+      ranges_.push_back(leaf_range_[static_cast<size_t>(leaf)]);
     });
   }
   sort_by_offset(ranges_, ranges_tmp_, capacity);
@@ -375,6 +376,7 @@ void Game::mark(int32_t b, int64_t offset, bool add) {
   if (add) {
     placed_.push_back(entry);
     fast_index_.activate(b);
+    leaf_range_[static_cast<size_t>(inst_->intervals()->leaf_of(b))] = {entry.offset, entry.top};
   } else {
     // Undo takes back the latest move, so b is the last entry; search from the back.
     const auto at = std::find_if(placed_.rbegin(), placed_.rend(),

@@ -115,6 +115,8 @@ class Game {
   std::vector<Placed> placed_;      // the fast buffers, in placement order
   std::vector<int64_t> live_fast_;  // fast bytes live on each segment of the schedule
   IntervalIndex fast_index_;        // active: the fast buffers (the same set as placed_)
+  // (offset, top) of the fast buffer at each leaf of the index, read in leaf order by a walk.
+  std::vector<std::pair<int64_t, int64_t>> leaf_range_;
   IntervalIndex pending_index_;     // active: the undecided buffers
   RangeMax in_use_;                 // live_fast_ again, for the largest value over a range
   std::vector<Record> stack_;

@@ -92,6 +92,13 @@ class IntervalIndex {
   // ascending (start, index) order.
   template <typename F>
   void for_each_overlap(int64_t s, int64_t e, F&& f) const {
+    for_each_overlap_leaf(s, e, [&](int32_t leaf) { f(layout_->buffer_at(leaf)); });
+  }
+
+  // The same, calling f(leaf) with the buffer's leaf position (IntervalLayout::leaf_of), so
+  // that a caller can keep data per leaf and read it in order.
+  template <typename F>
+  void for_each_overlap_leaf(int64_t s, int64_t e, F&& f) const {
     const int32_t leaves = layout_->leaves();
     int32_t stack[2 * 32 + 2];
     int sp = 0;
@@ -100,7 +107,7 @@ class IntervalIndex {
       const int32_t v = stack[--sp];
       if (max_end_[v] <= s || layout_->first_start(v) >= e) continue;
       if (v >= leaves) {
-        f(layout_->buffer_at(v - leaves));
+        f(v - leaves);
         continue;
       }
       stack[sp++] = 2 * v + 1;

@@ -21,7 +21,7 @@ inline void sort_by_offset(std::vector<std::pair<int64_t, int64_t>>& v,
     std::sort(v.begin(), v.end());
     return;
   }
-  constexpr int kBits = 11;
+  constexpr int kBits = 11;  // 2048 counts: small enough to clear for every sort
   constexpr size_t kBuckets = size_t{1} << kBits;
   int bits = 1;
   while (bits < 63 && (int64_t{1} << bits) <= bound) ++bits;
