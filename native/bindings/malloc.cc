@@ -166,6 +166,15 @@ instance.order()[t]: action 0 = slow memory, action k in 1..K = candidates()[k -
       .def("play_best_fit", &Game::play_best_fit, py::call_guard<py::gil_scoped_release>(),
            "Plays to the end with action 1 (best fit) whenever legal, else action 0, whatever "
            "the reward; returns the rewards gained.")
+      .def("play_best_fit",
+           [](Game& g, py::handle keep) {
+             const std::vector<int64_t> k = int_vector(keep, "keep");
+             py::gil_scoped_release nogil;
+             return g.play_best_fit_keeping(k);
+           },
+           py::arg("keep"),
+           "play_best_fit, except that (objective time) the buffers b with keep[b] == 0 go to "
+           "slow memory; keep: one integer (or bool) per buffer.")
       .def("candidates",
            [](const Game& g) {
              py::array_t<int64_t> out(g.instance()->num_candidates());

@@ -365,6 +365,25 @@ double Game::play_first_candidate(bool only_if_it_pays) {
   return total;
 }
 
+double Game::play_best_fit_keeping(const std::vector<int64_t>& keep) {
+  if (keep.size() != static_cast<size_t>(inst_->num_buffers())) {
+    std::ostringstream os;
+    os << "keep has " << keep.size() << " entries, expected " << inst_->num_buffers();
+    illegal(os.str());
+  }
+  const bool fit_all = inst_->objective() == Objective::kFitAll;
+  double total = 0.0;
+  while (!done()) {
+    const int32_t b = inst_->buffer_at(turn_);
+    if (!cands_.empty() && (fit_all || keep[static_cast<size_t>(b)] != 0)) {
+      total += place_fast(b, cands_[0].offset);
+    } else {
+      total += place_slow(b);
+    }
+  }
+  return total;
+}
+
 int64_t Game::peak_in_use() const {
   if (done()) return 0;
   const int32_t b = inst_->buffer_at(turn_);

@@ -12,14 +12,14 @@ How one problem is solved (:func:`agent_solve`):
    move is measured over the first moves, and when the round would overrun its share the
    sampled copies are dropped and the greedy game finishes alone (the greedy game always
    completes); if still too slow, it plays its remaining moves with the policy network alone
-   (no search).
+   (no search), and if even that would overrun, best fit plays the rest.
 2. **Improvement within the budget** (``improve_search=True``): the local search of
    :mod:`mallocgame.memory.solvers.local_search` (:func:`~.local_search.improve`), seeded with
    the best of the agent's lines, ``msa``'s line and ``msa-skip``'s line, its descents trying
    the alternatives in the order of the agent's prior; on fit-all first the exact packing
-   search with the agent's layout as its branching order. It stops at the deadline, and runs
-   for at least ``(1 - agent_share)`` of the budget even when the greedy game ran past its
-   share.
+   search with the agent's layout as its branching order. ``msa-skip``'s fractions may take
+   half of what is left after the agent's games (``local_search.half_of_remaining``, as in
+   ``local-search``). The search stops at the deadline: the whole solve keeps its budget.
 3. The result is the best valid mapping among all of these (``best``). Because ``msa``'s line
    is one of the candidates, ``best`` is never worse than ``msa``; ``agent_raw`` can be.
 
@@ -47,7 +47,9 @@ from mallocgame.memory.problem import Problem
 from mallocgame.memory.solvers.local_search import (
     Line,
     beats,
+    best_fit_actions,
     best_fit_line,
+    half_of_remaining,
     improve,
     line_key,
     line_of,
@@ -77,11 +79,13 @@ def play_agent(
     sampled copies are abandoned and the greedy game goes on alone in a batch of one (faster
     per move), so that a long game leaves time to the local search. If the greedy game alone
     still would not end by ``cap`` (measured the same way), its remaining moves are the policy
-    network's most likely legal move, without search (about a network call per move). The
-    greedy game always finishes. ``stats`` (a dict) receives ``moves``, ``probe_s_per_move``,
-    ``projected_s``, ``dropped_sampled`` (the move at which the sampled copies were abandoned,
-    or None) and ``prior_from`` (the move from which the policy network played alone, or
-    None)."""
+    network's most likely legal move, without search (about a network call per move); and if
+    that too would not end by ``cap``, best fit plays the rest (``best_fit_from``), so that the
+    game ends near ``cap`` at any size. The greedy game always finishes. ``stats`` (a dict)
+    receives ``moves``, ``probe_s_per_move``, ``projected_s``, ``dropped_sampled`` (the move at
+    which the sampled copies were abandoned, or None), ``prior_from`` (the move from which the
+    policy network played alone, or None) and ``best_fit_from`` (the move from which best fit
+    played, or None)."""
     n = int(copies)
     games = [_native.Game(instance) for _ in range(n)]
     batch, obs, legal, reward, done = new_batch(
@@ -99,12 +103,22 @@ def play_agent(
         "projected_s": None,
         "dropped_sampled": None,
         "prior_from": None,
+        "best_fit_from": None,
     }
     use_prior = False
+    prior_cap = cap  # the policy network alone must end by it too, else best fit finishes
     mark = (start, 0)  # (time, move) from which the current way of playing is timed
     for t in range(b):
         if done.all():
             break
+        if use_prior and prior_cap is not None and t > mark[1] and (t - mark[1]) % probe == 0:
+            now = time.perf_counter()
+            if now + (now - mark[0]) / (t - mark[1]) * (b - t) > prior_cap:
+                # even the network alone would overrun: best fit plays the remaining moves
+                info["best_fit_from"] = t
+                actions[0] += best_fit_actions(games[0])
+                info["moves"] = len(actions[0])
+                break
         if cap is not None and greedy_first and t > mark[1] and (t - mark[1]) % probe == 0:
             now = time.perf_counter()
             per_move = (now - mark[0]) / (t - mark[1])
@@ -128,6 +142,7 @@ def play_agent(
                     info["prior_from"] = t
                     use_prior = True
                     cap = None
+                    mark = (time.perf_counter(), t)
         search_legal = legal.copy()
         search_legal[done, 0] = (
             True  # finished games (fit-all dead ends): any row needs a legal move
@@ -250,12 +265,12 @@ def agent_solve(
     The split between the agent's games and the local search adapts to the problem: the
     agent's games may take ``agent_share`` of the budget (a round of ``copies`` games; when
     the first moves show that the round would take longer, the sampled copies are dropped and
-    the greedy game goes on alone). The greedy game always completes, even past that share;
-    the local search then gets until the deadline, and at least ``(1 - agent_share) x budget``
-    (so a game longer than the agent's share makes the solve run over the budget, never
-    the local search vanish). Without the local search (``improve_search=False``) further
-    rounds of sampled games fill the budget. Returns ``(offsets, extra)``; ``extra["split"]``
-    reports the measured split (:meth:`SplitSummary.to_dict`)."""
+    the greedy game goes on alone, then the network alone, then best fit: the greedy game
+    always completes, near that share at any size); the local search then gets until the
+    deadline (a tenth of a second at least). Without the local search
+    (``improve_search=False``) further rounds of sampled games fill the budget. Returns
+    ``(offsets, extra)``; ``extra["split"]`` reports the measured split
+    (:meth:`SplitSummary.to_dict`)."""
 
     if not 0.0 < agent_share <= 1.0:
         raise ValueError(f"agent_share must be in (0, 1], got {agent_share}")
@@ -307,7 +322,8 @@ def agent_solve(
     agent_wall = time.perf_counter() - t0
 
     msa_line = best_fit_line(instance, "msa")
-    skip = skip_line(instance, msa_line.ret) if include_msa else None
+    skip_until = half_of_remaining(deadline) if split_budget else None
+    skip = skip_line(instance, msa_line.ret, skip_until) if include_msa else None
 
     # the start lines, best first (on a tie the agent's before the heuristics')
     heuristics = [ln for ln in (msa_line, skip) if ln is not None] if include_msa else []
@@ -326,7 +342,9 @@ def agent_solve(
     improve_steps: dict[str, Any] = {}
     if split_budget:
         t_imp = time.perf_counter()
-        improve_deadline = max(deadline, t_imp + (1.0 - agent_share) * budget_s)
+        # The budget is the limit: the agent's games end near their share (play_agent's
+        # cap), so the search has the rest; a few tenths at least when they overran.
+        improve_deadline = max(deadline, t_imp + 0.1)
         if obj == "fit-all" and not best.solved and improve_deadline > t_imp:
             # Fit-all: an exact packing search (minimalloc's canonical DFS) whose branching
             # is ordered by the agent's layout first -- buffers the agent put lower go first.

@@ -70,24 +70,27 @@ def play_skip_game(
     native Game, its actions)."""
     game = _native.Game(instance)
     keep = (instance.density_ranks() if ranks is None else ranks) >= fraction
-    actions = []
-    while not game.done:
-        mask = game.legal_mask()
-        act = 1 if (mask[1] and keep[game.current_buffer]) else 0
-        if not mask[act]:  # fit-all: no candidate and slow is illegal (the game ends failed)
-            break
-        game.step(act)
-        actions.append(act)
-    return game, actions
+    game.play_best_fit(keep.astype(np.int64))  # in C++; a fast move is action 1, a slow one 0
+    order = instance.order()[: game.turn]
+    return game, (game.offsets()[order] >= 0).astype(np.int64).tolist()
 
 
-def best_skip_game(instance: _native.Instance) -> tuple[_native.Game, list[int], float]:
+def best_skip_game(
+    instance: _native.Instance,
+    deadline: float | None = None,
+    fractions: tuple[float, ...] = SKIP_FRACTIONS,
+) -> tuple[_native.Game, list[int], float]:
     """``msa-skip`` in ``instance``'s order: :func:`play_skip_game` for every fraction of
     :data:`SKIP_FRACTIONS` (fit-all: only 0, nothing may stay slow on purpose); returns (the
-    best finished Game, its actions, its fraction), the lowest fraction on a tie."""
+    best finished Game, its actions, its fraction), the lowest fraction on a tie. ``deadline``
+    (a ``time.perf_counter()`` time): no further fraction is tried after it (the first always
+    is), so that a caller with a budget keeps it on large programs. ``fractions``: the ones to
+    try, in order (default :data:`SKIP_FRACTIONS`)."""
     ranks = instance.density_ranks()
     best = None
-    for q in SKIP_FRACTIONS if instance.objective == "time" else (0.0,):
+    for q in fractions if instance.objective == "time" else (0.0,):
+        if best is not None and deadline is not None and time.perf_counter() >= deadline:
+            break
         game, acts = play_skip_game(instance, q, ranks)
         if best is None or game.return_so_far > best[0].return_so_far + 1e-12:
             best = (game, acts, q)

@@ -23,7 +23,7 @@ import numpy as np
 from mallocgame import _native
 from mallocgame.memory.order import msa_order
 from mallocgame.memory.problem import Problem
-from mallocgame.memory.solvers.heuristics import best_skip_game
+from mallocgame.memory.solvers.heuristics import SKIP_FRACTIONS, best_skip_game
 from mallocgame.memory.solvers.policy import Agent
 
 
@@ -65,19 +65,13 @@ def line_of(game: _native.Game, actions: list[int], source: str, ret: float | No
 
 
 def best_fit_actions(game: _native.Game) -> list[int]:
-    """Finishes ``game`` in place with best fit (action 1 if legal, else 0); its moves."""
-    acts = []
-    while not game.done:
-        m = game.legal_mask()
-        if m[1]:
-            act = 1
-        elif m[0]:
-            act = 0
-        else:
-            break
-        game.step(act)
-        acts.append(act)
-    return acts
+    """Finishes ``game`` in place with best fit (action 1 if legal, else 0; a fit-all game stops
+    at a dead end); its moves. Played in C++: a move of best fit is fast exactly when its
+    buffer ends with an offset."""
+    first = game.turn
+    game.play_best_fit()
+    order = game.instance.order()[first : game.turn]
+    return (game.offsets()[order] >= 0).astype(np.int64).tolist()
 
 
 def best_fit_line(instance: _native.Instance, source: str) -> Line:
@@ -87,13 +81,25 @@ def best_fit_line(instance: _native.Instance, source: str) -> Line:
     return line_of(game, best_fit_actions(game), source)
 
 
-def skip_line(instance: _native.Instance, msa_ret: float) -> Line | None:
+def half_of_remaining(deadline: float) -> float:
+    """The time halfway between now and ``deadline`` (``time.perf_counter()`` times): how long
+    the ``msa-skip`` start may take before the local search, in ``local-search`` and ``agent``
+    alike, so that it never eats the whole budget of a large program."""
+    now = time.perf_counter()
+    return now + 0.5 * max(0.0, deadline - now)
+
+
+def skip_line(
+    instance: _native.Instance, msa_ret: float, deadline: float | None = None
+) -> Line | None:
     """The ``msa-skip`` heuristic's line in ``instance``'s order (best fit with the lowest-density
     buffers left slow, the fraction picked by the cost model), or None when it does not beat
-    ``msa_ret`` (msa's line is then as good) or the objective is fit-all."""
+    ``msa_ret`` (msa's line is then as good) or the objective is fit-all. ``deadline``: see
+    :func:`~mallocgame.memory.solvers.heuristics.best_skip_game`."""
     if instance.objective != "time":
         return None
-    game, acts, q = best_skip_game(instance)
+    # fraction 0 is msa's own line, which the caller has: only the others are played
+    game, acts, q = best_skip_game(instance, deadline, tuple(f for f in SKIP_FRACTIONS if f > 0))
     return (
         line_of(game, acts, "msa-skip") if q > 0 and game.return_so_far > msa_ret + 1e-12 else None
     )
@@ -354,12 +360,12 @@ def solve(
     t0 = time.perf_counter()
     order = msa_order(problem)
     instance = problem.instance(order)
+    budget = 1.0 if time_limit is None else float(time_limit)
     starts = [best_fit_line(instance, "msa")]
-    skip = skip_line(instance, starts[0].ret)
+    skip = skip_line(instance, starts[0].ret, half_of_remaining(t0 + budget))
     if skip is not None:
         starts.append(skip)
     seed = int(rng.integers(0, 2**31 - 1))
-    budget = 1.0 if time_limit is None else float(time_limit)
     steps: dict[str, Any] = {}
     best, evaluations = improve(
         None, problem, order, starts, t0 + budget, seed, use_prior=False, stats=steps

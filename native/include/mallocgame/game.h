@@ -51,6 +51,9 @@ class Game {
   // Plays to the end: the best-fit candidate whenever legal, else slow memory (action 1 if legal
   // else 0, whatever the reward). Returns the rewards gained.
   double play_best_fit() { return play_first_candidate(false); }
+  // play_best_fit, except that (objective time) the buffers b with keep[b] == 0 go to slow
+  // memory (msa-skip's games). keep has one entry per buffer, else std::invalid_argument.
+  double play_best_fit_keeping(const std::vector<int64_t>& keep);
 
   // ---- state
   bool done() const { return failed_ || turn_ == inst_->num_buffers(); }

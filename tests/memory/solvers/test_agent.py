@@ -374,3 +374,29 @@ def test_the_shipped_policy_loads_and_fits_the_game():
     inst = p.instance(msa_order(p))
     assert (inst.observation_size, inst.num_actions) == (ag.observation_size, ag.num_actions)
     assert (PRETRAINED_POLICY.parent / "README.md").exists()
+
+
+def test_a_game_that_would_overrun_even_unsearched_ends_with_best_fit(agent):
+    """Issue 20: at 28,538 buffers the network alone took 18 s for a 10 s budget. When the
+    policy network's own moves would still end after the cap, best fit plays the rest: the
+    game is complete, valid, and ends near the cap."""
+    import time
+
+    from mallocgame.memory.solvers.local_search import best_fit_actions
+
+    wl = random_workload(np.random.default_rng(3), n=400)
+    p = api.make_problem(wl, "25%", "tpuv4i")
+    inst = p.instance(msa_order(p))
+    stats: dict = {}
+    lines = play_agent(agent, inst, copies=2, cap=time.perf_counter(), probe_moves=2, stats=stats)
+    assert len(lines) == 1 and stats["dropped_sampled"] == 2
+    assert stats["prior_from"] is not None and stats["best_fit_from"] is not None
+    line = lines[0]
+    assert stats["moves"] == len(line.actions) == wl.num_buffers
+    assert validate(wl.ids, wl.sizes, wl.starts, wl.ends, line.offsets, p.capacity).valid
+    # the tail is best fit's: replaying the line's moves gives the same game
+    from mallocgame import _native
+
+    g = _native.Game(inst)
+    g.replay(line.actions[: stats["best_fit_from"]])
+    assert best_fit_actions(g) == line.actions[stats["best_fit_from"] :]
