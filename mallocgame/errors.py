@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MallocGameError(Exception):
     """Base class of every error that mallocgame raises on purpose."""
@@ -36,4 +38,15 @@ class InputError(MallocGameError, ValueError):
         elif self.line is not None:
             place = f"line {self.line}: "
         fld = f"field '{self.field}': " if self.field else ""
-        return f"{place}{fld}{self.message}"
+        # One line whatever the parts hold (a file name or a message with a newline in it).
+        return " ".join(f"{place}{fld}{self.message}".splitlines())
+
+
+def short_repr(x: Any, n: int = 60) -> str:
+    """``repr(x)`` cut to ``n`` characters, for an error message (an int too long to print or
+    a structure too deep gives its type's name)."""
+    try:
+        r = repr(x)
+    except (ValueError, RecursionError):
+        r = f"<{type(x).__name__}>"
+    return r if len(r) <= n else r[: n - 3] + "..."

@@ -15,7 +15,7 @@ import numpy as np
 
 from mallocgame.errors import InputError
 from mallocgame.io import atomic_write_text
-from mallocgame.memory.workload import Workload
+from mallocgame.memory.workload import MAX_BYTES, MAX_POSITION, Workload
 
 REQUIRED = ("id", "lower", "upper", "size")
 
@@ -28,14 +28,24 @@ def read_csv(
     path = Path(path)
     where = str(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as e:
         raise InputError(f"cannot read: {e.strerror}", where) from None
-    except UnicodeDecodeError:
-        raise InputError("not a text file", where) from None
-    reader = csv.reader(io.StringIO(text))
     try:
-        header = next(reader)
+        text = raw.decode("utf-8-sig")  # a byte-order mark (spreadsheets write one) is dropped
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"not a text file: invalid UTF-8 byte 0x{raw[e.start]:02x}",
+            where,
+            line=raw[: e.start].count(b"\n") + 1,
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise InputError("not a text file: it holds a NUL byte", where, line=line)
+    reader = csv.reader(io.StringIO(text))
+    rows = _rows(reader, where)
+    try:
+        _, header = next(rows)
     except StopIteration:
         raise InputError(
             "empty file: expected a header 'id,lower,upper,size[,offset]'", where, line=1
@@ -44,14 +54,19 @@ def read_csv(
     for col in REQUIRED:
         if col not in header:
             raise InputError(
-                f"header lacks column '{col}' (got {','.join(header)})", where, line=1, field=col
+                f"header lacks column '{col}' (got {_clip(','.join(header))})",
+                where,
+                line=1,
+                field=col,
             )
+    for col in REQUIRED + ("offset",):
+        if header.count(col) > 1:
+            raise InputError(f"header names column '{col}' twice", where, line=1, field=col)
     idx = {c: header.index(c) for c in header}
     has_offset = "offset" in idx
     ids, lowers, uppers, sizes, offsets = [], [], [], [], []
     seen: dict[int, int] = {}
-    for row in reader:
-        line = reader.line_num
+    for line, row in rows:
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) < len(header):
@@ -60,15 +75,7 @@ def read_csv(
                 where,
                 line=line,
             )
-        vals = {}
-        for col in REQUIRED:
-            raw = row[idx[col]].strip()
-            try:
-                vals[col] = int(raw)
-            except ValueError:
-                raise InputError(
-                    f"expected an integer, got {raw!r}", where, line=line, field=col
-                ) from None
+        vals = {col: _integer(row[idx[col]], where, line, col) for col in REQUIRED}
         if vals["id"] in seen:
             raise InputError(
                 f"duplicate id {vals['id']} (first on line {seen[vals['id']]})",
@@ -84,6 +91,15 @@ def read_csv(
         if vals["lower"] < 0:
             raise InputError(
                 f"lower must not be negative, got {vals['lower']}", where, line=line, field="lower"
+            )
+        for col in ("lower", "upper"):
+            if vals[col] > MAX_POSITION:
+                raise InputError(
+                    f"{col} {vals[col]} is beyond the supported 2^56", where, line=line, field=col
+                )
+        if vals["size"] > MAX_BYTES:
+            raise InputError(
+                f"size {vals['size']} is beyond the supported 2^60", where, line=line, field="size"
             )
         if vals["upper"] <= vals["lower"]:
             raise InputError(
@@ -101,22 +117,25 @@ def read_csv(
             if raw == "":
                 offsets.append(-1)
             else:
-                try:
-                    off = int(raw)
-                except ValueError:
-                    raise InputError(
-                        f"expected an integer or empty, got {raw!r}",
-                        where,
-                        line=line,
-                        field="offset",
-                    ) from None
+                off = _integer(raw, where, line, "offset", "an integer or empty")
                 if off < 0:
                     raise InputError(
                         f"offset must not be negative, got {off}", where, line=line, field="offset"
                     )
+                if off > MAX_BYTES:
+                    raise InputError(
+                        f"offset {off} is beyond the supported 2^60",
+                        where,
+                        line=line,
+                        field="offset",
+                    )
                 offsets.append(off)
     if not ids:
         raise InputError("no buffers: the file has a header but no rows", where, line=2)
+    if sum(sizes) > MAX_BYTES:
+        raise InputError(
+            "the sizes sum to more than the supported 2^60 bytes", where, line=2, field="size"
+        )
     wl = Workload.from_intervals(
         name or path.name.split(".")[0],
         ids,
@@ -126,6 +145,41 @@ def read_csv(
         source={"reader": "minimalloc-csv", "path": where},
     )
     return wl, (np.asarray(offsets, dtype=np.int64) if has_offset else None)
+
+
+def _rows(reader, where: str):
+    """``(line, row)`` of each CSV record (``line``: where it starts); an :class:`InputError`
+    for malformed CSV (an over-long field, ...)."""
+    line = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise InputError(f"malformed CSV: {e}", where, line=reader.line_num) from None
+        yield line, row
+        line = reader.line_num + 1
+
+
+def _clip(text: str, n: int = 80) -> str:
+    """``text`` quoted (so one line) and cut to ``n`` characters, for an error message."""
+    r = repr(text)
+    return r if len(r) <= n else r[: n - 3] + "..."
+
+
+_DIGITS = frozenset("0123456789")
+
+
+def _integer(raw: str, where: str, line: int, field: str, what: str = "an integer") -> int:
+    """``raw`` (a CSV cell) as a decimal integer within int64."""
+    s = raw.strip()
+    body = s[1:] if s[:1] in "+-" else s
+    if not body or not set(body) <= _DIGITS:
+        raise InputError(f"expected {what}, got {_clip(raw)}", where, line=line, field=field)
+    if len(body.lstrip("0")) > 19 or not -(2**63) <= (v := int(s)) < 2**63:
+        raise InputError(f"{_clip(s)} is beyond the int64 range", where, line=line, field=field)
+    return v
 
 
 def format_solution_csv(workload: Workload, offsets: np.ndarray) -> str:

@@ -15,6 +15,9 @@ from mallocgame.memory.validate import validate
 from mallocgame.memory.workload import Workload
 
 OBJECTIVES = ("time", "fit-all")
+#: The largest fast-memory capacity the native game takes (its observation grid of 16 bins
+#: scales capacities within int64).
+MAX_CAPACITY = 2**58
 
 
 @dataclasses.dataclass(eq=False)
@@ -31,6 +34,16 @@ class Problem:
             raise InputError(
                 f"unknown objective {self.objective!r}; choose one of {', '.join(OBJECTIVES)}",
                 field="objective",
+            )
+        cap, align = self.target.fast_capacity_bytes, self.target.alignment_bytes
+        if not 0 <= cap <= MAX_CAPACITY:
+            raise InputError(
+                f"capacity {cap} bytes is outside the supported range [0, 2^58]", field="capacity"
+            )
+        if not 1 <= align <= MAX_CAPACITY:
+            raise InputError(
+                f"alignment {align} bytes is outside the supported range [1, 2^58]",
+                field="alignment",
             )
         self._all_slow: float | None = None
         self._lower: float | None = None

@@ -26,18 +26,26 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mallocgame.errors import InputError
+from mallocgame.errors import InputError, short_repr
 from mallocgame.io import atomic_write_bytes
 
 FORMAT_NAME = "mallocgame-workload"
 FORMAT_VERSION = 1
+#: The largest buffer size, and the largest total of sizes, in bytes (the native core's bound).
+MAX_BYTES = 2**60
+#: The largest magnitude of a live-range position: keeps every schedule the native core's
+#: observation grid scales within int64.
+MAX_POSITION = 2**56
+_I64 = 2**63
 
 
 @dataclasses.dataclass(eq=False)
@@ -108,15 +116,30 @@ class Workload:
     def check(self, where: str | None = None) -> None:
         """Raise :class:`InputError` naming the first inconsistency found."""
         where = where or self.source.get("path") or self.name
+        for field in (
+            "ids", "sizes", "starts", "ends", "instr_flops", "access_ptr", "access_buffer",
+            "access_bytes",
+        ):  # fmt: skip
+            if getattr(self, field).ndim != 1:
+                raise InputError(
+                    f"expected a flat list, got an array of shape {getattr(self, field).shape}",
+                    where,
+                    field=field,
+                )
         n = self.ids.shape[0]
         for field in ("sizes", "starts", "ends"):
             if getattr(self, field).shape != (n,):
                 raise InputError(
-                    f"field '{field}' has {getattr(self, field).shape[0]} entries, expected {n}",
+                    f"has {getattr(self, field).shape[0]} entries, expected {n} (one per buffer)",
                     where,
+                    field=field,
                 )
         if len(self.names) != n:
-            raise InputError(f"field 'names' has {len(self.names)} entries, expected {n}", where)
+            raise InputError(
+                f"has {len(self.names)} entries, expected {n} (one per buffer)",
+                where,
+                field="names",
+            )
         if n:
             bad = np.flatnonzero(self.sizes <= 0)
             if bad.size:
@@ -126,6 +149,28 @@ class Workload:
                     where,
                     field="size",
                 )
+            bad = np.flatnonzero(self.sizes > MAX_BYTES)
+            if bad.size:
+                i = int(bad[0])
+                raise InputError(
+                    f"buffer {self.ids[i]} has size {self.sizes[i]}, beyond the supported 2^60",
+                    where,
+                    field="size",
+                )
+            if int(self.sizes.sum(dtype=np.float64)) > MAX_BYTES:
+                raise InputError(
+                    "the sizes sum to more than the supported 2^60 bytes", where, field="size"
+                )
+            for field in ("starts", "ends"):
+                a = getattr(self, field)
+                bad = np.flatnonzero((a > MAX_POSITION) | (a < -MAX_POSITION))
+                if bad.size:
+                    i = int(bad[0])
+                    raise InputError(
+                        f"buffer {self.ids[i]} has position {a[i]}, beyond the supported +-2^56",
+                        where,
+                        field="lower" if field == "starts" else "upper",
+                    )
             bad = np.flatnonzero(self.ends <= self.starts)
             if bad.size:
                 i = int(bad[0])
@@ -140,23 +185,37 @@ class Workload:
                 raise InputError(f"duplicate buffer id {uniq[counts > 1][0]}", where, field="id")
         m = self.instr_flops.shape[0]
         if self.access_ptr.shape != (m + 1,):
-            raise InputError(f"field 'access_ptr' must have {m + 1} entries", where)
-        if m + 1 and (self.access_ptr[0] != 0 or np.any(np.diff(self.access_ptr) < 0)):
-            raise InputError("field 'access_ptr' must start at 0 and never decrease", where)
-        a = int(self.access_ptr[-1]) if m + 1 else 0
-        if self.access_buffer.shape != (a,) or self.access_bytes.shape != (a,):
             raise InputError(
-                f"fields 'access_buffer' and 'access_bytes' must have {a} entries", where
+                f"must have {m + 1} entries (one per instruction, plus one), got "
+                f"{self.access_ptr.shape[0]}",
+                where,
+                field="access_ptr",
             )
+        if self.access_ptr[0] != 0 or np.any(np.diff(self.access_ptr) < 0):
+            raise InputError("must start at 0 and never decrease", where, field="access_ptr")
+        a = int(self.access_ptr[-1])
+        for field in ("access_buffer", "access_bytes"):
+            if getattr(self, field).shape != (a,):
+                raise InputError(
+                    f"has {getattr(self, field).shape[0]} entries, expected {a} (access_ptr[-1])",
+                    where,
+                    field=field,
+                )
         if a and (self.access_buffer.min() < 0 or self.access_buffer.max() >= n):
-            raise InputError("field 'access_buffer' refers to a buffer index out of range", where)
+            raise InputError("refers to a buffer index out of range", where, field="access_buffer")
+        if a and not np.all(np.isfinite(self.access_bytes)):
+            raise InputError("has a non-finite entry", where, field="access_bytes")
         if a and np.any(self.access_bytes < 0):
-            raise InputError("field 'access_bytes' has a negative entry", where)
+            raise InputError("has a negative entry", where, field="access_bytes")
+        if m and not np.all(np.isfinite(self.instr_flops)):
+            raise InputError("has a non-finite entry", where, field="instr_flops")
         if m and np.any(self.instr_flops < 0):
-            raise InputError("field 'instr_flops' has a negative entry", where)
+            raise InputError("has a negative entry", where, field="instr_flops")
         if len(self.instr_names) != m:
             raise InputError(
-                f"field 'instr_names' has {len(self.instr_names)} entries, expected {m}", where
+                f"has {len(self.instr_names)} entries, expected {m} (one per instruction)",
+                where,
+                field="instr_names",
             )
 
     # ------------------------------------------------------------------ construction helpers
@@ -239,36 +298,37 @@ class Workload:
                 f"not a {FORMAT_NAME} file (field 'format' missing or wrong)", where, field="format"
             )
         version = d.get("version")
-        if version != FORMAT_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
             raise InputError(
-                f"unsupported workload format version {version!r}; "
+                f"unsupported workload format version {short_repr(version)}; "
                 f"this mallocgame reads version {FORMAT_VERSION}",
                 where,
                 field="version",
             )
-        try:
-            b = d["buffers"]
-            ins = d["instructions"]
-            src = dict(d.get("source") or {})
-            src.setdefault("path", where)
-            return cls(
-                name=str(d.get("name", Path(where).stem)),
-                ids=np.asarray(b["id"], dtype=np.int64),
-                sizes=np.asarray(b["size"], dtype=np.int64),
-                starts=np.asarray(b["start"], dtype=np.int64),
-                ends=np.asarray(b["end"], dtype=np.int64),
-                names=[str(x) for x in b.get("name", [])],
-                instr_names=[str(x) for x in ins.get("name", [])],
-                instr_flops=np.asarray(ins["flops"], dtype=np.float64),
-                access_ptr=np.asarray(ins["access_ptr"], dtype=np.int64),
-                access_buffer=np.asarray(ins["access_buffer"], dtype=np.int64),
-                access_bytes=np.asarray(ins["access_bytes"], dtype=np.float64),
-                source=src,
-            )
-        except KeyError as e:
-            raise InputError(f"missing field {e.args[0]!r}", where, field=str(e.args[0])) from None
-        except (TypeError, ValueError) as e:
-            raise InputError(f"malformed field: {e}", where) from None
+        b = _section(d, "buffers", where)
+        ins = _section(d, "instructions", where)
+        src = d.get("source")
+        if src is not None and not isinstance(src, dict):
+            raise InputError(f"expected an object, got {short_repr(src)}", where, field="source")
+        src = dict(src or {})
+        src.setdefault("path", where)
+        name = d.get("name", Path(where).stem)
+        if not isinstance(name, str):
+            raise InputError(f"expected a string, got {short_repr(name)}", where, field="name")
+        return cls(
+            name=name,
+            ids=_int_column(b, "buffers", "id", where),
+            sizes=_int_column(b, "buffers", "size", where),
+            starts=_int_column(b, "buffers", "start", where),
+            ends=_int_column(b, "buffers", "end", where),
+            names=_str_column(b, "buffers", "name", where),
+            instr_names=_str_column(ins, "instructions", "name", where),
+            instr_flops=_float_column(ins, "instructions", "flops", where),
+            access_ptr=_int_column(ins, "instructions", "access_ptr", where),
+            access_buffer=_int_column(ins, "instructions", "access_buffer", where),
+            access_bytes=_float_column(ins, "instructions", "access_bytes", where),
+            source=src,
+        )
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically (temporary file, then rename); ``.gz`` suffix compresses."""
@@ -281,19 +341,135 @@ class Workload:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Workload:
         path = Path(path)
+        where = str(path)
         try:
             raw = path.read_bytes()
         except OSError as e:
-            raise InputError(f"cannot read: {e.strerror}", str(path)) from None
-        try:
-            if raw[:2] == b"\x1f\x8b":
+            raise InputError(f"cannot read: {e.strerror}", where) from None
+        if raw[:2] == b"\x1f\x8b":
+            try:
                 raw = gzip.decompress(raw)
-            d = json.loads(raw)
-        except (OSError, EOFError) as e:
-            raise InputError(f"corrupt gzip data: {e}", str(path)) from None
+            except (OSError, EOFError, zlib.error) as e:
+                raise InputError(f"corrupt gzip data: {_one_line(e)}", where) from None
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise InputError(
+                f"not a text file: invalid UTF-8 byte 0x{raw[e.start]:02x}", where, line=line
+            ) from None
+        try:
+            d = json.loads(text)
         except json.JSONDecodeError as e:
-            raise InputError(f"malformed JSON: {e.msg}", str(path), line=e.lineno) from None
-        return cls.from_dict(d, where=str(path))
+            raise InputError(f"malformed JSON: {e.msg}", where, line=e.lineno) from None
+        except RecursionError:
+            raise InputError("malformed JSON: nested too deeply", where, line=1) from None
+        except ValueError as e:  # e.g. an integer of more than 4300 digits
+            raise InputError(f"malformed JSON: {_one_line(e)}", where, line=1) from None
+        return cls.from_dict(d, where=where)
+
+
+# ---------------------------------------------------------------------- reading the columns
+def _one_line(e: BaseException, n: int = 160) -> str:
+    s = " ".join(str(e).split())
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def _has_bool(col: list) -> bool:
+    return any(x is True or x is False for x in col)
+
+
+def _section(d: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    if key not in d:
+        raise InputError(f"missing field {key!r}", where, field=key)
+    sec = d[key]
+    if not isinstance(sec, dict):
+        raise InputError(f"expected an object, got {short_repr(sec)}", where, field=key)
+    return sec
+
+
+def _column(sec: dict[str, Any], section: str, key: str, where: str, optional: bool) -> list:
+    if key not in sec:
+        if optional:
+            return []
+        raise InputError(f"missing field {key!r}", where, field=f"{section}.{key}")
+    col = sec[key]
+    if not isinstance(col, list):
+        raise InputError(f"expected a list, got {short_repr(col)}", where, field=f"{section}.{key}")
+    return col
+
+
+def _int_column(sec: dict[str, Any], section: str, key: str, where: str) -> np.ndarray:
+    """Column ``key`` of ``sec`` as int64: integers (or floats holding whole numbers) within
+    the int64 range."""
+    col = _column(sec, section, key, where, optional=False)
+    if not col:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        arr = np.asarray(col)
+    except (ValueError, OverflowError, RecursionError):
+        arr = None
+    if arr is not None and arr.ndim == 1 and arr.dtype == np.int64 and not _has_bool(col):
+        return arr
+    out = np.empty(len(col), dtype=np.int64)
+    for i, x in enumerate(col):
+        ok = isinstance(x, int) and not isinstance(x, bool)
+        if isinstance(x, float) and math.isfinite(x) and x == int(x):
+            x, ok = int(x), True
+        if not ok:
+            raise InputError(
+                f"entry {i}: expected an integer, got {short_repr(x)}",
+                where,
+                field=f"{section}.{key}",
+            )
+        if not -_I64 <= x < _I64:
+            raise InputError(
+                f"entry {i}: {short_repr(x)} is beyond the int64 range",
+                where,
+                field=f"{section}.{key}",
+            )
+        out[i] = x
+    return out
+
+
+def _float_column(sec: dict[str, Any], section: str, key: str, where: str) -> np.ndarray:
+    """Column ``key`` of ``sec`` as float64: finite numbers."""
+    col = _column(sec, section, key, where, optional=False)
+    try:
+        arr = np.asarray(col) if not _has_bool(col) else None
+    except (TypeError, ValueError, OverflowError, RecursionError):
+        arr = None
+    if arr is not None and arr.ndim == 1 and arr.dtype.kind in "if":
+        arr = arr.astype(np.float64)
+        if np.all(np.isfinite(arr)):
+            return arr
+    out = np.empty(len(col), dtype=np.float64)
+    for i, x in enumerate(col):
+        ok = isinstance(x, (int, float)) and not isinstance(x, bool)
+        try:
+            v = float(x) if ok else math.nan
+        except OverflowError:
+            v = math.inf
+        if not ok or not math.isfinite(v):
+            raise InputError(
+                f"entry {i}: expected a finite number, got {short_repr(x)}",
+                where,
+                field=f"{section}.{key}",
+            )
+        out[i] = v
+    return out
+
+
+def _str_column(sec: dict[str, Any], section: str, key: str, where: str) -> list[str]:
+    col = _column(sec, section, key, where, optional=True)
+    for i, x in enumerate(col):
+        if not isinstance(x, str):
+            raise InputError(
+                f"entry {i}: expected a string, got {short_repr(x)}",
+                where,
+                field=f"{section}.{key}",
+            )
+    return list(col)
 
 
 def peak_live(sizes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[int, int]:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame.errors import InputError, MallocGameError
+from mallocgame.errors import InputError, MallocGameError, short_repr
 from mallocgame.io import atomic_write_text
 
 FORMAT_NAME = "mallocgame-ranks"
@@ -245,11 +246,18 @@ class RankConfig:
 
 
 def _shape_or_error(model: Any, where: str | None) -> ModelShape:
-    if model not in MODEL_SHAPES:
+    if not isinstance(model, str) or model not in MODEL_SHAPES:
         raise InputError(
-            f"unknown model {model!r}; expected one of {sorted(MODEL_SHAPES)}", where, field="model"
+            f"unknown model {short_repr(model)}; expected one of {sorted(MODEL_SHAPES)}",
+            where,
+            field="model",
         )
     return MODEL_SHAPES[model]
+
+
+def _key(k: str) -> str:
+    """A JSON key as part of a field name: as is when short and printable, else quoted."""
+    return k if k.isprintable() and 0 < len(k) <= 40 else short_repr(k, 40)
 
 
 def _is_int(x: Any) -> bool:
@@ -265,42 +273,45 @@ def _validate(d: Any, where: str | None) -> None:
         return InputError(msg, where, field=field)
 
     if not isinstance(d, dict):
-        raise InputError(f"expected a JSON object, got {type(d).__name__}", where)
+        raise InputError(
+            f"expected a JSON object, got {type(d).__name__}", where, line=1 if where else None
+        )
     for key in ("format", "version", "model", "model_hash", "seq_len", "layers"):
         if key not in d:
             raise bad(key, "missing")
     if d["format"] != FORMAT_NAME:
-        raise bad("format", f"expected {FORMAT_NAME!r}, got {d['format']!r}")
+        raise bad("format", f"expected {FORMAT_NAME!r}, got {short_repr(d['format'])}")
     if not _is_int(d["version"]) or d["version"] not in READ_VERSIONS:
         raise bad(
             "version",
-            f"unsupported version {d['version']!r}; this reader knows {list(READ_VERSIONS)}",
+            f"unsupported version {short_repr(d['version'])}; "
+            f"this reader knows {list(READ_VERSIONS)}",
         )
     shape = _shape_or_error(d["model"], where)
     h = d["model_hash"]
     if not isinstance(h, str) or not h or any(c not in "0123456789abcdef" for c in h):
-        raise bad("model_hash", f"expected a lower-case hex string, got {h!r}")
+        raise bad("model_hash", f"expected a lower-case hex string, got {short_repr(h)}")
     if not _is_int(d["seq_len"]) or d["seq_len"] <= 0:
-        raise bad("seq_len", f"expected a positive integer, got {d['seq_len']!r}")
+        raise bad("seq_len", f"expected a positive integer, got {short_repr(d['seq_len'])}")
     method = d.get("method", "whitened")
-    if method not in METHODS:
-        raise bad("method", f"expected one of {list(METHODS)}, got {method!r}")
+    if not isinstance(method, str) or method not in METHODS:
+        raise bad("method", f"expected one of {list(METHODS)}, got {short_repr(method)}")
     budget = d.get("budget")
     if budget is not None:
         if not isinstance(budget, dict):
-            raise bad("budget", f"expected an object or null, got {budget!r}")
+            raise bad("budget", f"expected an object or null, got {short_repr(budget)}")
         for k, v in budget.items():
             if k not in ("fraction", "flops"):
-                raise bad(f"budget.{k}", "unknown key; expected 'fraction' and/or 'flops'")
-            if not _is_num(v) or v <= 0 or (k == "fraction" and v > 1):
+                raise bad(f"budget.{_key(k)}", "unknown key; expected 'fraction' and/or 'flops'")
+            if not _is_num(v) or not math.isfinite(v) or v <= 0 or (k == "fraction" and v > 1):
                 raise bad(
                     f"budget.{k}",
                     f"expected a number in {'(0, 1]' if k == 'fraction' else '(0, inf)'}, "
-                    f"got {v!r}",
+                    f"got {short_repr(v)}",
                 )
     meta = d.get("meta", {})
     if meta is not None and not isinstance(meta, dict):
-        raise bad("meta", f"expected an object, got {meta!r}")
+        raise bad("meta", f"expected an object, got {short_repr(meta)}")
     layers = d["layers"]
     if not isinstance(layers, list):
         raise bad("layers", f"expected a list, got {type(layers).__name__}")
@@ -308,14 +319,15 @@ def _validate(d: Any, where: str | None) -> None:
         raise bad("layers", f"{d['model']} has {shape.n_layers} layers, config lists {len(layers)}")
     for i, layer in enumerate(layers):
         if not isinstance(layer, dict):
-            raise bad(f"layers[{i}]", f"expected an object, got {layer!r}")
+            raise bad(f"layers[{i}]", f"expected an object, got {short_repr(layer)}")
         for k in ("r_qk", "r_v"):
             if k not in layer:
                 raise bad(f"layers[{i}].{k}", "missing")
             r = layer[k]
             if not _is_int(r) or not 1 <= r <= shape.head_dim:
                 raise bad(
-                    f"layers[{i}].{k}", f"expected an integer in 1..{shape.head_dim}, got {r!r}"
+                    f"layers[{i}].{k}",
+                    f"expected an integer in 1..{shape.head_dim}, got {short_repr(r)}",
                 )
         for key, base in (("qk_groups", "r_qk"), ("v_groups", "r_v")):
             if key not in layer:
@@ -341,10 +353,10 @@ def _validate(d: Any, where: str | None) -> None:
                 raise bad(
                     f,
                     f"expected a list of {G} ranks (one per key-value group){per_head_note}, "
-                    f"got {g!r}",
+                    f"got {short_repr(g)}",
                 )
             if not all(_is_int(r) and 0 <= r <= shape.head_dim for r in g):
-                raise bad(f, f"expected integers in 0..{shape.head_dim}, got {g!r}")
+                raise bad(f, f"expected integers in 0..{shape.head_dim}, got {short_repr(g)}")
             if sum(g) != len(g) * layer[base]:
                 raise bad(
                     f,
@@ -353,7 +365,7 @@ def _validate(d: Any, where: str | None) -> None:
                 )
         extra = set(layer) - {"r_qk", "r_v", "qk_groups", "v_groups"}
         if extra:
-            raise bad(f"layers[{i}].{sorted(extra)[0]}", "unknown key")
+            raise bad(f"layers[{i}].{_key(sorted(extra)[0])}", "unknown key")
 
 
 def loads_rank_config(text: str, where: str | None = None) -> RankConfig:
@@ -363,6 +375,11 @@ def loads_rank_config(text: str, where: str | None = None) -> RankConfig:
         raise InputError(
             f"not valid JSON: {e.msg} (column {e.colno})", where, line=e.lineno
         ) from None
+    except RecursionError:
+        raise InputError("not valid JSON: nested too deeply", where, line=1) from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        msg = " ".join(str(e).split())[:160]
+        raise InputError(f"not valid JSON: {msg}", where, line=1) from None
     return RankConfig.from_dict(d, where)
 
 
@@ -371,7 +388,19 @@ def load_rank_config(
 ) -> RankConfig:
     """Read and validate a rank config; with ``model``/``model_hash``, refuse another model's."""
     p = str(path)
-    cfg = loads_rank_config(Path(p).read_text(), p)
+    try:
+        raw = Path(p).read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", p) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"not a text file: invalid UTF-8 byte 0x{raw[e.start]:02x}",
+            p,
+            line=raw[: e.start].count(b"\n") + 1,
+        ) from None
+    cfg = loads_rank_config(text, p)
     if model_hash is not None:
         cfg.check_model(model or cfg.model, model_hash, p)
     elif model is not None and model != cfg.model:

@@ -148,7 +148,9 @@ def pack(
     except ValueError as e:
         if not fallback or not str(e).startswith(TOO_LARGE):
             raise
-        return best_fit_pack(sizes, starts, ends, capacity, alignment, reason=str(e))
+        return best_fit_pack(
+            sizes, starts, ends, capacity, alignment, reason=str(e), time_limit=time_limit
+        )
     result = PackResult(
         status=r["status"],
         offsets=np.asarray(r["offsets"], dtype=np.int64),
@@ -165,7 +167,13 @@ def pack(
     )
     if fallback and not result.solved and not result.infeasible:
         bf = best_fit_pack(
-            sizes, starts, ends, capacity, alignment, reason=f"the exact search: {result.status}"
+            sizes,
+            starts,
+            ends,
+            capacity,
+            alignment,
+            reason=f"the exact search: {result.status}",
+            time_limit=0.0,  # the search had the time: one pass of best fit, the first order
         )
         if bf.solved:
             bf.nodes, bf.backtracks, bf.rounds = result.nodes, result.backtracks, result.rounds
@@ -200,12 +208,14 @@ def best_fit_pack(
     *,
     orders: Sequence[str] = BEST_FIT_ORDERS,
     reason: str | None = None,
+    time_limit: float | None = None,
 ) -> PackResult:
     """Best fit at any size (``mallocgame._native.best_fit``), once per order of ``orders``;
     the packing that places the most buffers, then the lowest, wins. ``status`` is
     ``solved`` when every buffer fits under ``capacity``, else ``not_found`` (which proves
     nothing: a packing may still exist). ``reason``: why it runs instead of the exact search
-    (``fallback_reason`` in the summary)."""
+    (``fallback_reason`` in the summary). ``time_limit`` (seconds): the first order always
+    runs; a further one only when the time left holds another pass as long as the last."""
     t0 = time.perf_counter()
     sz = np.ascontiguousarray(sizes, dtype=np.int64)
     st = np.ascontiguousarray(starts, dtype=np.int64)
@@ -216,10 +226,17 @@ def best_fit_pack(
             f"{st.shape}, {en.shape}"
         )
     peak = peak_live(sz, st, en)[0]
+    last_s = 0.0
+    passes = 0
     best: dict[str, Any] | None = None
     best_order = ""
     for kind in orders:
+        t_pass = time.perf_counter()
+        if passes and time_limit is not None and t_pass + last_s > t0 + time_limit:
+            break
         r = _native.best_fit(sz, st, en, capacity, best_fit_order(kind, sz, st, en), alignment)
+        last_s = time.perf_counter() - t_pass
+        passes += 1
         if best is None or (r["placed"], -r["height"]) > (best["placed"], -best["height"]):
             best, best_order = r, kind
         if r["placed"] == sz.size and r["height"] <= peak:
@@ -231,7 +248,7 @@ def best_fit_pack(
         placed=int(best["placed"]),
         nodes=0,
         backtracks=0,
-        rounds=len(orders),
+        rounds=passes,
         sections=0,
         peak_live=peak,
         height=int(best["height"]),

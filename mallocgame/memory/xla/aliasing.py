@@ -11,8 +11,8 @@ from typing import NamedTuple
 
 from mallocgame.memory.xla.buffer_assignment import HloValueRecord, Position
 from mallocgame.memory.xla.control_flow import branches
-from mallocgame.memory.xla.hlo import HloInstruction, HloModule, calls
-from mallocgame.memory.xla.shapes import Index, parse_index
+from mallocgame.memory.xla.hlo import HloInstruction, HloModule, calls, operand
+from mallocgame.memory.xla.shapes import HloError, Index, ShapeSyntaxError, parse_index
 
 
 class InPlacePair(NamedTuple):
@@ -34,12 +34,15 @@ def in_place_pairs(hlo: HloModule, ins: HloInstruction) -> list[InPlacePair]:
         return [InPlacePair(0, (), ())] if n == 1 else [InPlacePair(i, (), (i,)) for i in range(n)]
     if op in ("custom-call", "fusion") and "output_to_operand_aliasing" in ins.attrs:
         for m in re.finditer(
-            r"\{([\d,]*)\}:\s*\((\d+),\s*\{([\d,]*)\}\)",
+            r"\{([\d,]*)\}:\s*\((\d{1,9}),\s*\{([\d,]*)\}\)",
             ins.attrs["output_to_operand_aliasing"],
         ):
-            pairs.append(
-                InPlacePair(int(m.group(2)), parse_index(m.group(3)), parse_index(m.group(1)))
-            )
+            try:
+                out_index, operand_index = parse_index(m.group(1)), parse_index(m.group(3))
+            except ShapeSyntaxError as e:
+                msg = f"output_to_operand_aliasing of {ins.name!r}: {e}"
+                raise HloError(msg, ins.line) from None
+            pairs.append(InPlacePair(int(m.group(2)), operand_index, out_index))
     if op == "fusion":
         pairs.extend(_fusion_in_place_pairs(hlo, ins))
     return pairs
@@ -59,16 +62,14 @@ def _fusion_in_place_pairs(hlo: HloModule, fusion: HloInstruction) -> list[InPla
         for operand_no, operand_index, output_index in in_place_pairs(hlo, src):
             if output_index == src_index:
                 source, source_index = hlo.follow_tuple(
-                    hlo.instructions[src.operands[operand_no]], operand_index
+                    operand(hlo, src, operand_no), operand_index
                 )
                 if source.opcode == "fusion":
                     for n2, i2, o2 in in_place_pairs(hlo, source):
                         if o2 == source_index:
-                            source, source_index = hlo.follow_tuple(
-                                hlo.instructions[source.operands[n2]], i2
-                            )
+                            source, source_index = hlo.follow_tuple(operand(hlo, source, n2), i2)
         if source is not None and source.opcode == "bitcast":
-            source = hlo.instructions[source.operands[0]]
+            source = operand(hlo, source, 0)
         if source is not None and source.opcode == "parameter":
             pairs.append(InPlacePair(source.parameter_number, source_index, out_index))
     return pairs

@@ -3,9 +3,11 @@ per-instruction FLOPs and accesses, and the ``source`` record; :func:`read_dump_
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ from mallocgame.memory.xla.cost_analysis import NO_ACCESS, CostAnalyzer
 from mallocgame.memory.xla.dump import DumpModule, select_module
 from mallocgame.memory.xla.hlo import HloModule, parse_hlo_module
 from mallocgame.memory.xla.live_range import LiveRanges, parse_live_range
+from mallocgame.memory.xla.shapes import HloError
+from mallocgame.memory.xla.text import clip
 
 READER = "mallocgame.memory.xla.read_dump_folder"
 READER_VERSION = 1
@@ -56,6 +60,18 @@ def read_dump_folder(path: str | os.PathLike[str], module: str | None = None) ->
     return assemble(dm, hlo, ba, positions, lr, candidates)
 
 
+@dataclass
+class _Place:
+    """Where the assembly is: the file, line and field an unexpected error is reported at."""
+
+    file: str
+    line: int | None = None
+    field: str | None = None
+
+    def at(self, file: str, line: int | None, field: str) -> None:
+        self.file, self.line, self.field = file, line, field
+
+
 def assemble(
     dm: DumpModule,
     hlo: HloModule,
@@ -64,8 +80,37 @@ def assemble(
     lr: LiveRanges,
     candidates: list[str],
 ) -> Workload:
-    """The workload of module ``dm`` from its four parsed files."""
+    """The workload of module ``dm`` from its four parsed files. Files that parse but do not
+    agree with each other raise :class:`InputError` naming the file and line (or field)."""
+    f_hlo = str(dm.files["hlo"])
+    place = _Place(f_hlo)
+    try:
+        return _assemble(dm, hlo, ba, positions, lr, candidates, place)
+    except HloError as e:
+        raise InputError(e.message, f_hlo, line=e.line, field="instruction") from None
+    except InputError:
+        raise
+    except (ArithmeticError, LookupError, ValueError, RecursionError) as e:
+        # A last resort for inconsistencies no check above names: still one line, with a place.
+        raise InputError(
+            f"the dump's files do not agree here ({type(e).__name__}: {clip(str(e), 120)})",
+            place.file,
+            line=place.line,
+            field=place.field,
+        ) from None
+
+
+def _assemble(
+    dm: DumpModule,
+    hlo: HloModule,
+    ba: dict[int, HloValueRecord],
+    positions: dict[int, list[Position]],
+    lr: LiveRanges,
+    candidates: list[str],
+    place: _Place,
+) -> Workload:
     f_lr, f_ba = str(dm.files["live_range"]), str(dm.files["buffer_assignment"])
+    f_hlo = str(dm.files["hlo"])
     for t, name in enumerate(lr.sequence):
         if name not in hlo.instructions:
             raise InputError(
@@ -81,6 +126,7 @@ def assemble(
     kept: dict[int, HloValueRecord] = {}
     vrange: dict[int, tuple[int, int]] = {}
     for vid, v in ba.items():
+        place.at(f_ba, v.line, "value")
         if v.instr not in hlo.instructions:
             raise InputError(
                 f"value <{vid} {v.label}> names an unknown instruction",
@@ -104,8 +150,10 @@ def assemble(
             at[pos].append(vid)
 
     # ---- control flow (multipliers) and aliasing (values -> buffers)
+    place.at(f_hlo, None, "while")
     cf = control_flow(hlo)
     mult = cf.multiplier
+    place.at(f_hlo, None, "aliasing")
     aliasing = alias_values(hlo, kept, at, cf.order)
 
     # ---- buffers
@@ -133,6 +181,7 @@ def assemble(
     acc_bytes: list[float] = []
     for name in lr.sequence:
         ins = hlo.instructions[name]
+        place.at(f_hlo, ins.line, "instruction")
         k = mult.get(ins.computation, 1.0)
         flops.append(an.flops(ins) * k)
         touched: dict[int, float] = defaultdict(float)
@@ -158,10 +207,13 @@ def assemble(
                 else:
                     nbytes = v.size  # tuple index table
                 touched[buf_of_value[vid]] += nbytes * k
+        if not (math.isfinite(flops[-1]) and all(map(math.isfinite, touched.values()))):
+            raise HloError(f"{ins.name!r}: FLOPs or bytes beyond the float range", ins.line)
         for bb in sorted(touched):
             acc_buf.append(bb)
             acc_bytes.append(touched[bb])
         ptr.append(len(acc_buf))
+    place.at(f_hlo, None, "header")
 
     n_io_alias = (
         len(re.findall(r"\{[\d,]*\}:\s*\(\d+,", hlo.header.split("input_output_alias=")[1]))
@@ -198,20 +250,25 @@ def assemble(
         "xla_peak_live_bytes": lr.peak_bytes,
         "xla_peak_position": lr.peak_position,
     }
-    return Workload(
-        name=hlo.name,
-        ids=np.asarray(ids, dtype=np.int64),
-        sizes=np.asarray(sizes, dtype=np.int64),
-        starts=np.asarray(starts, dtype=np.int64),
-        ends=np.asarray(ends, dtype=np.int64),
-        names=names,
-        instr_flops=np.asarray(flops, dtype=np.float64),
-        instr_names=list(lr.sequence),
-        access_ptr=np.asarray(ptr, dtype=np.int64),
-        access_buffer=np.asarray(acc_buf, dtype=np.int64),
-        access_bytes=np.asarray(acc_bytes, dtype=np.float64),
-        source=source,
-    )
+    try:
+        return Workload(
+            name=hlo.name,
+            ids=np.asarray(ids, dtype=np.int64),
+            sizes=np.asarray(sizes, dtype=np.int64),
+            starts=np.asarray(starts, dtype=np.int64),
+            ends=np.asarray(ends, dtype=np.int64),
+            names=names,
+            instr_flops=np.asarray(flops, dtype=np.float64),
+            instr_names=list(lr.sequence),
+            access_ptr=np.asarray(ptr, dtype=np.int64),
+            access_buffer=np.asarray(acc_buf, dtype=np.int64),
+            access_bytes=np.asarray(acc_bytes, dtype=np.float64),
+            source=source,
+        )
+    except InputError as e:
+        # Workload.check names the field; the file is the one the field was read from.
+        file = {"size": f_ba, "id": f_ba, "lower": f_lr, "upper": f_lr}.get(e.field or "", f_hlo)
+        raise InputError(e.message, file, field=e.field) from None
 
 
 def _jax_versions() -> dict[str, str | None]:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mallocgame.errors import InputError
-from mallocgame.memory.xla.shapes import Index, parse_index
+from mallocgame.memory.workload import MAX_BYTES
+from mallocgame.memory.xla.shapes import Index, ShapeSyntaxError, parse_index
 from mallocgame.memory.xla.text import clip, read_lines
 
 # Where a value appears: (instruction name, shape index in that instruction's output).
@@ -34,10 +35,12 @@ class HloValueRecord:
         return not self.shape_text.startswith("(")
 
 
-_ALLOC_RE = re.compile(r"allocation (\d+): size (\d+)(.*):$")
+# Ids of at most 18 digits (so each fits int64), sizes and offsets of at most 19 (sizes are
+# then bounded by MAX_BYTES); longer numbers fail to match, and the line is reported malformed.
+_ALLOC_RE = re.compile(r"allocation (\d{1,18}): size (\d{1,19})(.*):$")
 _VALUE_RE = re.compile(
-    r"\s+value: <(\d+) ([^\s{}<>]+)(\{[\d,]*\})?( \(phi\))? @\d+> "
-    r"\(size=(\d+),offset=(\d+)\): (.*)$"
+    r"\s+value: <(\d{1,18}) ([^\s{}<>]+)(\{[\d,]*\})?( \(phi\))? @\d+> "
+    r"\(size=(\d{1,19}),offset=(\d{1,19})\): (.*)$"
 )
 
 
@@ -95,16 +98,24 @@ def parse_buffer_assignment(path: Path) -> dict[int, HloValueRecord]:
                     field="value",
                 )
             vid = int(m.group(1))
+            size = int(m.group(5))
+            if size > MAX_BYTES:
+                raise InputError(
+                    f"value size {size} is beyond the supported 2^60 bytes",
+                    where,
+                    line=lineno,
+                    field="value",
+                )
             values[vid] = HloValueRecord(
                 id=vid,
                 instr=m.group(2),
-                index=parse_index(m.group(3)),
+                index=_index(m.group(3), where, lineno, "value"),
                 label=m.group(2) + (m.group(3) or ""),
                 is_phi=bool(m.group(4)),
                 allocation=alloc[0],
                 allocation_kind=alloc[1],
                 offset=int(m.group(6)),
-                size=int(m.group(5)),
+                size=size,
                 shape_text=m.group(7).strip(),
                 line=lineno,
             )
@@ -121,7 +132,14 @@ def parse_buffer_assignment(path: Path) -> dict[int, HloValueRecord]:
     return values
 
 
-_VALHDR_RE = re.compile(r"<(\d+) ([^\s{}<>]+)(\{[\d,]*\})?( \(phi\))? @\d+>$")
+def _index(text: str | None, where: str, line: int, field: str) -> Index:
+    try:
+        return parse_index(text)
+    except ShapeSyntaxError as e:
+        raise InputError(str(e), where, line=line, field=field) from None
+
+
+_VALHDR_RE = re.compile(r"<(\d{1,18}) ([^\s{}<>]+)(\{[\d,]*\})?( \(phi\))? @\d+>$")
 _POS_RE = re.compile(r"\s+([^\s{}]+)(?: \{([\d,]*)\})?$")
 
 
@@ -172,7 +190,7 @@ def parse_values(path: Path) -> dict[int, list[Position]]:
                     line=lineno,
                     field="positions",
                 )
-            positions[cur].append((m.group(1), parse_index(m.group(2))))
+            positions[cur].append((m.group(1), _index(m.group(2), where, lineno, "positions")))
             continue
         if section == "uses":
             continue

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from mallocgame.memory.xla.hlo import HloInstruction, HloModule, calls
+from mallocgame.memory.xla.shapes import HloError
+
+#: The largest while-loop trip count believed (more would make FLOP counts meaningless).
+MAX_TRIP_COUNT = 10**12
 
 _TRIP_RE = re.compile(r'known_trip_count\\?"\s*:\s*\{\s*\\?"n\\?"\s*:\s*\\?"?(\d+)')
 
@@ -39,6 +43,12 @@ def control_flow(hlo: HloModule) -> ControlFlow:
                 body = (calls(ins, "body") or [""])[0]
                 cond = (calls(ins, "condition") or [""])[0]
                 m = _TRIP_RE.search(ins.attrs.get("backend_config", ""))
+                if m and (len(m.group(1)) > 13 or int(m.group(1)) > MAX_TRIP_COUNT):
+                    raise HloError(
+                        f"while {ins.name!r} has known_trip_count {m.group(1)[:20]}, beyond "
+                        f"the supported {MAX_TRIP_COUNT}",
+                        ins.line,
+                    )
                 trip = int(m.group(1)) if m else None
                 unknown_trips += trip is None
                 loops.append({"while": ins.name, "trip_count": trip, "known": trip is not None})

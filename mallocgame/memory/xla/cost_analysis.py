@@ -7,8 +7,8 @@ import math
 import re
 from collections import defaultdict
 
-from mallocgame.memory.xla.hlo import HloInstruction, HloModule, calls
-from mallocgame.memory.xla.shapes import Index, Shape
+from mallocgame.memory.xla.hlo import HloInstruction, HloModule, calls, operand
+from mallocgame.memory.xla.shapes import MAX_ELEMENTS, HloError, Index, Shape
 
 # Opcodes that move or re-label data and do no arithmetic.
 _NO_FLOP = frozenset(
@@ -36,7 +36,15 @@ def _int_list(text: str | None) -> list[int]:
 
 def _window_size(ins: HloInstruction) -> int:
     m = re.search(r"size=([\dx]+)", ins.attrs.get("window", ""))
-    return math.prod(int(x) for x in m.group(1).split("x")) if m else 1
+    if not m:
+        return 1
+    parts = m.group(1).split("x")
+    if not all(p.isdigit() and len(p) <= 18 for p in parts):
+        raise HloError(f"{ins.name!r} has a bad window size {m.group(1)[:40]!r}", ins.line)
+    n = math.prod(int(p) for p in parts)
+    if n > MAX_ELEMENTS:
+        raise HloError(f"{ins.name!r} has a window of more than 2^62 elements", ins.line)
+    return n
 
 
 class CostAnalyzer:
@@ -75,11 +83,15 @@ class CostAnalyzer:
             return sum(self.comp_flops(c) for c in calls(ins, "calls"))
         if op == "dot":
             lhs = self.operand_shape(ins, 0)
-            k = (
-                math.prod(lhs.dims[d] for d in _int_list(ins.attrs.get("lhs_contracting_dims")))
-                if lhs
-                else 1
-            )
+            k = 1
+            for d in _int_list(ins.attrs.get("lhs_contracting_dims")) if lhs else []:
+                if not 0 <= d < len(lhs.dims):
+                    raise HloError(
+                        f"dot {ins.name!r}: lhs_contracting_dims has {d}, but the lhs has rank "
+                        f"{len(lhs.dims)}",
+                        ins.line,
+                    )
+                k *= lhs.dims[d]
             return 2.0 * out.elements_count * k
         if op == "convolution":
             kernel = self.operand_shape(ins, 1)
@@ -183,8 +195,10 @@ class CostAnalyzer:
             if comp is None or comp.root is None:
                 return full
             src, src_index = self.mod.follow_tuple(comp.root, index)
-            while src.opcode == "bitcast":
-                src = self.mod.instructions[src.operands[0]]
+            for _ in range(10_000):
+                if src.opcode != "bitcast":
+                    break
+                src = operand(self.mod, src, 0)
         if src.opcode == "dynamic-update-slice" and not src_index:
             upd = self.operand_shape(src, 1)
             return min(full, upd.nbytes) if upd else full

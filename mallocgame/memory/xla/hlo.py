@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mallocgame.errors import InputError
 from mallocgame.memory.xla.shapes import (
+    HloError,
     Index,
     Shape,
     ShapeSyntaxError,
@@ -50,16 +51,31 @@ class HloModule:
     def follow_tuple(self, ins: HloInstruction, index: Index) -> tuple[HloInstruction, Index]:
         """The instruction (and index in its output) that defines ``ins``'s output at
         ``index``, looking through ``tuple`` and ``get-tuple-element``."""
-        while True:
+        for _ in range(10_000):  # a get-tuple-element / tuple cycle would loop for ever
             if ins.opcode == "tuple" and index:
-                ins, index = self.instructions[ins.operands[index[0]]], index[1:]
+                ins, index = operand(self, ins, index[0]), index[1:]
             elif ins.opcode == "get-tuple-element":
-                ins, index = (
-                    self.instructions[ins.operands[0]],
-                    (int(ins.attrs.get("index", "0")),) + index,
-                )
+                ins, index = operand(self, ins, 0), (tuple_index(ins),) + index
             else:
                 return ins, index
+        raise HloError(f"tuple/get-tuple-element chain through {ins.name!r} never ends", ins.line)
+
+
+def operand(mod: HloModule, ins: HloInstruction, k: int) -> HloInstruction:
+    """Operand ``k`` of ``ins``; an :class:`HloError` when it has no such operand."""
+    if not 0 <= k < len(ins.operands):
+        raise HloError(
+            f"{ins.opcode} {ins.name!r} has no operand {k} (it has {len(ins.operands)})", ins.line
+        )
+    return mod.instructions[ins.operands[k]]
+
+
+def tuple_index(ins: HloInstruction) -> int:
+    """The ``index=`` of a get-tuple-element."""
+    raw = ins.attrs.get("index", "0")
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise HloError(f"get-tuple-element {ins.name!r} has a bad index={raw[:20]!r}", ins.line)
+    return int(raw)
 
 
 def calls(ins: HloInstruction, key: str) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mallocgame.errors import InputError
 from mallocgame.memory.xla.buffer_assignment import Position
-from mallocgame.memory.xla.shapes import parse_index
+from mallocgame.memory.xla.shapes import ShapeSyntaxError, parse_index
 from mallocgame.memory.xla.text import clip, read_lines
 
 
@@ -21,11 +21,12 @@ class LiveRanges:
     peak_bytes: int
 
 
-_LR_HDR_RE = re.compile(r"HloLiveRange \(max (\d+)\):$")
-_SEQ_RE = re.compile(r"\s+(\d+):(\S+)$")
-_RANGE_RE = re.compile(r"\s+([^\s{}]+)\{([\d,]*)\}:(\d+)-(\d+)$")
-_PEAK_RE = re.compile(r"\s+Live ranges at (\d+) \(peak\):$")
-_PEAKLINE_RE = re.compile(r"\s+\S+: (\d+) bytes \(cumulative: (\d+) bytes\)$")
+# Numbers of at most 18 digits (so each fits int64); longer ones fail to match.
+_LR_HDR_RE = re.compile(r"HloLiveRange \(max (\d{1,18})\):$")
+_SEQ_RE = re.compile(r"\s+(\d{1,18}):(\S+)$")
+_RANGE_RE = re.compile(r"\s+([^\s{}]+)\{([\d,]*)\}:(\d{1,18})-(\d{1,18})$")
+_PEAK_RE = re.compile(r"\s+Live ranges at (\d{1,18}) \(peak\):$")
+_PEAKLINE_RE = re.compile(r"\s+\S+: (\d{1,18}) bytes \(cumulative: (\d{1,18}) bytes\)$")
 
 
 def parse_live_range(path: Path) -> LiveRanges:
@@ -101,7 +102,11 @@ def parse_live_range(path: Path) -> LiveRanges:
                     line=lineno,
                     field="BufferLiveRange",
                 )
-            ranges[(m.group(1), parse_index(m.group(2)))] = (start, end)
+            try:
+                index = parse_index(m.group(2))
+            except ShapeSyntaxError as e:
+                raise InputError(str(e), where, line=lineno, field="BufferLiveRange") from None
+            ranges[(m.group(1), index)] = (start, end)
             continue
         if section == "peak":
             m = _PEAKLINE_RE.match(line)

@@ -74,6 +74,23 @@ class ShapeSyntaxError(ValueError):
     """Malformed HLO text (a shape or an instruction); the caller adds file and line."""
 
 
+class HloError(ValueError):
+    """HLO that parses but does not hang together (an operand or tuple element that is not
+    there, a dimension out of range, ...), at ``line`` of the HLO text; the reader adds the
+    file."""
+
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+#: The most elements an array shape may have (keeps FLOP and byte counts finite floats).
+MAX_ELEMENTS = 2**62
+#: The largest shape-index entry (tuple element number) read from a dump.
+MAX_TUPLE_INDEX = 10**9
+
+
 def parse_shape_at(text: str, pos: int) -> tuple[Shape, int]:
     """The shape that starts at ``text[pos]`` (after spaces), and the index just past it."""
     n = len(text)
@@ -102,9 +119,13 @@ def parse_shape_at(text: str, pos: int) -> tuple[Shape, int]:
         d = d.strip().lstrip("<=")
         if not d:
             continue
-        if not d.isdigit():
-            raise ShapeSyntaxError(f"bad dimension {d!r}")
+        if not (d.isascii() and d.isdigit()):
+            raise ShapeSyntaxError(f"bad dimension {d[:20]!r}")
+        if len(d) > 18:
+            raise ShapeSyntaxError(f"dimension {d[:20]}... is too large")
         dims.append(int(d))
+    if math.prod(dims) > MAX_ELEMENTS:
+        raise ShapeSyntaxError(f"shape {dtype}{list(dims)} has more than 2^62 elements")
     pos = m.end()
     if pos < n and text[pos] == "{":  # layout, may nest braces: {1,0:T(8,128)S(1)}
         depth = 0
@@ -134,4 +155,12 @@ def parse_index(text: str | None) -> Index:
     if not text:
         return ()
     inner = text.strip("{}").strip()
-    return tuple(int(x) for x in inner.split(",") if x.strip()) if inner else ()
+    out = []
+    for x in inner.split(",") if inner else ():
+        x = x.strip()
+        if not x:
+            continue
+        if not (x.isascii() and x.isdigit()) or len(x) > 9:
+            raise ShapeSyntaxError(f"bad shape index entry {x[:20]!r} in {text[:40]!r}")
+        out.append(int(x))
+    return tuple(out)
