@@ -15,6 +15,15 @@ std::string shape_of(const py::array& a) {
   return os.str();
 }
 
+// The Python exception's type and message on one line (what() would add the traceback).
+std::string one_line(const py::error_already_set& e) {
+  std::string msg = py::str(e.value()).cast<std::string>();
+  for (char& c : msg) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return py::str(e.type().attr("__name__")).cast<std::string>() + ": " + msg;
+}
+
 std::string dtype_of(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
 
 py::array as_1d(py::handle obj, const char* name) {
@@ -22,7 +31,7 @@ py::array as_1d(py::handle obj, const char* name) {
   try {
     arr = py::module_::import("numpy").attr("asarray")(obj);
   } catch (py::error_already_set& e) {
-    throw py::value_error(std::string(name) + ": not an array: " + e.what());
+    throw py::value_error(std::string(name) + ": not an array: " + one_line(e));
   }
   if (arr.ndim() != 1) {
     throw py::value_error(std::string(name) + " must be a 1-D array, got shape " + shape_of(arr));
@@ -103,7 +112,7 @@ py::array numeric_array(py::handle obj, const char* name, py::ssize_t ndim) {
   try {
     arr = py::module_::import("numpy").attr("asarray")(obj);
   } catch (py::error_already_set& e) {
-    throw py::value_error(std::string(name) + ": not an array: " + e.what());
+    throw py::value_error(std::string(name) + ": not an array: " + one_line(e));
   }
   const char kind = arr.dtype().kind();
   if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b') {

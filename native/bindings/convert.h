@@ -32,6 +32,8 @@ std::vector<double> float_vector(py::handle obj, const char* name);
 
 // An integer scalar (int, numpy integer, or a float holding a whole number) as int64.
 int64_t int_scalar(py::handle obj, const char* name);
+// A Python exception's type and message, on one line.
+std::string one_line(const py::error_already_set& e);
 double float_scalar(py::handle obj, const char* name);
 
 // A numeric numpy array of the given number of dimensions (bool, integer or float dtype).

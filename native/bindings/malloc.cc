@@ -116,7 +116,8 @@ access_bytes [A] float64.)doc")
       .def_property_readonly("mean_benefit", &Instance::mean_benefit,
                              "The mean static benefit over all buffers.")
       .def("conflicts",
-           [](const Instance& in, int64_t b) {
+           [](const Instance& in, py::handle buffer) {
+             const int64_t b = int_scalar(buffer, "buffer");
              if (b < 0 || b >= in.num_buffers()) {
                throw py::index_error("buffer " + std::to_string(b) + " out of range");
              }
@@ -142,7 +143,8 @@ instance.order()[t]: action 0 = slow memory, action k in 1..K = candidates()[k -
       .def("clone", &Game::clone, "An independent copy (shares the Instance).")
       .def("__copy__", &Game::clone)
       .def("__deepcopy__", [](const Game& g, py::handle) { return g.clone(); }, py::arg("memo"))
-      .def("step", &Game::step, py::arg("action"),
+      .def("step", [](Game& g, py::handle action) { return g.step(int_scalar(action, "action")); },
+           py::arg("action"),
            "Plays an action and returns its reward; ValueError if illegal or the game is over.")
       .def("undo", &Game::undo, "Reverts the last step exactly; ValueError when there is none.")
       .def("reset", &Game::reset)
@@ -189,7 +191,9 @@ instance.order()[t]: action 0 = slow memory, action k in 1..K = candidates()[k -
              return out;
            },
            "bool[K + 1]: the legal actions (all False when the game is over).")
-      .def("is_legal", &Game::is_legal, py::arg("action"))
+      .def("is_legal",
+           [](const Game& g, py::handle action) { return g.is_legal(int_scalar(action, "action")); },
+           py::arg("action"))
       .def_property_readonly("candidate_count",
                              [](const Game& g) { return g.done() ? 0 : static_cast<int>(g.candidate_list().size()); })
       .def("observe", &observe_into<Game>, py::arg("out") = py::none(),

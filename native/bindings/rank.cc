@@ -127,7 +127,8 @@ or from the tables directly (RankGame(cost, features, part_features, budget, pen
       .def("clone", &RankGame::clone, "An independent copy (shares the RankInstance).")
       .def("__copy__", &RankGame::clone)
       .def("__deepcopy__", [](const RankGame& g, py::handle) { return g.clone(); }, py::arg("memo"))
-      .def("step", &RankGame::step, py::arg("choice"),
+      .def("step", [](RankGame& g, py::handle c) { return g.step(int_scalar(c, "choice")); },
+           py::arg("choice"),
            "Picks a choice for the current part; returns its reward (-penalty). ValueError if "
            "illegal, out of range or the game is over.")
       .def("undo", &RankGame::undo, "Reverts the last step exactly; ValueError when there is none.")
@@ -145,7 +146,9 @@ or from the tables directly (RankGame(cost, features, part_features, budget, pen
              return out;
            },
            "bool[C]: the legal choices for the current part (all False when the game is over).")
-      .def("is_legal", &RankGame::is_legal, py::arg("choice"))
+      .def("is_legal",
+           [](const RankGame& g, py::handle c) { return g.is_legal(int_scalar(c, "choice")); },
+           py::arg("choice"))
       .def("observe", &observe_into<const RankGame>, py::arg("out") = py::none(),
            "Writes the observation into out (float32[observation_size]) and returns it.")
       .def("choices", [](const RankGame& g) { return to_numpy(g.choices()); },

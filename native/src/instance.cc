@@ -91,6 +91,10 @@ Instance::Instance(InstanceInput input) {
     all_slow_time_ += instruction_time(i, none.data(), -1);
     lower_bound_time_ += instruction_time(i, all.data(), -1);
   }
+  if (!std::isfinite(all_slow_time_)) {
+    fail("the program time with every buffer slow is not finite: slow_bandwidth, fast_bandwidth "
+         "or peak_flops is too small for the bytes and flops");
+  }
   reward_scale_ = all_slow_time_ > 0.0 ? all_slow_time_ : 1.0;
   build_values();
 }
