@@ -22,6 +22,8 @@ Entries (``list_zoo()``):
   normalisation, no skip connections) training step.
 - ``embed_train``: embedding-bag recommender (a large embedding table, gathered and averaged
   per example, then an MLP) training step; the backward scatters into the table.
+- the large programs of :mod:`workloads.large` (``*_large``: 10^4 to 10^5 buffers each), in
+  :data:`ENTRIES` but not in :data:`ZOO` (the default suite).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import numpy as np
 from mallocgame.errors import InputError
 from mallocgame.memory.workload import Workload
 from mallocgame.memory.xla import compile_to_dump, read_dump_folder
+from workloads.large import LARGE
 
 Builder = Callable[..., tuple[Callable[..., Any], tuple[Any, ...]]]
 
@@ -524,20 +527,24 @@ ZOO: dict[str, tuple[Builder, str]] = {
         "batch 256, Adam",
     ),
 }
+#: Every entry ``zoo:NAME`` names: the zoo and the large programs of :mod:`workloads.large`
+#: (kept out of :data:`ZOO`, the default suite of ``bench`` and the baselines, whose compiles
+#: take minutes each).
+ENTRIES: dict[str, tuple[Builder, str]] = {**ZOO, **LARGE}
 
 
 def list_zoo() -> list[tuple[str, str]]:
-    """``[(name, description), ...]`` of the zoo entries, in a stable order."""
-    return [(name, desc) for name, (_, desc) in ZOO.items()]
+    """``[(name, description), ...]`` of every entry (:data:`ENTRIES`), in a stable order."""
+    return [(name, desc) for name, (_, desc) in ENTRIES.items()]
 
 
 def build(name: str, **overrides: Any) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     """The entry's ``(jitted fn, example_args)``."""
-    if name not in ZOO:
+    if name not in ENTRIES:
         raise InputError(
-            f"unknown zoo entry {name!r}; known: {', '.join(ZOO)}", "zoo", field="name"
+            f"unknown zoo entry {name!r}; known: {', '.join(ENTRIES)}", "zoo", field="name"
         )
-    return ZOO[name][0](**overrides)
+    return ENTRIES[name][0](**overrides)
 
 
 def extract(name: str, compile_options: dict[str, Any] | None = None, **overrides: Any) -> Workload:
@@ -555,7 +562,7 @@ def extract(name: str, compile_options: dict[str, Any] | None = None, **override
     wl.source.update(
         {
             "zoo_entry": name,
-            "zoo_description": ZOO[name][1],
+            "zoo_description": ENTRIES[name][1],
             "zoo_overrides": {k: _plain(v) for k, v in overrides.items()},
             "backend": "cpu",
             "compile_seconds": round(seconds, 3),

@@ -104,7 +104,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not src.startswith("zoo:") and not Path(src).exists():
         from workloads import zoo  # deferred: imports JAX and haiku
 
-        if src in zoo.ZOO:
+        if src in zoo.ENTRIES:
             src = "zoo:" + src
     with progress(f"compiling and reading {src}", quiet=args.json):
         t0 = time.perf_counter()
@@ -306,6 +306,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     else:
         from workloads import zoo  # deferred: imports JAX and haiku
 
-        items = [f"{k}: {v[1]}" for k, v in zoo.ZOO.items()]
+        items = [f"{k}: {v}" for k, v in zoo.list_zoo()]
     print("\n".join(items))
     return 0

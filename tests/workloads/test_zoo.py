@@ -29,7 +29,7 @@ ARRAYS = (
 
 def test_list_zoo():
     names = [n for n, _ in list_zoo()]
-    assert REQUIRED <= set(names) and names == list(ZOO)
+    assert REQUIRED <= set(names) and names[: len(ZOO)] == list(ZOO)
     assert all(desc for _, desc in list_zoo())
 
 
