@@ -15,18 +15,35 @@ Layer norm has its closed-form backward (:func:`_normalize`, a ``jax.custom_vjp`
 layer-norm kernels do it). With JAX's own derivative of ``(x - mean) * rsqrt(var + eps)``, XLA's
 CPU fusion pass fuses the residual stream's gradient across all the layers, duplicating each
 layer's elementwise producers into every lower layer's fusions: fusion sizes grow with depth, and
-compile time and memory with its square (a 48-layer GPT at d_model 128: 107 s and 5.5 GB, for
-8k buffers). With the closed form every fusion stays within a layer and compile time is linear
-in depth. (``jax.lax.optimization_barrier`` does not help: the CPU compiler removes barriers
-before fusion.)
+compile time and memory with its square (the zoo's ``gpt2_train`` at 48 layers x d_model 128:
+7.9k buffers, 107 s and 5.5 GB to compile). With the closed form every fusion stays within a
+layer (``gpt_train_large``, 48 layers: 10.9k buffers, 36 s and 0.8 GB).
+``jax.lax.optimization_barrier`` does not help: the CPU compiler removes barriers before fusion.
 
-Entries (:data:`LARGE`, registered in :data:`workloads.zoo.ZOO`):
+Compile time is XLA's, and it grows faster than the program: the CPU runtime's execution graph
+compares every pair of thunks for buffer conflicts (``ExecutionGraph::Create``, quadratic), and
+buffer assignment's heap simulator and the simplifier passes grow superlinearly too. Reading the
+dump (:func:`mallocgame.memory.xla.read_dump_folder`) is linear, about 0.7 ms per buffer.
+``mallocgame extract`` on two cores (jax 0.10.2; user CPU seconds, measured on a busy machine
+where wall time was 1.2 to 1.6 times that):
 
-- ``gpt_train_large``: GPT decoder, 64 layers, training step (about 10k buffers).
-- ``encdec_train_large``: encoder-decoder transformer, 48 + 48 layers (about 30k buffers).
-- ``vit_train_large``: ViT-L-shaped (24 layers) image classifier (about 5k buffers).
-- ``gpt_accum_large``: GPT decoder, 24 layers, 16 unrolled micro-batches of gradient
-  accumulation (about 70k buffers).
+====================== ========= ============== =============== ===========
+entry                  buffers   instructions   extract (CPU)   peak RSS
+====================== ========= ============== =============== ===========
+``vit_train_large``        5,429          5,549   24 s            0.7 GB
+``gpt_train_large``       10,876         11,118   44 s            1.0 GB
+``encdec_train_large``    28,538         29,115   3.5 min         2.5 GB
+``gpt_accum_large``       63,172         66,567   18 min          6.0 GB
+====================== ========= ============== =============== ===========
+
+Entries (:data:`LARGE`; :data:`workloads.zoo.ENTRIES` lists them after the zoo, out of its default
+suite :data:`workloads.zoo.ZOO`):
+
+- ``vit_train_large``: ViT-L-shaped (24 layers) image classifier training step.
+- ``gpt_train_large``: GPT decoder, 48 layers, training step.
+- ``encdec_train_large``: encoder-decoder transformer, 48 + 48 layers, training step.
+- ``gpt_accum_large``: GPT decoder, 24 layers, training step accumulating the gradients of 28
+  unrolled micro-batches.
 """
 
 from __future__ import annotations
@@ -393,24 +410,25 @@ def vit_train_large(
 
 # ---------------------------------------------------------------------------------- registry
 LARGE: dict[str, tuple[Builder, str]] = {
+    "vit_train_large": (
+        vit_train_large,
+        "LARGE (~5k buffers, extract ~25 s): ViT-L-shaped classifier, 24 layers x d_model 256, "
+        "64x64 images in 8x8 patches, batch 8, AdamW + clipping, training step",
+    ),
     "gpt_train_large": (
         gpt_train_large,
-        "LARGE (~10k buffers): GPT decoder, 64 layers x d_model 128, vocab 2048, batch 4 x 128 "
-        "tokens, AdamW + clipping, training step",
+        "LARGE (~11k buffers, extract ~45 s): GPT decoder, 48 layers x d_model 128, vocab 2048, "
+        "batch 4 x 128 tokens, AdamW + clipping, training step",
     ),
     "encdec_train_large": (
         encdec_train_large,
-        "LARGE (~30k buffers): encoder-decoder transformer, 48 + 48 layers x d_model 128, "
-        "source 128 / target 64 tokens, batch 4, AdamW + clipping, training step",
-    ),
-    "vit_train_large": (
-        vit_train_large,
-        "LARGE (~5k buffers): ViT-L-shaped classifier, 24 layers x d_model 256, 64x64 images in "
-        "8x8 patches, batch 8, AdamW + clipping, training step",
+        "LARGE (~29k buffers, extract ~4 min): encoder-decoder transformer, 48 + 48 layers x "
+        "d_model 128, source 128 / target 64 tokens, batch 4, AdamW + clipping, training step",
     ),
     "gpt_accum_large": (
         gpt_accum_large,
-        "LARGE (~70k buffers): GPT decoder, 24 layers x d_model 128, 16 unrolled micro-batches "
-        "of 2 x 128 tokens (gradient accumulation), AdamW + clipping, training step",
+        "LARGE (~63k buffers, extract ~20 min): GPT decoder, 24 layers x d_model 128, gradients "
+        "of 28 unrolled micro-batches of 2 x 128 tokens accumulated, AdamW + clipping, "
+        "training step",
     ),
 }
