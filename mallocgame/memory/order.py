@@ -1,6 +1,7 @@
 """The orders in which the game presents buffers: XLA memory-space assignment's
 memory-boundedness order (``msa_order``, the game's default, so that the heuristic is one legal
-line of play) and the order by size.
+line of play), the order by size, and the classic packing orders (``packing_order``: sizes,
+areas or live ranges descending), which best fit plays at any size.
 
 ``msa_order`` sorts as ``MemoryBoundednessBufferIntervalComparator``
 (xla/service/memory_space_assignment/buffer_interval_comparator.cc): memory boundedness
@@ -78,9 +79,29 @@ def msa_order(problem: Problem, boundedness: np.ndarray | None = None) -> np.nda
 
 def size_order(problem: Problem) -> np.ndarray:
     w = problem.workload
-    return np.lexsort((np.arange(w.num_buffers), w.starts, w.starts - w.ends, -w.sizes)).astype(
-        np.int64
-    )
+    return packing_order("size", w.sizes, w.starts, w.ends)
+
+
+#: The classic packing orders, by :func:`packing_order`'s ``kind``.
+PACKING_ORDERS = ("size", "area", "width")
+
+
+def packing_order(kind: str, sizes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """A packing order, largest first: ``size`` (then longer live range), ``area`` (size x live
+    range, then size), ``width`` (live range, then size); ties by earlier start, then index."""
+    width = ends - starts
+    idx = np.arange(sizes.size)
+    if kind == "size":
+        keys = (idx, starts, -width, -sizes)
+    elif kind == "area":
+        keys = (idx, starts, -sizes, -(sizes.astype(np.float64) * width))
+    elif kind == "width":
+        keys = (idx, starts, -sizes, -width)
+    else:
+        raise ValueError(
+            f"unknown packing order {kind!r}; choose one of {', '.join(PACKING_ORDERS)}"
+        )
+    return np.lexsort(keys).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- play

@@ -141,17 +141,13 @@ class Workload:
                 field="names",
             )
         if n:
-            bad = np.flatnonzero(self.sizes <= 0)
-            if bad.size:
-                i = int(bad[0])
+            if (i := _first(self.sizes <= 0)) is not None:
                 raise InputError(
                     f"buffer {self.ids[i]} has non-positive size {self.sizes[i]}",
                     where,
                     field="size",
                 )
-            bad = np.flatnonzero(self.sizes > MAX_BYTES)
-            if bad.size:
-                i = int(bad[0])
+            if (i := _first(self.sizes > MAX_BYTES)) is not None:
                 raise InputError(
                     f"buffer {self.ids[i]} has size {self.sizes[i]}, beyond the supported 2^60",
                     where,
@@ -163,17 +159,13 @@ class Workload:
                 )
             for field in ("starts", "ends"):
                 a = getattr(self, field)
-                bad = np.flatnonzero((a > MAX_POSITION) | (a < -MAX_POSITION))
-                if bad.size:
-                    i = int(bad[0])
+                if (i := _first((a > MAX_POSITION) | (a < -MAX_POSITION))) is not None:
                     raise InputError(
                         f"buffer {self.ids[i]} has position {a[i]}, beyond the supported +-2^56",
                         where,
                         field="lower" if field == "starts" else "upper",
                     )
-            bad = np.flatnonzero(self.ends <= self.starts)
-            if bad.size:
-                i = int(bad[0])
+            if (i := _first(self.ends <= self.starts)) is not None:
                 raise InputError(
                     f"buffer {self.ids[i]} has an empty or inverted live interval "
                     f"[{self.starts[i]}, {self.ends[i]})",
@@ -470,6 +462,12 @@ def _str_column(sec: dict[str, Any], section: str, key: str, where: str) -> list
                 field=f"{section}.{key}",
             )
     return list(col)
+
+
+def _first(mask: np.ndarray) -> int | None:
+    """The index of the first True entry of ``mask``, or None."""
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
 
 
 def peak_live(sizes: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> tuple[int, int]:

@@ -48,10 +48,8 @@ void Game::reset() {
   }
   std::fill(grid_.begin(), grid_.end(), 0);
   std::fill(grid_value_.begin(), grid_value_.end(), 0.0f);
-  placed_.clear();
   fast_index_.reset(false);
   pending_index_.reset(true);
-  live_fast_.assign(static_cast<size_t>(inst_->num_segments()), 0);
   in_use_.reset(inst_->num_segments());
   stack_.clear();
   time_ = inst_->all_slow_time();
@@ -115,23 +113,11 @@ void Game::walk_gaps(int32_t b) {
     cursor = std::max(cursor, hi);
   };
   const int64_t st = inst_->start(b), en = inst_->end(b);
-  if (placed_.size() <= kScanPlaced) {
-    // Few fast buffers: scan them all, keep those that conflict (a branch-free compaction),
-    // then sort them by offset.
-    ranges_.resize(placed_.size());
-    size_t n = 0;
-    for (const Placed& p : placed_) {
-      ranges_[n] = {p.offset, p.top};
-      n += static_cast<size_t>((p.start < en) & (st < p.end));
-    }
-    ranges_.resize(n);
-  } else {
-    // Many fast buffers: ask the interval index for those live with b.
-    ranges_.clear();
-    fast_index_.for_each_overlap_leaf(st, en, [&](int32_t leaf) {
-      ranges_.push_back(leaf_range_[static_cast<size_t>(leaf)]);
-    });
-  }
+  // The fast buffers live with b, from the interval index, in leaf order.
+  ranges_.clear();
+  fast_index_.for_each_overlap_leaf(st, en, [&](int32_t leaf) {
+    ranges_.push_back(leaf_range_[static_cast<size_t>(leaf)]);
+  });
   sort_by_offset(ranges_, ranges_tmp_, capacity);
   for (const auto& r : ranges_) visit(r.first, r.second);
   if (cursor < capacity) consider(cursor, capacity);
@@ -345,22 +331,17 @@ void Game::set_offsets(const int64_t* offsets, size_t n) {
   }
 }
 
-double Game::play_first_candidate(bool only_if_it_pays) {
+double Game::play_first_candidate(bool only_if_it_pays, const int64_t* keep) {
+  const bool fit_all = inst_->objective() == Objective::kFitAll;
   double total = 0.0;
   while (!done()) {
     const int32_t b = inst_->buffer_at(turn_);
-    if (!cands_.empty()) {
-      if (inst_->objective() == Objective::kFitAll || !only_if_it_pays) {
-        total += place_fast(b, cands_[0].offset);
-        continue;
-      }
+    bool fast = !cands_.empty() && (fit_all || keep == nullptr || keep[b] != 0);
+    if (fast && only_if_it_pays && !fit_all) {
       if (!evaluated_) evaluate_fast(b);
-      if (saved_ > 0.0) {
-        total += place_fast(b, cands_[0].offset);
-        continue;
-      }
+      fast = saved_ > 0.0;
     }
-    total += place_slow(b);
+    total += fast ? place_fast(b, cands_[0].offset) : place_slow(b);
   }
   return total;
 }
@@ -371,17 +352,7 @@ double Game::play_best_fit_keeping(const std::vector<int64_t>& keep) {
     os << "keep has " << keep.size() << " entries, expected " << inst_->num_buffers();
     illegal(os.str());
   }
-  const bool fit_all = inst_->objective() == Objective::kFitAll;
-  double total = 0.0;
-  while (!done()) {
-    const int32_t b = inst_->buffer_at(turn_);
-    if (!cands_.empty() && (fit_all || keep[static_cast<size_t>(b)] != 0)) {
-      total += place_fast(b, cands_[0].offset);
-    } else {
-      total += place_slow(b);
-    }
-  }
-  return total;
+  return play_first_candidate(false, keep.data());
 }
 
 int64_t Game::peak_in_use() const {
@@ -391,20 +362,14 @@ int64_t Game::peak_in_use() const {
 }
 
 void Game::mark(int32_t b, int64_t offset, bool add) {
-  const Placed entry{offset, offset + inst_->size(b), inst_->start(b), inst_->end(b), b};
   if (add) {
-    placed_.push_back(entry);
     fast_index_.activate(b);
-    leaf_range_[static_cast<size_t>(inst_->intervals()->leaf_of(b))] = {entry.offset, entry.top};
+    leaf_range_[static_cast<size_t>(inst_->intervals()->leaf_of(b))] = {offset,
+                                                                        offset + inst_->size(b)};
   } else {
-    // Undo takes back the latest move, so b is the last entry; search from the back.
-    const auto at = std::find_if(placed_.rbegin(), placed_.rend(),
-                                 [&](const Placed& p) { return p.buffer == b; });
-    placed_.erase(std::next(at).base());  // present: mark(b, offset, true) added it
     fast_index_.deactivate(b);
   }
   const int64_t delta = add ? inst_->size(b) : -inst_->size(b);
-  for (int32_t k = inst_->segment_begin(b); k < inst_->segment_end(b); ++k) live_fast_[k] += delta;
   in_use_.add(inst_->segment_begin(b), inst_->segment_end(b), delta);
 }
 

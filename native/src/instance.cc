@@ -238,7 +238,6 @@ void Instance::validate_and_copy(InstanceInput& in) {
 void Instance::build_intervals() {
   const int32_t n = num_buffers();
   intervals_ = std::make_shared<const IntervalLayout>(start_, end_);
-  all_ = IntervalIndex(intervals_, true);
   // j conflicts with b iff start_j < end_b and start_b < end_j: every buffer minus those that
   // start at or after b's end, minus those that end at or before b's start, minus b itself.
   std::vector<int64_t> starts(start_), ends(end_);
@@ -254,9 +253,9 @@ void Instance::build_intervals() {
 
 std::vector<int32_t> Instance::conflicts(int32_t b) const {
   std::vector<int32_t> out;
-  all_.for_each_overlap(start_[b], end_[b], [&](int32_t j) {
-    if (j != b) out.push_back(j);
-  });
+  for (int32_t j = 0; j < num_buffers(); ++j) {
+    if (j != b && start_[j] < end_[b] && start_[b] < end_[j]) out.push_back(j);
+  }
   std::sort(out.begin(), out.end(), [&](int32_t x, int32_t y) { return rank_[x] < rank_[y]; });
   return out;
 }

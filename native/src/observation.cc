@@ -83,12 +83,14 @@ void Game::observe(float* out) {
       pending_denser_[a1] -= in.size(c);
     }
   });
+  in_use_here_.resize(static_cast<size_t>(s1 - s0));
+  in_use_.values(s0, s1, in_use_here_.data());
   int64_t run_all = 0, run_denser = 0, peak_all = 0, peak_denser = 0;
   for (int32_t k = 0; k < s1 - s0; ++k) {
     run_all += pending_all_[k];
     run_denser += pending_denser_[k];
-    peak_all = std::max(peak_all, live_fast_[s0 + k] + run_all);
-    peak_denser = std::max(peak_denser, live_fast_[s0 + k] + run_denser);
+    peak_all = std::max(peak_all, in_use_here_[k] + run_all);
+    peak_denser = std::max(peak_denser, in_use_here_[k] + run_denser);
   }
   buf[9] = clamp(static_cast<double>(peak_denser) / capd, 0.0, 4.0);
   buf[10] = clamp(static_cast<double>(peak_all) / capd, 0.0, 4.0);

@@ -756,8 +756,8 @@ def test_play_greedy_releases_gil_and_is_thread_safe_per_game() -> None:
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_long_schedule_matches_reference(seed: int) -> None:
-    """Many short-lived buffers: once more than 64 are fast, the core asks its interval index
-    for the fast buffers live with the current one instead of scanning them all."""
+    """Many short-lived buffers: most fast buffers are not live with the current one, and the
+    core's interval index must find exactly those that are."""
     rng = np.random.default_rng(seed)
     n = 240
     starts = rng.integers(0, 400, size=n).tolist()

@@ -42,7 +42,7 @@ import numpy as np
 
 from mallocgame import _native
 from mallocgame.memory.env import new_batch
-from mallocgame.memory.order import msa_order
+from mallocgame.memory.order import PACKING_ORDERS, msa_order, packing_order
 from mallocgame.memory.problem import Problem
 from mallocgame.memory.solvers.local_search import (
     Line,
@@ -173,20 +173,6 @@ def play_agent(
 
 
 # --------------------------------------------------------------------------- the solver
-def _packing_orders(problem: Problem) -> list[np.ndarray]:
-    w = problem.workload
-    dur = w.ends - w.starts
-    ids = np.arange(w.num_buffers)
-    return [
-        np.lexsort(keys).astype(np.int64)
-        for keys in (
-            (ids, w.starts, -dur, -w.sizes),
-            (ids, w.starts, -w.sizes, -(w.sizes * dur)),
-            (ids, w.starts, -w.sizes, -dur),
-        )
-    ]
-
-
 def agent_priority(line: Line, capacity: int) -> np.ndarray:
     """Branching priority for the exact packing search from an agent's game: higher first, so
     buffers the agent placed lower come first; buffers it left unplaced come last."""
@@ -331,7 +317,9 @@ def agent_solve(
     if obj == "fit-all":
         # Packing lives or dies by the order: also start from the classic packing orders
         # (size, area = size x lifetime, lifetime; each descending), played with best fit.
-        for o in _packing_orders(problem):
+        w = problem.workload
+        for kind in PACKING_ORDERS:
+            o = packing_order(kind, w.sizes, w.starts, w.ends)
             candidates.append(best_fit_line(problem.instance(o), "improved"))
         candidates.sort(key=lambda ln: ln.key(obj), reverse=True)
     best = candidates[0]

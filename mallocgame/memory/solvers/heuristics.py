@@ -70,9 +70,15 @@ def play_skip_game(
     native Game, its actions)."""
     game = _native.Game(instance)
     keep = (instance.density_ranks() if ranks is None else ranks) >= fraction
-    game.play_best_fit(keep.astype(np.int64))  # in C++; a fast move is action 1, a slow one 0
-    order = instance.order()[: game.turn]
-    return game, (game.offsets()[order] >= 0).astype(np.int64).tolist()
+    game.play_best_fit(keep.astype(np.int64))  # in C++
+    return game, best_fit_moves(game, 0)
+
+
+def best_fit_moves(game: _native.Game, first: int) -> list[int]:
+    """The moves of turns ``first`` to ``game.turn`` of a game that best fit played from turn
+    ``first`` on: action 1 (the best-fit candidate) where the buffer ended fast, else 0."""
+    order = game.instance.order()[first : game.turn]
+    return (game.offsets()[order] >= 0).astype(np.int64).tolist()
 
 
 def best_skip_game(

@@ -23,7 +23,7 @@ import numpy as np
 from mallocgame import _native
 from mallocgame.memory.order import msa_order
 from mallocgame.memory.problem import Problem
-from mallocgame.memory.solvers.heuristics import SKIP_FRACTIONS, best_skip_game
+from mallocgame.memory.solvers.heuristics import SKIP_FRACTIONS, best_fit_moves, best_skip_game
 from mallocgame.memory.solvers.policy import Agent
 
 
@@ -70,8 +70,7 @@ def best_fit_actions(game: _native.Game) -> list[int]:
     buffer ends with an offset."""
     first = game.turn
     game.play_best_fit()
-    order = game.instance.order()[first : game.turn]
-    return (game.offsets()[order] >= 0).astype(np.int64).tolist()
+    return best_fit_moves(game, first)
 
 
 def best_fit_line(instance: _native.Instance, source: str) -> Line:

@@ -39,13 +39,12 @@ import numpy as np
 
 from mallocgame import _native
 from mallocgame.errors import MallocGameError
+from mallocgame.memory.order import PACKING_ORDERS, packing_order
 from mallocgame.memory.problem import Problem
 from mallocgame.memory.workload import peak_live
 
 DEFAULT_TIME_LIMIT = 10.0
 STATUSES = ("solved", "infeasible", "timeout", "node_limit", "not_found")
-# The orders best fit tries (see best_fit_order), in this order.
-BEST_FIT_ORDERS = ("size", "area", "width")
 # The start of the exact search's message for an instance beyond what it holds in memory.
 TOO_LARGE = "instance too large for the exact search"
 
@@ -182,23 +181,6 @@ def pack(
     return result
 
 
-def best_fit_order(
-    kind: str, sizes: np.ndarray, starts: np.ndarray, ends: np.ndarray
-) -> np.ndarray:
-    """A presentation order for :func:`best_fit_pack`, largest first: ``size`` (then longer
-    live range), ``area`` (size x live range, then size), ``width`` (live range, then size);
-    ties by index."""
-    width = ends - starts
-    idx = np.arange(sizes.size)
-    if kind == "size":
-        return np.lexsort((idx, -width, -sizes))
-    if kind == "area":
-        return np.lexsort((idx, -sizes, -(sizes.astype(np.float64) * width)))
-    if kind == "width":
-        return np.lexsort((idx, -sizes, -width))
-    raise ValueError(f"unknown best-fit order {kind!r}; choose one of {', '.join(BEST_FIT_ORDERS)}")
-
-
 def best_fit_pack(
     sizes: Sequence[int] | np.ndarray,
     starts: Sequence[int] | np.ndarray,
@@ -206,11 +188,12 @@ def best_fit_pack(
     capacity: int,
     alignment: int = 1,
     *,
-    orders: Sequence[str] = BEST_FIT_ORDERS,
+    orders: Sequence[str] = PACKING_ORDERS,
     reason: str | None = None,
     time_limit: float | None = None,
 ) -> PackResult:
-    """Best fit at any size (``mallocgame._native.best_fit``), once per order of ``orders``;
+    """Best fit at any size (``mallocgame._native.best_fit``), once per order of ``orders``
+    (:func:`mallocgame.memory.order.packing_order`'s kinds);
     the packing that places the most buffers, then the lowest, wins. ``status`` is
     ``solved`` when every buffer fits under ``capacity``, else ``not_found`` (which proves
     nothing: a packing may still exist). ``reason``: why it runs instead of the exact search
@@ -234,7 +217,7 @@ def best_fit_pack(
         t_pass = time.perf_counter()
         if passes and time_limit is not None and t_pass + last_s > t0 + time_limit:
             break
-        r = _native.best_fit(sz, st, en, capacity, best_fit_order(kind, sz, st, en), alignment)
+        r = _native.best_fit(sz, st, en, capacity, packing_order(kind, sz, st, en), alignment)
         last_s = time.perf_counter() - t_pass
         passes += 1
         if best is None or (r["placed"], -r["height"]) > (best["placed"], -best["height"]):

@@ -21,9 +21,6 @@ class Game {
  public:
   static constexpr int64_t kSlow = -1;
   static constexpr int64_t kUndecided = -2;
-  // Up to this many fast buffers a turn scans them all for the ones live with the current
-  // buffer; beyond it, it asks the interval index.
-  static constexpr size_t kScanPlaced = 64;
 
   struct Candidate {
     int64_t offset;    // aligned start of the placement
@@ -92,36 +89,29 @@ class Game {
     double return_before;
   };
 
-  // A fast buffer, in placement order (scanned for candidates while there are few).
-  struct Placed {
-    int64_t offset, top;  // addresses [offset, top)
-    int64_t start, end;   // live range
-    int32_t buffer;
-  };
-
   void begin_turn();
   // Fills gaps_ with the free gaps that can hold b (unsorted) and blocked_.
   void walk_gaps(int32_t b);
-  double play_first_candidate(bool only_if_it_pays);
+  // The best-fit candidate when there is one and (only_if_it_pays, objective time) it saves
+  // time and (keep given, objective time) keep[b] != 0; else slow memory.
+  double play_first_candidate(bool only_if_it_pays, const int64_t* keep = nullptr);
   // Fills new_times_ with the times of b's instructions were b fast; returns the time saved.
   double evaluate_fast(int32_t b);
   double place_fast(int32_t b, int64_t offset);  // returns the reward
   double place_slow(int32_t b);
   void paint(int32_t b, int64_t offset, bool add);  // occupancy grid
-  void mark(int32_t b, int64_t offset, bool add);   // placed_ and live_fast_
+  void mark(int32_t b, int64_t offset, bool add);   // fast_index_, leaf_range_ and in_use_
 
   std::shared_ptr<const Instance> inst_;
   std::vector<int64_t> offset_;
   std::vector<double> instr_time_;  // always the from-scratch time of each instruction
   std::vector<int128_t> grid_;      // covered area per cell, in scaled units (see paint)
   std::vector<float> grid_value_;   // grid_ / cell area, refreshed for the cells paint touches
-  std::vector<Placed> placed_;      // the fast buffers, in placement order
-  std::vector<int64_t> live_fast_;  // fast bytes live on each segment of the schedule
-  IntervalIndex fast_index_;        // active: the fast buffers (the same set as placed_)
+  IntervalIndex fast_index_;        // active: the fast buffers
   // (offset, top) of the fast buffer at each leaf of the index, read in leaf order by a walk.
   std::vector<std::pair<int64_t, int64_t>> leaf_range_;
   IntervalIndex pending_index_;     // active: the undecided buffers
-  RangeMax in_use_;                 // live_fast_ again, for the largest value over a range
+  RangeMax in_use_;                 // fast bytes live on each segment of the schedule
   std::vector<Record> stack_;
   std::vector<Candidate> cands_;
   double time_ = 0.0;
@@ -140,7 +130,8 @@ class Game {
   std::vector<std::pair<int64_t, int64_t>> ranges_;  // (offset, top), sorted
   std::vector<std::pair<int64_t, int64_t>> ranges_tmp_;
   std::vector<Candidate> gaps_;
-  std::vector<int64_t> pending_all_, pending_denser_;  // observe(): per segment of the buffer
+  // observe(): per segment of the buffer
+  std::vector<int64_t> pending_all_, pending_denser_, in_use_here_;
 };
 
 }  // namespace mallocgame

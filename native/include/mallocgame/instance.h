@@ -130,7 +130,8 @@ class Instance {
   // How many other buffers are live at some position of b's live range (O(1), precomputed by
   // binary search over the sorted starts and ends).
   int32_t num_conflicts(int32_t b) const { return num_conflicts_[b]; }
-  // Those buffers, sorted by presentation rank (O((k + 1) log n); for inspection and tests).
+  // Those buffers, sorted by presentation rank (a scan of every buffer; for inspection and
+  // tests).
   std::vector<int32_t> conflicts(int32_t b) const;
   // The live ranges sorted by start, shared by every IntervalIndex over this instance's buffers.
   const std::shared_ptr<const IntervalLayout>& intervals() const { return intervals_; }
@@ -162,9 +163,8 @@ class Instance {
   // Instructions by buffer (CSR).
   std::vector<int64_t> touched_ptr_;
   std::vector<int32_t> touched_;
-  // The live ranges indexed by start; every buffer active in all_ (for conflicts()).
+  // The live ranges indexed by start.
   std::shared_ptr<const IntervalLayout> intervals_;
-  IntervalIndex all_;
   std::vector<int32_t> num_conflicts_;
 
   double all_slow_time_ = 0.0, lower_bound_time_ = 0.0, reward_scale_ = 1.0;

@@ -84,7 +84,6 @@ class IntervalIndex {
     }
   }
 
-  bool active(int32_t b) const { return max_end_[layout_->leaves() + layout_->leaf_of(b)] != kNone; }
   void activate(int32_t b) { set(b, layout_->end(b)); }
   void deactivate(int32_t b) { set(b, kNone); }
 

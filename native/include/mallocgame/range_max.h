@@ -1,9 +1,9 @@
 // RangeMax: int64 values over positions [0, n), all 0 at first, with "add d to [l, r)" and
-// "the largest value on [l, r)" in O(log n) each (a segment tree whose nodes hold a pending add
+// "the largest value on [l, r)" in O(log n) each, and the values of a range in order (a segment tree whose nodes hold a pending add
 // and the largest value below them, adds included). The Game keeps the fast bytes live on each
-// schedule segment in one, so that a turn can tell in O(log n) that a buffer cannot fit
-// anywhere (its size is above the capacity minus the most bytes in use over its live range)
-// without walking the buffers live with it.
+// schedule segment in one (and only there), so that a move updates them in O(log n) and a turn
+// can tell in O(log n) that a buffer cannot fit anywhere (its size is above the capacity minus
+// the most bytes in use over its live range) without walking the buffers live with it.
 #pragma once
 
 #include <algorithm>
@@ -14,13 +14,9 @@ namespace mallocgame {
 
 class RangeMax {
  public:
-  RangeMax() = default;
-  explicit RangeMax(int32_t n) { reset(n); }
-
   void reset(int32_t n) {
-    n_ = std::max<int32_t>(n, 1);
     size_ = 1;
-    while (size_ < n_) size_ *= 2;
+    while (size_ < n) size_ *= 2;
     add_.assign(2 * static_cast<size_t>(size_), 0);
     max_.assign(2 * static_cast<size_t>(size_), 0);
   }
@@ -30,6 +26,10 @@ class RangeMax {
   }
   // The largest value on [l, r); 0 when the range is empty.
   int64_t max(int32_t l, int32_t r) const { return l < r ? max(1, 0, size_, l, r) : 0; }
+  // Writes the values of positions [l, r) to out[0, r - l), in O(r - l + log n).
+  void values(int32_t l, int32_t r, int64_t* out) const {
+    if (l < r) values(1, 0, size_, l, r, 0, out);
+  }
 
  private:
   void add(int32_t v, int32_t lo, int32_t hi, int32_t l, int32_t r, int64_t d) {
@@ -53,7 +53,19 @@ class RangeMax {
     return add_[v] + best;
   }
 
-  int32_t n_ = 1, size_ = 1;
+  void values(int32_t v, int32_t lo, int32_t hi, int32_t l, int32_t r, int64_t above,
+              int64_t* out) const {
+    above += add_[v];  // a leaf's value is the sum of the adds on its path
+    if (hi - lo == 1) {
+      out[lo - l] = above;
+      return;
+    }
+    const int32_t mid = lo + (hi - lo) / 2;
+    if (l < mid) values(2 * v, lo, mid, l, r, above, out);
+    if (r > mid) values(2 * v + 1, mid, hi, l, r, above, out);
+  }
+
+  int32_t size_ = 1;
   std::vector<int64_t> add_, max_;
 };
 
