@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,13 +29,12 @@ from typing import TYPE_CHECKING, Any
 from mallocgame import registry
 from mallocgame.cli.argtypes import fraction, positive_int
 from mallocgame.cli.common import progress
+from mallocgame.cli.rank_eval import _load_config, add_eval_parser
 from mallocgame.errors import InputError
 from mallocgame.rank import solvers
 from mallocgame.rank.config import (
     METHODS,
     MODEL_SHAPES,
-    RankConfig,
-    load_rank_config,
     save_rank_config,
 )
 from mallocgame.rank.tables import DEFAULT_CHOICES, DEFAULT_SEQ_LEN, RankTables
@@ -210,42 +208,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(fn=cmd_rank)
 
-    p = sub.add_parser(
-        "rank-eval",
-        help="fidelity, attention FLOPs and latency of a rank config against full attention",
-        description="Load the model the rank config names (refused for other weights), apply the "
-        "ranks with the bases of the config's calibration, and report fidelity on the evaluation "
-        "text (SmolLM2: perplexity on the evaluation half of lee_background.cor; MiniLM: cosine to "
-        "the full embeddings and Pearson/Spearman against the human scores on lee.cor), attention "
-        "FLOPs and, with --latency, measured attention time, each against full attention.",
-    )
-    p.add_argument("config", help="rank config JSON (from `mallocgame rank`)")
-    p.add_argument(
-        "--eval-windows",
-        type=positive_int,
-        default=16,
-        help="SmolLM2 evaluation windows (default 16 of 73)",
-    )
-    p.add_argument(
-        "--eval-docs",
-        type=positive_int,
-        default=None,
-        help="MiniLM: only the first N lee.cor documents (default all 50)",
-    )
-    p.add_argument(
-        "--latency", action="store_true", help="also time attention (jitted, batch 1) vs full"
-    )
-    p.add_argument(
-        "--latency-seq-len",
-        type=positive_int,
-        default=None,
-        help="sequence length of the timing (default: the config's)",
-    )
-    p.add_argument(
-        "--repeats", type=positive_int, default=3, help="timed repeats (median; default 3)"
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    p.set_defaults(fn=cmd_rank_eval)
+    add_eval_parser(sub)
 
 
 # --------------------------------------------------------------------------- rank
@@ -435,65 +398,6 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 f"({evaluator.n_evaluated} evaluations)"
             )
         print(f"  wrote {out} and {heat}")
-    return 0
-
-
-# --------------------------------------------------------------------------- rank-eval
-def _load_config(path: str) -> RankConfig:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such file", path)
-    try:
-        return load_rank_config(p)
-    except UnicodeDecodeError:
-        raise InputError("not a text file", path) from None
-
-
-def cmd_rank_eval(args: argparse.Namespace) -> int:
-    from mallocgame.rank.fidelity import evaluate_config  # deferred: JAX and the models
-
-    cfg = _load_config(args.config)
-    with progress(f"evaluating {args.config}", quiet=args.json):
-        r = evaluate_config(
-            cfg,
-            args.config,
-            args.eval_windows,
-            args.latency,
-            args.latency_seq_len,
-            args.repeats,
-            args.eval_docs,
-        )
-    if args.json:
-        print(json.dumps(r, indent=1))
-        return 0
-    solver = f" ({r['solver']})" if r["solver"] else ""
-    print(
-        f"{args.config}: {r['model']} {r['model_hash']}{solver}, attention FLOPs "
-        f"{r['flops_fraction']:.4f} of full at L={r['seq_len']}"
-    )
-    if r["model"] == "smollm2":
-        print(
-            f"  perplexity {r['ppl']:.3f} vs full {r['ppl_full']:.3f} "
-            f"({r['eval_windows']} evaluation windows of {r['window']} tokens; "
-            f"log ratio {r['loss']:.4f})"
-        )
-    else:
-        print(
-            f"  cosine to full embeddings: mean {r['cos_mean']:.4f}, min {r['cos_min']:.4f} "
-            f"({r['eval_docs']} lee.cor documents)"
-        )
-        print(
-            f"  human scores: Pearson {r['pearson']:.3f} (full {r['pearson_full']:.3f}), "
-            f"Spearman {r['spearman']:.3f} (full {r['spearman_full']:.3f})"
-        )
-    if "latency" in r:
-        lat = r["latency"]
-        print(
-            f"  attention latency at L={lat['seq_len']}: {lat['lowrank_s'] * 1e3:.1f} ms vs full "
-            f"{lat['full_s'] * 1e3:.1f} ms (ratio {lat['ratio']:.3f}, "
-            f"FLOPs {lat['flops_fraction']:.3f}; median of {lat['repeats']})"
-        )
-    sys.stdout.flush()
     return 0
 
 

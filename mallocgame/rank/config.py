@@ -52,6 +52,11 @@ import numpy as np
 from mallocgame.errors import InputError, MallocGameError, short_repr
 from mallocgame.io import atomic_write_text
 
+#: what a budget counts (``budget.kind``; absent = attention FLOPs)
+BUDGET_KINDS = ("flops", "kv-cache")
+#: ``rank_multiple`` values (every rank a multiple of it, so that kernels can use the widths)
+RANK_MULTIPLES = (1, 8, 16, 32)
+
 FORMAT_NAME = "mallocgame-ranks"
 FORMAT_VERSION = 2
 #: versions this reader accepts (1: one rank per layer and part; 2: adds per-group ranks)
@@ -131,6 +136,8 @@ class RankConfig:
     #: per layer, the ranks of each key-value group (None: every group at r_qk / r_v)
     qk_groups: tuple[tuple[int, ...], ...] | None = None
     v_groups: tuple[tuple[int, ...], ...] | None = None
+    #: every rank (and group rank) is a multiple of this (``--rank-multiple``; 1 = any)
+    rank_multiple: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "r_qk", tuple(int(r) for r in self.r_qk))
@@ -160,6 +167,12 @@ class RankConfig:
         return [self.groups(i)[k] for i in range(len(self.r_qk))]
 
     @property
+    def budget_kind(self) -> str:
+        """What the budget counts: ``"flops"`` (attention FLOPs; also configs without a
+        ``budget.kind``) or ``"kv-cache"`` (KV-cache bytes per token)."""
+        return str((self.budget or {}).get("kind", "flops"))
+
+    @property
     def grouped(self) -> bool:
         """True when some layer's groups keep different ranks."""
         return self.qk_groups is not None or self.v_groups is not None
@@ -186,7 +199,7 @@ class RankConfig:
             "budget": None if self.budget is None else dict(self.budget),
             "layers": layers,
             "meta": dict(self.meta),
-        }
+        } | ({"rank_multiple": self.rank_multiple} if self.rank_multiple != 1 else {})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1) + "\n"
@@ -213,6 +226,7 @@ class RankConfig:
             meta=d.get("meta", {}) or {},
             qk_groups=groups("qk_groups", "r_qk"),
             v_groups=groups("v_groups", "r_v"),
+            rank_multiple=d.get("rank_multiple", 1),
         )
 
     @classmethod
@@ -301,14 +315,27 @@ def _validate(d: Any, where: str | None) -> None:
         if not isinstance(budget, dict):
             raise bad("budget", f"expected an object or null, got {short_repr(budget)}")
         for k, v in budget.items():
-            if k not in ("fraction", "flops"):
-                raise bad(f"budget.{_key(k)}", "unknown key; expected 'fraction' and/or 'flops'")
+            if k not in ("fraction", "flops", "kind"):
+                raise bad(
+                    f"budget.{_key(k)}", "unknown key; expected 'fraction', 'flops' and/or 'kind'"
+                )
+            if k == "kind":
+                if v not in BUDGET_KINDS:
+                    raise bad(
+                        "budget.kind", f"expected one of {list(BUDGET_KINDS)}, got {short_repr(v)}"
+                    )
+                continue
             if not _is_num(v) or not math.isfinite(v) or v <= 0 or (k == "fraction" and v > 1):
                 raise bad(
                     f"budget.{k}",
                     f"expected a number in {'(0, 1]' if k == 'fraction' else '(0, inf)'}, "
                     f"got {short_repr(v)}",
                 )
+    multiple = d.get("rank_multiple", 1)
+    if not _is_int(multiple) or multiple not in RANK_MULTIPLES:
+        raise bad(
+            "rank_multiple", f"expected one of {list(RANK_MULTIPLES)}, got {short_repr(multiple)}"
+        )
     meta = d.get("meta", {})
     if meta is not None and not isinstance(meta, dict):
         raise bad("meta", f"expected an object, got {short_repr(meta)}")
@@ -329,6 +356,8 @@ def _validate(d: Any, where: str | None) -> None:
                     f"layers[{i}].{k}",
                     f"expected an integer in 1..{shape.head_dim}, got {short_repr(r)}",
                 )
+            if r % multiple:
+                raise bad(f"layers[{i}].{k}", f"{r} is not a multiple of rank_multiple {multiple}")
         for key, base in (("qk_groups", "r_qk"), ("v_groups", "r_v")):
             if key not in layer:
                 continue
@@ -357,6 +386,8 @@ def _validate(d: Any, where: str | None) -> None:
                 )
             if not all(_is_int(r) and 0 <= r <= shape.head_dim for r in g):
                 raise bad(f, f"expected integers in 0..{shape.head_dim}, got {short_repr(g)}")
+            if any(r % multiple for r in g):
+                raise bad(f, f"{short_repr(g)}: not all multiples of rank_multiple {multiple}")
             if sum(g) != len(g) * layer[base]:
                 raise bad(
                     f,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mallocgame.errors import InputError
-from mallocgame.rank import text
+from mallocgame.rank import decode, text
 from mallocgame.rank.calibration import load_model, load_setup, model_file_hash, spec_of
 from mallocgame.rank.config import MODEL_SHAPES, ModelMismatchError, RankConfig
 from mallocgame.rank.latency import attention_latency
@@ -29,6 +29,7 @@ from mallocgame.rank.models import smollm2 as _smollm2
 from mallocgame.rank.models.minilm import MiniLM
 from mallocgame.rank.models.smollm2 import SmolLM
 from mallocgame.rank.runtime import attention_flops, calibrate, lowrank_params
+from mallocgame.rank.tables import cost_table
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -97,6 +98,20 @@ def smollm2_fidelity(
 # ----------------------------------------------------------------------------- rank-eval
 
 
+def _config_params(cfg: RankConfig, path: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, calibration spec, low-rank parameters) of a config; the weight file's hash is
+    checked first, so another model's config is refused before loading it."""
+    try:
+        cfg.check_model(cfg.model, model_file_hash(cfg.model), path)
+        model = load_model(cfg.model)
+        cfg.check_model(model.config.name, model.model_hash, path)
+    except ModelMismatchError as e:
+        raise InputError(str(e), path, field="model_hash") from None
+    spec = spec_of(cfg, path)
+    setup = load_setup(spec)
+    return model, spec, lowrank_params(model, setup.calib, cfg, bases=setup.bases)
+
+
 def evaluate_config(
     cfg: RankConfig,
     path: str,
@@ -108,15 +123,7 @@ def evaluate_config(
 ) -> dict[str, Any]:
     """Fidelity, FLOPs and (optionally) latency of a rank config against full attention
     (``path`` names the config in errors and in the result)."""
-    try:  # the weight file's hash first: refuse before loading the model
-        cfg.check_model(cfg.model, model_file_hash(cfg.model), path)
-        model = load_model(cfg.model)
-        cfg.check_model(model.config.name, model.model_hash, path)
-    except ModelMismatchError as e:
-        raise InputError(str(e), path, field="model_hash") from None
-    spec = spec_of(cfg, path)
-    setup = load_setup(spec)
-    params = lowrank_params(model, setup.calib, cfg, bases=setup.bases)
+    model, spec, params = _config_params(cfg, path)
     fl = attention_flops(cfg)
     out: dict[str, Any] = {
         "config": path,
@@ -167,6 +174,94 @@ def evaluate_config(
             "flops_fraction": attention_flops(cfg, seq_len=L)["fraction"],
         }
     return out
+
+
+def evaluate_decode(
+    cfg: RankConfig,
+    path: str,
+    context: int,
+    new_tokens: int,
+    batch: int = 1,
+    eval_windows: int = 16,
+    repeats: int = 3,
+) -> dict[str, Any]:
+    """:func:`evaluate_config` (held-out perplexity) and decoding with the low-rank KV cache
+    against the full model, measured back to back in this call (:func:`decode.measure_decode`):
+    the prompts are the first ``batch`` windows of ``context`` tokens of the evaluation half of
+    ``lee_background.cor``, ``new_tokens`` greedy tokens each. SmolLM2 only."""
+    if cfg.model != "smollm2":
+        raise InputError(
+            f"a {cfg.model} config; decoding needs a causal decoder (smollm2)", path, field="model"
+        )
+    for name, v in (("context", context), ("new-tokens", new_tokens), ("batch", batch)):
+        if v < 1:
+            raise InputError(f"must be >= 1, got {v}", field=name)
+    model, spec, params = _config_params(cfg, path)
+    limit = model.config.context_length
+    if context + new_tokens > limit:
+        raise InputError(
+            f"{context} + --new-tokens {new_tokens} tokens exceed the model's context of "
+            f"{limit} tokens",
+            field="context",
+        )
+    try:
+        decode.check_decodable(params)
+    except decode.DecodeUnsupportedError as e:
+        raise InputError(str(e), path, field="layers") from None
+    out = evaluate_config(cfg, path, eval_windows)
+    prompts = text.token_windows(
+        lambda s: _smollm2.encode(model, s), text.background_split().evaluation, context, batch
+    )
+    if len(prompts) < batch:
+        raise InputError(
+            f"the evaluation text holds {len(prompts)} windows of {context} tokens, fewer than "
+            f"{batch}",
+            field="batch",
+        )
+    t0 = time.perf_counter()
+    m = decode.measure_decode(
+        model, {"lowrank": params, "full": model.params}, prompts, new_tokens, repeats
+    )
+    low, full = m["lowrank"], m["full"]
+    out.update(
+        kv_cache_bytes=low["kv_cache_bytes"],
+        kv_cache_bytes_full=full["kv_cache_bytes"],
+        kv_cache_ratio=low["kv_cache_bytes"] / full["kv_cache_bytes"],
+        kv_cache_bytes_per_token=low["kv_cache_bytes_per_token"],
+        kv_cache_bytes_per_token_full=full["kv_cache_bytes_per_token"],
+        kv_cache_fraction_budgeted=kv_cache_fraction(cfg),
+        decode_tokens_per_s=low["decode_tokens_per_s"],
+        decode_tokens_per_s_full=full["decode_tokens_per_s"],
+        decode_speedup=low["decode_tokens_per_s"] / full["decode_tokens_per_s"],
+        attention_s_per_token=low["attention_s_per_token"],
+        attention_s_per_token_full=full["attention_s_per_token"],
+        attention_speedup=full["attention_s_per_token"] / low["attention_s_per_token"],
+        decode={
+            "context": context,
+            "new_tokens": new_tokens,
+            "batch": batch,
+            "cache_size": context + new_tokens,
+            "repeats": repeats,
+            "tokens_agree": float(np.mean(low["tokens"] == full["tokens"])),
+            "prefill_s": low["prefill_s"],
+            "prefill_s_full": full["prefill_s"],
+            "decode_step_s": low["decode_step_s"],
+            "decode_step_s_full": full["decode_step_s"],
+            "seconds": time.perf_counter() - t0,
+        },
+    )
+    return out
+
+
+def kv_cache_fraction(cfg: RankConfig) -> float:
+    """The config's KV-cache bytes per token as a fraction of the full model's, by the cost
+    table of the ``kv-cache`` budget (what the decode cache measures; tested)."""
+    hd = cfg.shape.head_dim
+    choices = tuple(sorted({*cfg.r_qk, *cfg.r_v, hd}))
+    cost, full = cost_table(cfg.model, choices, cfg.seq_len, cfg.method, "kv-cache")
+    ranks = [r for pair in zip(cfg.r_qk, cfg.r_v, strict=True) for r in pair]
+    idx = [choices.index(r) for r in ranks]
+    return float(cost[np.arange(len(idx)), idx].sum() / full)
 
 
 # ----------------------------------------------------------------------------- uniform sweep

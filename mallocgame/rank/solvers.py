@@ -1,4 +1,6 @@
-"""Baselines of the rank game: choose one rank per part under a budget on attention FLOPs.
+"""Baselines of the rank game: choose one rank per part under a budget on attention FLOPs or
+on KV-cache bytes per token (``tables.budget_kind``: the tables' ``cost`` counts one or the
+other, and every solver reads only ``cost``, so each plays either budget unchanged).
 
 Every solver has the signature ``solve(tables, budget, *, evaluator=None, seed=0,
 time_limit=None, **kw) -> int64[P]`` (choice indices into ``tables.choices``, parts ordered as
@@ -69,15 +71,15 @@ def check_budget(tables: RankTables, budget: float) -> float:
         raise BudgetError(f"expected a number, got {budget!r}", field="budget") from None
     if not 0.0 < b <= 1.0 or not np.isfinite(b):
         raise BudgetError(
-            f"expected a fraction of full attention FLOPs in (0, 1], got {budget!r}",
+            f"expected a fraction of {tables.cost_label} in (0, 1], got {budget!r}",
             field="budget",
         )
     lo = min_fraction(tables)
     if b < lo - 1e-12:
         raise BudgetError(
             f"budget {b:g} is below the cheapest choice: every part at rank "
-            f"{tables.choices[0]} costs {lo:.4f} of full attention FLOPs at seq_len "
-            f"{tables.seq_len}",
+            f"{tables.choices[0]} costs {lo:.4f} of {tables.cost_label}"
+            + (f" at seq_len {tables.seq_len}" if tables.budget_kind == "flops" else ""),
             field="budget",
         )
     return b

@@ -275,14 +275,17 @@ def _repeat_units(a: jax.Array, units: int, axis: int) -> jax.Array:
     return a if a.shape[axis] == units else jnp.repeat(a, units // a.shape[axis], axis=axis)
 
 
-def _rotated_qk(p: Params, cfg: SmolLMConfig, x: jax.Array, units: int):
+def _rotated_qk(
+    p: Params, cfg: SmolLMConfig, x: jax.Array, units: int, positions: jax.Array | None = None
+):
     """Post-RoPE queries ``[B, L, H, hd]`` and keys ``[B, L, G, hd]``, and the same with heads
     before positions, ``[B, U, H/U, L, hd]`` for ``units`` ``U`` and ``[B, G, L, hd]``: the
     ``[B, U, H/U, L, L]`` scores then come out of the dot in softmax layout, with no transpose
-    of an ``L x L`` tensor."""
+    of an ``L x L`` tensor. ``positions[L]``: the tokens' positions (default ``0..L-1``; a
+    decode step passes its one position)."""
     B, L, _ = x.shape
     H, hd = cfg.n_heads, cfg.head_dim
-    pos = jnp.arange(L)
+    pos = jnp.arange(L) if positions is None else positions
     q = rope(jnp.einsum("bld,dhk->blhk", x, p["wq"]), pos, cfg.rope_theta)
     k = rope(jnp.einsum("bld,dgk->blgk", x, p["wk"]), pos, cfg.rope_theta)
     qu = q.reshape(B, L, units, H // units, hd).transpose(0, 2, 3, 1, 4)
@@ -294,6 +297,49 @@ def _project_keys(kg: jax.Array, qk_b: jax.Array, k_mean: jax.Array) -> jax.Arra
     ``K`` maps ``qk_b[K, hd, r]`` (one per group, or per query head: keys repeated)."""
     kk = _repeat_units(kg, qk_b.shape[0], 1) - k_mean[None, :, None, :]
     return jnp.einsum("bgld,gdr->bglr", kk, qk_b)
+
+
+def project_qkv(p: Params, cfg: SmolLMConfig, x: jax.Array, positions: jax.Array | None = None):
+    """What a plain layer's attention computes from its normed input ``x[B, L, D]`` before the
+    scores: ``(q, k, qu, keys, values)`` with ``q[B, L, H, hd]`` / ``k[B, L, G, hd]`` the post-RoPE
+    queries and keys, ``qu[B, U, H/U, L, r]`` the queries in the query-key basis (``U`` =
+    :func:`kv_units`), ``keys[B, K, L, r]`` the centred keys in it (``K`` maps: one per group,
+    or per query head) and ``values[B, V, L, dv]`` (``V`` value maps; ``dv`` = the value rank).
+    ``keys`` and ``values`` are what a KV cache holds (:mod:`mallocgame.rank.decode`); without a
+    query-key basis (full rank) ``keys`` are the post-RoPE keys, ``r = hd``."""
+    U = kv_units(p, cfg)
+    q, k, qu, kr = _rotated_qk(p, cfg, x, U, positions)
+    v = jnp.einsum("bld,dgk->bglk", x, p["wv"])
+    if "bv" in p:
+        v = v + p["bv"][None, :, None, :]
+    if "qk_a" in p:
+        qu = jnp.einsum("bgnld,gdr->bgnlr", qu, _repeat_units(p["qk_a"], U, 0))
+        kr = _project_keys(kr, p["qk_b"], p["k_mean"])
+    return q, k, qu, kr, v
+
+
+def attend_projected(
+    p: Params,
+    cfg: SmolLMConfig,
+    qu: jax.Array,
+    keys: jax.Array,
+    values: jax.Array,
+    impl: str = "blocked",
+) -> tuple[jax.Array, jax.Array]:
+    """Causal attention of :func:`project_qkv`'s ``qu``, ``keys``, ``values`` through the output
+    projection: ``(out[B, L, D], o[B, L, H, dv])`` (``o``: each query head's attention output)."""
+    B, U, _, L, _ = qu.shape
+    H, hd = cfg.n_heads, cfg.head_dim
+    kr, vg = _repeat_units(keys, U, 1), _repeat_units(values, U, 1)
+    if impl == "blocked":
+        o = causal_attention(qu / np.sqrt(hd), kr, vg)  # [B, U, n, L, dv]
+    else:
+        o = fused_causal_attention(qu, kr, vg, 1.0 / np.sqrt(hd), impl)
+    o = o.transpose(0, 3, 1, 2, 4).reshape(B, L, H, vg.shape[-1])
+    out = jnp.einsum("blhv,hvd->bld", o, p["wo"])
+    if "bo" in p:
+        out = out + p["bo"]
+    return out, o
 
 
 def attention(
@@ -315,30 +361,13 @@ def attention(
             raise ValueError("statistics are captured on the original model, not per-group ranks")
         return _grouped_attention(p, cfg, x, impl), {}
     B, L, _ = x.shape
-    H, hd = cfg.n_heads, cfg.head_dim
-    U = kv_units(p, cfg)
-    q, k, qg, kr = _rotated_qk(p, cfg, x, U)
-    v = jnp.einsum("bld,dgk->blgk", x, p["wv"])
-    if "bv" in p:
-        v = v + p["bv"]
-    v = _repeat_units(v, U, 2)
-    if "qk_a" in p:
-        qg = jnp.einsum("bgnld,gdr->bgnlr", qg, _repeat_units(p["qk_a"], U, 0))
-        kr = _project_keys(kr, p["qk_b"], p["k_mean"])
-    kr = _repeat_units(kr, U, 1)
-    if impl == "blocked":
-        o = causal_attention(qg / np.sqrt(hd), kr, v.transpose(0, 2, 1, 3))  # [B, G, n, L, dv]
-    else:
-        o = fused_causal_attention(qg, kr, v.transpose(0, 2, 1, 3), 1.0 / np.sqrt(hd), impl)
-    o = o.transpose(0, 3, 1, 2, 4).reshape(B, L, H, v.shape[-1])
-    out = jnp.einsum("blhv,hvd->bld", o, p["wo"])
-    if "bo" in p:
-        out = out + p["bo"]
+    q, k, qg, kr, vg = project_qkv(p, cfg, x)
+    out, o = attend_projected(p, cfg, qg, kr, vg, impl)
     stats = {}
     if capture:
         _, q2 = _moments(q)
         k1, k2 = _moments(k)
-        v1, _ = _moments(v)
+        v1, _ = _moments(vg.transpose(0, 2, 1, 3))
         o1, o2 = _moments(o)
         stats = {
             "q2": q2,
@@ -411,9 +440,13 @@ def block_fn(p: Params, cfg: SmolLMConfig, x: jax.Array, capture: bool = False):
     """One pre-norm Llama layer (un-jitted); returns (x, attention stats)."""
     a, stats = attention(p, cfg, _rms_norm(x, p["attn_norm"], cfg.rms_eps), capture)
     x = x + a
+    return x + mlp(p, cfg, x), stats
+
+
+def mlp(p: Params, cfg: SmolLMConfig, x: jax.Array) -> jax.Array:
+    """The layer's SwiGLU MLP of its (pre-norm) residual stream ``x``: what it adds to it."""
     h = _rms_norm(x, p["ffn_norm"], cfg.rms_eps)
-    x = x + (jax.nn.silu(h @ p["wg"]) * (h @ p["wu"])) @ p["wd"]
-    return x, stats
+    return (jax.nn.silu(h @ p["wg"]) * (h @ p["wu"])) @ p["wd"]
 
 
 block = jax.jit(block_fn, static_argnames=("cfg", "capture"))
