@@ -49,6 +49,7 @@ void Game::reset() {
   std::fill(grid_.begin(), grid_.end(), 0);
   std::fill(grid_value_.begin(), grid_value_.end(), 0.0f);
   fast_index_.reset(false);
+  leaf_unions_.reset(inst_->intervals()->leaves());
   pending_index_.reset(true);
   in_use_.reset(inst_->num_segments());
   stack_.clear();
@@ -113,11 +114,26 @@ void Game::walk_gaps(int32_t b) {
     cursor = std::max(cursor, hi);
   };
   const int64_t st = inst_->start(b), en = inst_->end(b);
-  // The fast buffers live with b, from the interval index, in leaf order.
+  // The fast buffers live with b: those that start before it and are live at its start (from
+  // the interval index), then those that start inside [st, en) — a run of leaves, read from the
+  // block unions where it spans whole blocks.
   ranges_.clear();
-  fast_index_.for_each_overlap_leaf(st, en, [&](int32_t leaf) {
+  fast_index_.for_each_overlap_leaf(st, st, [&](int32_t leaf) {
     ranges_.push_back(leaf_range_[static_cast<size_t>(leaf)]);
   });
+  const IntervalLayout& lay = *inst_->intervals();
+  const int32_t l2 = lay.first_leaf_from(en);
+  auto active = [&](int32_t leaf) { return fast_index_.active_leaf(leaf); };
+  auto range_of = [&](int32_t leaf) { return leaf_range_[static_cast<size_t>(leaf)]; };
+  for (int32_t leaf = lay.first_leaf_from(st); leaf < l2;) {
+    if (leaf % BlockUnions::kBlock == 0 && leaf + BlockUnions::kBlock <= l2) {
+      leaf_unions_.append(BlockUnions::block_of(leaf), ranges_, active, range_of);
+      leaf += BlockUnions::kBlock;
+    } else {
+      if (active(leaf)) ranges_.push_back(range_of(leaf));
+      ++leaf;
+    }
+  }
   sort_by_offset(ranges_, ranges_tmp_, capacity);
   for (const auto& r : ranges_) visit(r.first, r.second);
   if (cursor < capacity) consider(cursor, capacity);
@@ -362,12 +378,14 @@ int64_t Game::peak_in_use() const {
 }
 
 void Game::mark(int32_t b, int64_t offset, bool add) {
+  const int32_t leaf = inst_->intervals()->leaf_of(b);
   if (add) {
     fast_index_.activate(b);
-    leaf_range_[static_cast<size_t>(inst_->intervals()->leaf_of(b))] = {offset,
-                                                                        offset + inst_->size(b)};
+    leaf_range_[static_cast<size_t>(leaf)] = {offset, offset + inst_->size(b)};
+    leaf_unions_.insert(leaf, leaf_range_[static_cast<size_t>(leaf)]);
   } else {
     fast_index_.deactivate(b);
+    leaf_unions_.erase(leaf);
   }
   const int64_t delta = add ? inst_->size(b) : -inst_->size(b);
   in_use_.add(inst_->segment_begin(b), inst_->segment_end(b), delta);

@@ -817,6 +817,60 @@ def test_many_live_together_matches_reference() -> None:
     check_placement_valid(inst, spec, game.offsets())
 
 
+def test_block_unions_after_undo_and_clone_match_a_fresh_replay() -> None:
+    """Over a thousand buffers, long ones among them: a walk reads the fast buffers that start
+    inside a long live range block by block (256 leaves) from merged unions, which an undo
+    marks stale and the next walk rebuilds. After random undos and on clones, every turn's
+    candidates and observation equal those of a fresh game replaying the same moves (unions
+    built by insertion only), and the final game equals the reference's."""
+    rng = np.random.default_rng(11)
+    short = 1100
+    starts = rng.integers(0, 2000, size=short).tolist()
+    ends = [s + int(rng.integers(1, 30)) for s in starts]
+    sizes = rng.integers(1, 6, size=short).tolist()
+    long_starts = rng.integers(0, 200, size=40).tolist()
+    starts += long_starts
+    ends += [2100 - int(x) for x in rng.integers(0, 200, size=40)]
+    sizes += rng.integers(1, 4, size=40).tolist()
+    n = len(sizes)
+    spec = spec_from_buffers(
+        sizes,
+        starts,
+        ends,
+        capacity=64,
+        alignment=1,
+        order=rng.permutation(n).tolist(),
+        num_candidates=4,
+        grid=8,
+    )
+    inst, ref = build(spec)
+    game = Game(inst)
+    moves: list[int] = []
+    checks = 0
+    while not game.done:
+        if moves and rng.random() < 0.04:  # about 0.2 moves back per move: the game advances
+            for _ in range(int(rng.integers(1, min(len(moves), 10) + 1))):
+                game.undo()
+                moves.pop()
+        if rng.random() < 0.05:
+            game = game.clone()
+        if rng.random() < 0.05:
+            fresh = Game(inst)
+            fresh.replay(np.array(moves, np.int64))
+            assert snapshot(fresh) == snapshot(game)
+            checks += 1
+        legal = np.flatnonzero(game.legal_mask()).tolist()
+        action = legal[1] if len(legal) > 1 and rng.random() < 0.9 else int(rng.choice(legal))
+        game.step(action)
+        moves.append(action)
+    assert checks > 50
+    for action in moves:
+        ref.step(action)
+    assert game.offsets().tolist() == ref.offsets
+    check_placement_valid(inst, spec, game.offsets())
+    np.testing.assert_allclose(game.observe(), ref.observe(), rtol=1e-6, atol=1e-6)
+
+
 @PROPERTY
 @given(data=st.data())
 def test_corrupted_inputs_raise_value_error_or_play(data: st.DataObject) -> None:

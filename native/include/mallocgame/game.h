@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "mallocgame/block_unions.h"
 #include "mallocgame/instance.h"
 #include "mallocgame/interval_index.h"
 #include "mallocgame/range_max.h"
@@ -110,6 +111,7 @@ class Game {
   IntervalIndex fast_index_;        // active: the fast buffers
   // (offset, top) of the fast buffer at each leaf of the index, read in leaf order by a walk.
   std::vector<std::pair<int64_t, int64_t>> leaf_range_;
+  BlockUnions leaf_unions_;         // the union of leaf_range_ over the active leaves, per block
   IntervalIndex pending_index_;     // active: the undecided buffers
   RangeMax in_use_;                 // fast bytes live on each segment of the schedule
   std::vector<Record> stack_;

@@ -48,6 +48,11 @@ class IntervalLayout {
   int32_t leaf_of(int32_t b) const { return leaf_of_[b]; }
   int32_t buffer_at(int32_t leaf) const { return buffer_at_[leaf]; }
   int64_t first_start(int32_t node) const { return first_start_[node]; }
+  // The first leaf whose buffer starts at or after x (num_buffers() when none does).
+  int32_t first_leaf_from(int64_t x) const {
+    const auto* leaf0 = first_start_.data() + leaves_;
+    return static_cast<int32_t>(std::lower_bound(leaf0, leaf0 + num_buffers(), x) - leaf0);
+  }
   int64_t start(int32_t b) const { return start_[b]; }
   int64_t end(int32_t b) const { return end_[b]; }
 
@@ -85,6 +90,9 @@ class IntervalIndex {
   }
 
   void activate(int32_t b) { set(b, layout_->end(b)); }
+  bool active_leaf(int32_t leaf) const {
+    return max_end_[static_cast<size_t>(layout_->leaves() + leaf)] != kNone;
+  }
   void deactivate(int32_t b) { set(b, kNone); }
 
   // Calls f(buffer) for every active buffer whose live range [start, end) meets [s, e), in
