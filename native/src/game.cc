@@ -50,6 +50,7 @@ void Game::reset() {
   std::fill(grid_value_.begin(), grid_value_.end(), 0.0f);
   fast_index_.reset(false);
   leaf_unions_.reset(inst_->intervals()->leaves());
+  live_unions_.reset(inst_->num_segments());
   pending_index_.reset(true);
   in_use_.reset(inst_->num_segments());
   stack_.clear();
@@ -114,12 +115,12 @@ void Game::walk_gaps(int32_t b) {
     cursor = std::max(cursor, hi);
   };
   const int64_t st = inst_->start(b), en = inst_->end(b);
-  // The fast buffers live with b: those that start before it and are live at its start (from
-  // the interval index), then those that start inside [st, en) — a run of leaves, read from the
-  // block unions where it spans whole blocks.
+  // The fast buffers live with b: those live at its start (merged per node of the segment
+  // tree), then those that start inside [st, en) — a run of leaves, read from the block unions
+  // where it spans whole blocks. (Some come twice; the walk takes the union.)
   ranges_.clear();
-  fast_index_.for_each_overlap_leaf(st, st, [&](int32_t leaf) {
-    ranges_.push_back(leaf_range_[static_cast<size_t>(leaf)]);
+  live_unions_.append_live_on(inst_->segment_begin(b), ranges_, [&](int32_t p) {
+    return std::pair<int64_t, int64_t>{offset_[p], offset_[p] + inst_->size(p)};
   });
   const IntervalLayout& lay = *inst_->intervals();
   const int32_t l2 = lay.first_leaf_from(en);
@@ -383,9 +384,12 @@ void Game::mark(int32_t b, int64_t offset, bool add) {
     fast_index_.activate(b);
     leaf_range_[static_cast<size_t>(leaf)] = {offset, offset + inst_->size(b)};
     leaf_unions_.insert(leaf, leaf_range_[static_cast<size_t>(leaf)]);
+    live_unions_.insert(b, inst_->segment_begin(b), inst_->segment_end(b),
+                        leaf_range_[static_cast<size_t>(leaf)]);
   } else {
     fast_index_.deactivate(b);
     leaf_unions_.erase(leaf);
+    live_unions_.erase(b, inst_->segment_begin(b), inst_->segment_end(b));
   }
   const int64_t delta = add ? inst_->size(b) : -inst_->size(b);
   in_use_.add(inst_->segment_begin(b), inst_->segment_end(b), delta);

@@ -817,12 +817,13 @@ def test_many_live_together_matches_reference() -> None:
     check_placement_valid(inst, spec, game.offsets())
 
 
-def test_block_unions_after_undo_and_clone_match_a_fresh_replay() -> None:
-    """Over a thousand buffers, long ones among them: a walk reads the fast buffers that start
-    inside a long live range block by block (256 leaves) from merged unions, which an undo
-    marks stale and the next walk rebuilds. After random undos and on clones, every turn's
-    candidates and observation equal those of a fresh game replaying the same moves (unions
-    built by insertion only), and the final game equals the reference's."""
+def test_range_unions_after_undo_and_clone_match_a_fresh_replay() -> None:
+    """Over a thousand buffers, long ones among them: a walk reads the fast buffers live at the
+    current buffer's start from the segment tree's merged unions, and those that start inside
+    a long live range block by block (256 leaves); an undo marks both stale and the next walk
+    rebuilds them. After random undos and on clones, every turn's candidates and observation
+    equal those of a fresh game replaying the same moves (unions built by insertion only), and
+    the final game equals the reference's."""
     rng = np.random.default_rng(11)
     short = 1100
     starts = rng.integers(0, 2000, size=short).tolist()

@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "mallocgame/sort_ranges.h"
+
 namespace mallocgame {
 
 class BlockUnions {
@@ -36,7 +38,7 @@ class BlockUnions {
   void insert(int32_t leaf, Range r) {
     const auto k = static_cast<size_t>(block_of(leaf));
     if (stale_[k]) return;  // rebuilt from the leaves when next read
-    merge_into(unions_[k], r);
+    merge_range(unions_[k], r);
   }
 
   // A leaf of the block became inactive.
@@ -56,41 +58,13 @@ class BlockUnions {
       for (int32_t leaf = k * kBlock; leaf < (k + 1) * kBlock; ++leaf) {
         if (active(leaf)) u.push_back(range_of(leaf));
       }
-      std::sort(u.begin(), u.end());
-      size_t w = 0;
-      for (size_t i = 0; i < u.size(); ++i) {
-        if (w > 0 && u[i].first <= u[w - 1].second) {
-          u[w - 1].second = std::max(u[w - 1].second, u[i].second);
-        } else {
-          u[w++] = u[i];
-        }
-      }
-      u.resize(w);
+      sort_and_merge(u);
       stale_[static_cast<size_t>(k)] = 0;
     }
     out.insert(out.end(), u.begin(), u.end());
   }
 
  private:
-  // Merges r into the sorted disjoint ranges u (touching ranges merge).
-  static void merge_into(std::vector<Range>& u, Range r) {
-    // first range whose top reaches r's offset: every earlier one ends before r starts
-    auto lo = std::lower_bound(u.begin(), u.end(), r.first,
-                               [](const Range& x, int64_t off) { return x.second < off; });
-    auto hi = lo;
-    while (hi != u.end() && hi->first <= r.second) {
-      r.first = std::min(r.first, hi->first);
-      r.second = std::max(r.second, hi->second);
-      ++hi;
-    }
-    if (lo == hi) {
-      u.insert(lo, r);
-    } else {
-      *lo = r;
-      u.erase(lo + 1, hi);
-    }
-  }
-
   std::vector<std::vector<Range>> unions_;
   std::vector<uint8_t> stale_;
 };

@@ -13,6 +13,7 @@
 #include "mallocgame/instance.h"
 #include "mallocgame/interval_index.h"
 #include "mallocgame/range_max.h"
+#include "mallocgame/time_unions.h"
 
 namespace mallocgame {
 
@@ -112,6 +113,7 @@ class Game {
   // (offset, top) of the fast buffer at each leaf of the index, read in leaf order by a walk.
   std::vector<std::pair<int64_t, int64_t>> leaf_range_;
   BlockUnions leaf_unions_;         // the union of leaf_range_ over the active leaves, per block
+  TimeUnions live_unions_;          // the fast buffers' ranges by the segments they live on
   IntervalIndex pending_index_;     // active: the undecided buffers
   RangeMax in_use_;                 // fast bytes live on each segment of the schedule
   std::vector<Record> stack_;

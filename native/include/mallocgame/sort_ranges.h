@@ -1,5 +1,5 @@
-// Sorting address ranges (offset, top) by offset, fast for the tens of thousands that a
-// best-fit walk meets at scale.
+// Address ranges (offset, top): sorting them by offset, fast for the tens of thousands that a
+// best-fit walk can meet at scale, and keeping unions of them as sorted disjoint ranges.
 #pragma once
 
 #include <algorithm>
@@ -39,6 +39,41 @@ inline void sort_by_offset(std::vector<std::pair<int64_t, int64_t>>& v,
     for (const auto& r : v) tmp[count[(static_cast<uint64_t>(r.first) >> shift) & (kBuckets - 1)]++] = r;
     v.swap(tmp);
   }
+}
+
+// Merges r into u, sorted disjoint ranges (touching ranges merge: a gap walk sees no gap
+// between them), in O(|u|).
+inline void merge_range(std::vector<std::pair<int64_t, int64_t>>& u, std::pair<int64_t, int64_t> r) {
+  using Range = std::pair<int64_t, int64_t>;
+  // the first range whose top reaches r's offset: every earlier one ends before r starts
+  auto lo = std::lower_bound(u.begin(), u.end(), r.first,
+                             [](const Range& x, int64_t off) { return x.second < off; });
+  auto hi = lo;
+  while (hi != u.end() && hi->first <= r.second) {
+    r.first = std::min(r.first, hi->first);
+    r.second = std::max(r.second, hi->second);
+    ++hi;
+  }
+  if (lo == hi) {
+    u.insert(lo, r);
+  } else {
+    *lo = r;
+    u.erase(lo + 1, hi);
+  }
+}
+
+// Sorts u and merges it into sorted disjoint ranges (touching ones merged).
+inline void sort_and_merge(std::vector<std::pair<int64_t, int64_t>>& u) {
+  std::sort(u.begin(), u.end());
+  size_t w = 0;
+  for (size_t i = 0; i < u.size(); ++i) {
+    if (w > 0 && u[i].first <= u[w - 1].second) {
+      u[w - 1].second = std::max(u[w - 1].second, u[i].second);
+    } else {
+      u[w++] = u[i];
+    }
+  }
+  u.resize(w);
 }
 
 }  // namespace mallocgame
