@@ -98,6 +98,22 @@ int64_t int_scalar(py::handle obj, const char* name) {
   return static_cast<int64_t>(v);
 }
 
+bool bool_arg(py::handle obj, const char* name) {
+  if (PyBool_Check(obj.ptr())) return obj.ptr() == Py_True;
+  const py::module_ np = py::module_::import("numpy");
+  if (py::isinstance(obj, np.attr("bool_"))) return obj.cast<bool>();
+  throw py::value_error(std::string(name) + " must be True or False, got " +
+                        py::repr(obj).cast<std::string>());
+}
+
+std::string str_arg(py::handle obj, const char* name) {
+  if (!py::isinstance<py::str>(obj)) {
+    throw py::value_error(std::string(name) + " must be a str, got " +
+                          py::repr(obj).cast<std::string>());
+  }
+  return obj.cast<std::string>();
+}
+
 double float_scalar(py::handle obj, const char* name) {
   const double v = PyFloat_AsDouble(obj.ptr());
   if (v == -1.0 && PyErr_Occurred()) {

@@ -32,6 +32,31 @@ std::vector<double> float_vector(py::handle obj, const char* name);
 
 // An integer scalar (int, numpy integer, or a float holding a whole number) as int64.
 int64_t int_scalar(py::handle obj, const char* name);
+// A Python bool (or numpy.bool_); anything else is a ValueError naming the argument.
+bool bool_arg(py::handle obj, const char* name);
+// A Python str; anything else is a ValueError naming the argument.
+std::string str_arg(py::handle obj, const char* name);
+// A sequence whose items all are T (bound with a shared_ptr holder); anything else is a
+// ValueError naming the argument and the first bad item.
+template <typename T>
+std::vector<std::shared_ptr<T>> object_list(py::handle obj, const char* name, const char* type) {
+  if (!py::isinstance<py::sequence>(obj) || py::isinstance<py::str>(obj)) {
+    throw py::value_error(std::string(name) + " must be a list of " + type + ", got " +
+                          py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  std::vector<std::shared_ptr<T>> out;
+  const auto seq = py::reinterpret_borrow<py::sequence>(obj);
+  for (size_t i = 0; i < seq.size(); ++i) {
+    const py::object item = seq[i];
+    if (!py::isinstance<T>(item)) {
+      throw py::value_error(std::string(name) + "[" + std::to_string(i) + "] must be a " + type +
+                            ", got " +
+                            py::str(py::type::of(item).attr("__name__")).cast<std::string>());
+    }
+    out.push_back(item.cast<std::shared_ptr<T>>());
+  }
+  return out;
+}
 // A Python exception's type and message, on one line.
 std::string one_line(const py::error_already_set& e);
 double float_scalar(py::handle obj, const char* name);

@@ -35,7 +35,7 @@ std::shared_ptr<Instance> make_instance(py::handle sizes, py::handle starts, py:
                                         py::handle capacity, py::handle alignment,
                                         py::handle fast_bandwidth, py::handle slow_bandwidth,
                                         py::handle peak_flops, py::handle order,
-                                        py::handle num_candidates, const std::string& objective,
+                                        py::handle num_candidates, py::handle objective,
                                         py::handle grid) {
   InstanceInput in;
   in.sizes = int_vector(sizes, "sizes");
@@ -52,7 +52,7 @@ std::shared_ptr<Instance> make_instance(py::handle sizes, py::handle starts, py:
   in.peak_flops = float_scalar(peak_flops, "peak_flops");
   in.order = int_vector(order, "order");
   in.num_candidates = int_scalar(num_candidates, "num_candidates");
-  in.objective = mallocgame::parse_objective(objective);
+  in.objective = mallocgame::parse_objective(str_arg(objective, "objective"));
   in.grid = int_scalar(grid, "grid");
   return std::make_shared<Instance>(std::move(in));
 }
@@ -217,7 +217,10 @@ instance.order()[t]: action 0 = slow memory, action k in 1..K = candidates()[k -
   py::class_<BatchedGames> batched(m, "BatchedGames", R"doc(
 N games stepped in one call with the GIL released; results go into caller-owned numpy arrays.
 The games are shared, not copied; they must agree on num_actions and observation_size.)doc");
-  batched.def(py::init<std::vector<std::shared_ptr<Game>>>(), py::arg("games"));
+  batched.def(py::init([](py::handle games) {
+                  return std::make_unique<BatchedGames>(object_list<Game>(games, "games", "Game"));
+                }),
+              py::arg("games"));
   bind_batch<BatchedGames>(batched, "action",
            "Steps every game that is not done with actions[N] (int32 or int64) and writes "
            "obs[N, obs_size] float32, mask[N, K + 1] bool, rewards[N] float32, done[N] bool. "

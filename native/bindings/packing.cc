@@ -53,9 +53,9 @@ std::vector<std::string> packing_heuristics(py::handle obj) {
 
 py::dict run_pack(py::handle sizes, py::handle starts, py::handle ends, py::handle capacity,
                   py::handle alignment, py::handle time_limit, py::handle node_limit, py::handle priority,
-                  py::handle heuristics, bool canonical_only, bool section_inference, bool monotonic_floor,
-                  bool check_dominance, bool hatless_pruning, bool dynamic_ordering,
-                  bool dynamic_decomposition) {
+                  py::handle heuristics, py::handle canonical_only, py::handle section_inference, py::handle monotonic_floor,
+                  py::handle check_dominance, py::handle hatless_pruning, py::handle dynamic_ordering,
+                  py::handle dynamic_decomposition) {
   mallocgame::PackInput in;
   in.sizes = int_vector(sizes, "sizes");
   in.starts = int_vector(starts, "starts");
@@ -80,13 +80,13 @@ py::dict run_pack(py::handle sizes, py::handle starts, py::handle ends, py::hand
   }
   if (!priority.is_none()) in.priority = float_vector(priority, "priority");
   in.heuristics = packing_heuristics(heuristics);
-  in.options.canonical_only = canonical_only;
-  in.options.section_inference = section_inference;
-  in.options.monotonic_floor = monotonic_floor;
-  in.options.check_dominance = check_dominance;
-  in.options.hatless_pruning = hatless_pruning;
-  in.options.dynamic_ordering = dynamic_ordering;
-  in.options.dynamic_decomposition = dynamic_decomposition;
+  in.options.canonical_only = bool_arg(canonical_only, "canonical_only");
+  in.options.section_inference = bool_arg(section_inference, "section_inference");
+  in.options.monotonic_floor = bool_arg(monotonic_floor, "monotonic_floor");
+  in.options.check_dominance = bool_arg(check_dominance, "check_dominance");
+  in.options.hatless_pruning = bool_arg(hatless_pruning, "hatless_pruning");
+  in.options.dynamic_ordering = bool_arg(dynamic_ordering, "dynamic_ordering");
+  in.options.dynamic_decomposition = bool_arg(dynamic_decomposition, "dynamic_decomposition");
   mallocgame::check_pack_input(in);  // raises ValueError before the GIL is let go
   mallocgame::PackResult r;
   {
@@ -144,10 +144,10 @@ The GIL is released during the pass.)doc");
   m.def("pack", &run_pack, py::arg("sizes"), py::arg("starts"), py::arg("ends"), py::arg("capacity"),
         py::arg("alignment") = 1, py::kw_only(), py::arg("time_limit") = py::none(),
         py::arg("node_limit") = py::none(), py::arg("priority") = py::none(),
-        py::arg("heuristics") = py::none(), py::arg("canonical_only") = true,
-        py::arg("section_inference") = true, py::arg("monotonic_floor") = true,
-        py::arg("check_dominance") = true, py::arg("hatless_pruning") = true,
-        py::arg("dynamic_ordering") = true, py::arg("dynamic_decomposition") = true,
+        py::arg("heuristics") = py::none(), py::arg("canonical_only") = py::bool_(true),
+        py::arg("section_inference") = py::bool_(true), py::arg("monotonic_floor") = py::bool_(true),
+        py::arg("check_dominance") = py::bool_(true), py::arg("hatless_pruning") = py::bool_(true),
+        py::arg("dynamic_ordering") = py::bool_(true), py::arg("dynamic_decomposition") = py::bool_(true),
         R"doc(
 Exact fit-all packing search (minimalloc's ideas, see native/include/mallocgame/packing.h):
 do all buffers (live on [starts, ends), sizes bytes) fit in [0, capacity) at offsets that are

@@ -172,7 +172,11 @@ or from the tables directly (RankGame(cost, features, part_features, budget, pen
   py::class_<BatchedRankGames> rank_batched(m, "BatchedRankGames", R"doc(
 N rank games stepped in one call with the GIL released; results go into caller-owned numpy
 arrays. The games are shared, not copied; they must agree on C, F and K (not on P).)doc");
-  rank_batched.def(py::init<std::vector<std::shared_ptr<RankGame>>>(), py::arg("games"));
+  rank_batched.def(py::init([](py::handle games) {
+                       return std::make_unique<BatchedRankGames>(
+                           object_list<RankGame>(games, "games", "RankGame"));
+                     }),
+                   py::arg("games"));
   bind_batch<BatchedRankGames>(rank_batched, "choice",
            "Steps every game that is not done with actions[N] (int32 or int64) and writes "
            "obs[N, obs_size] float32, mask[N, C] bool, rewards[N] float32, done[N] bool. A done "

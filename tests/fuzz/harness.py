@@ -70,17 +70,12 @@ class Outcome:
     known: str = ""
 
 
-#: Bad outcomes of the native core found by this fuzzer and reported with minimal reproducers
-#: (``/tmp/fuzz_native_repros.py`` of issue 20 part 5); they are counted as bad, labelled, and
-#: not failed on by the tests. Each: id -> (regex on reason + detail).
-KNOWN_NATIVE_ISSUES = {
-    # pybind11's own argument conversion where a binding still declares a typed parameter: a
-    # non-str objective (Instance), a non-Game in BatchedGames, a non-bool pack flag: TypeError
-    # "incompatible function arguments" over several lines. (Game.step/is_legal,
-    # RankGame.step/is_legal and Instance.conflicts now convert their own arguments; tiny rates
-    # that made the program time inf, and tracebacks in "not an array" messages, are fixed.)
-    "pybind-typed-args": re.compile(r"incompatible (function|constructor) arguments"),
-}
+#: Bad outcomes of the native core found by this fuzzer and reported with minimal reproducers,
+#: counted as bad, labelled, and not failed on by the tests while open. Each: id -> (regex on
+#: reason + detail). None is open: the last one (pybind11's multi-line "incompatible function
+#: arguments" TypeError for a non-str objective, a non-Game in BatchedGames, a non-bool pack
+#: flag) is fixed by the bindings converting those arguments themselves (test_regressions.py).
+KNOWN_NATIVE_ISSUES: dict[str, re.Pattern[str]] = {}
 
 
 class Invalid(Exception):

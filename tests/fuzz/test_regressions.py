@@ -247,3 +247,31 @@ def test_capacity_beyond_the_native_range():
     raises_one_line(lambda: sources.make_problem(wl, 2**59), r"field 'capacity': capacity .*2\^58")
     p = sources.make_problem(wl, 2**58)
     assert p.instance(np.arange(2)).capacity == 2**58
+
+
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        (
+            lambda n: n.Instance(
+                [1], [0], [1], [0.0], [0, 0], [], [], 4, 1, 1.0, 1.0, 1.0, [0], objective=3
+            ),
+            r"^objective must be a str, got 3$",
+        ),
+        (lambda n: n.BatchedGames([object()]), r"^games\[0\] must be a Game, got object$"),
+        (lambda n: n.BatchedGames(3), r"^games must be a list of Game, got int$"),
+        (lambda n: n.BatchedRankGames([1]), r"^games\[0\] must be a RankGame, got int$"),
+        (
+            lambda n: n.pack([1], [0], [1], 4, canonical_only="yes"),
+            r"^canonical_only must be True or False, got 'yes'$",
+        ),
+    ],
+)
+def test_native_arguments_of_the_wrong_type(call, pattern):
+    """The bindings convert these arguments themselves: a one-line ValueError naming the
+    argument, not pybind11's multi-line TypeError listing the signatures."""
+    from mallocgame import _native
+
+    with pytest.raises(ValueError, match=pattern):
+        call(_native)
+    assert _native.pack([1], [0], [1], 4, canonical_only=np.bool_(False))["placed"] == 1
