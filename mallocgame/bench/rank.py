@@ -1,7 +1,10 @@
-"""The bench's ``rank`` suite: every rank solver at attention-FLOP budgets, judged on held-out
-text (``mallocgame bench rank [MODEL...] --budgets 0.5,0.3 --solvers ... --seeds N``).
+"""The bench's ``rank`` suite: every rank solver at attention-FLOP or KV-cache budgets, judged on
+held-out text (``mallocgame bench rank [MODEL...] --budgets 0.5,0.3 --solvers ... --seeds N
+[--budget-kind kv-cache]``).
 
-A *task* is a model at a budget (fraction of full attention FLOPs). Per task each solver picks
+A *task* is a model at a budget (fraction of full attention FLOPs, or with ``--budget-kind
+kv-cache`` of the full KV cache's bytes per token; one kind per bench folder, recorded in each
+run as ``budget_kind``, both fractions recorded). Per task each solver picks
 one rank per layer part (``mallocgame.rank.solvers``) from the model's rank tables (measured on
 the calibration half of ``lee_background.cor``, cached), and the config is judged on text no
 solver saw:
@@ -36,7 +39,7 @@ from mallocgame.bench.render import save_png
 from mallocgame.errors import InputError
 from mallocgame.io import atomic_write_bytes, atomic_write_text
 from mallocgame.rank import solvers as rs
-from mallocgame.rank.config import MODEL_SHAPES
+from mallocgame.rank.config import BUDGET_KINDS, MODEL_SHAPES
 from mallocgame.rank.plots import heatmap_bytes
 from mallocgame.rank.tables import RankTables
 
@@ -107,6 +110,8 @@ class RankBenchConfig:
     eval_windows: int = 16
     max_evals: int = 150
     top_k: int = 3
+    #: what the budgets count (:data:`mallocgame.rank.config.BUDGET_KINDS`)
+    budget_kind: str = "flops"
     resume: bool = False
     pictures: bool = True
     progress: bool = True
@@ -142,6 +147,7 @@ def solve_and_judge(
     solve_s = time.perf_counter() - t0
     evaluations = ev.n_evaluated - n0
     rcfg = ev.keep_groups(tables.config(idx, budget=budget, solver=solver))
+    kv = tables.with_budget_kind("kv-cache").fraction(idx)
     groups = {}
     if rcfg.grouped:  # the evaluator kept a split: so does the answer
         groups = {
@@ -150,7 +156,9 @@ def solve_and_judge(
         }
     params = lowrank_params(setup.model, setup.calib, rcfg, bases=setup.bases)
     return {
+        "budget_kind": tables.budget_kind,
         "flops_fraction": attention_flops(rcfg)["fraction"],
+        "kv_cache_fraction": kv,
         "r_qk": list(rcfg.r_qk),
         "r_v": list(rcfg.r_v),
         **groups,
@@ -184,6 +192,10 @@ def check_config(cfg: RankBenchConfig) -> None:
                 f"unknown rank solver {s!r}; expected one of {registry.names('rank')}",
                 field="solvers",
             )
+    if cfg.budget_kind not in BUDGET_KINDS:
+        raise InputError(
+            f"expected one of {list(BUDGET_KINDS)}, got {cfg.budget_kind!r}", field="budget-kind"
+        )
     if "uniform" not in cfg.solvers:
         raise InputError("the rank suite scores against 'uniform': include it", field="solvers")
     if cfg.seeds < 1:
@@ -206,6 +218,13 @@ def _prepare(cfg: RankBenchConfig) -> None:
             raise InputError(f"not JSON: {e}", path) from None
         if doc.get("mode") != "rank":
             raise InputError(f"{out} holds a {doc.get('mode')!r} bench, not 'rank'", field="out")
+        kinds = {i.get("config", {}).get("budget_kind", "flops") for i in doc["invocations"]}
+        if kinds - {cfg.budget_kind}:
+            raise InputError(
+                f"{out} holds a bench at {sorted(kinds)[0]!r} budgets, not {cfg.budget_kind!r}: "
+                "one budget kind per folder",
+                field="budget-kind",
+            )
     conf = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
     doc["invocations"].append(
         {
@@ -247,7 +266,7 @@ def run_rank_bench(cfg: RankBenchConfig) -> dict[str, Any]:
         if not todo:
             continue
         t0 = time.perf_counter()
-        tables = measure.build_tables(model)
+        tables = measure.build_tables(model).with_budget_kind(cfg.budget_kind)
         spec = calibration.CalibSpec.from_dict(tables.meta["calibration"])
         setup = calibration.load_setup(spec)
         ev = Evaluator(setup, tables.choices)
@@ -260,6 +279,7 @@ def run_rank_bench(cfg: RankBenchConfig) -> dict[str, Any]:
                 "model": model,
                 "model_hash": tables.model_hash,
                 "budget": b,
+                "budget_kind": cfg.budget_kind,
                 "solver": s,
                 "seed": seed,
                 "time_limit_s": cfg.time_limit,
@@ -295,6 +315,7 @@ def run_rank_bench(cfg: RankBenchConfig) -> dict[str, Any]:
             if cfg.progress:
                 what = (
                     f"held-out loss {rec['heldout']['loss']:.4f}, FLOPs {rec['flops_fraction']:.3f}"
+                    f", KV cache {rec['kv_cache_fraction']:.3f}"
                     if rec["status"] == "ok"
                     else rec["error"]
                 )
@@ -307,6 +328,13 @@ def run_rank_bench(cfg: RankBenchConfig) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- report
+def budget_words(runs: list[dict[str, Any]]) -> str:
+    """What the runs' budgets count, in words (older runs, without ``budget_kind``: FLOPs)."""
+    kinds = sorted({r.get("budget_kind", "flops") for r in runs})
+    words = {"flops": "attention FLOPs", "kv-cache": "KV-cache bytes per token"}
+    return " / ".join(words.get(k, k) for k in kinds)
+
+
 def _ok(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r.get("status") == "ok"]
 
@@ -378,9 +406,10 @@ def aggregate_lines(runs: list[dict[str, Any]], reps: int = 2000) -> list[str]:
 def _task_lines(runs: list[dict[str, Any]]) -> list[str]:
     rat = ratios(runs)
     L = [
-        "| model | budget | solver | runs | attention FLOPs | held-out fidelity (median) | "
-        "held-out loss (median) | loss / uniform | calibration loss | solve s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"Budgets: fractions of the full model's {budget_words(runs)}.\n",
+        "| model | budget | solver | runs | attention FLOPs | KV cache | held-out fidelity "
+        "(median) | held-out loss (median) | loss / uniform | calibration loss | solve s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ok = _ok(runs)
     for t in _tasks(ok):
@@ -397,9 +426,11 @@ def _task_lines(runs: list[dict[str, Any]]) -> list[str]:
                     f"{np.median([x['pearson'] for x in h]):.3f} (full {h[0]['pearson_full']:.3f})"
                 )
             ratio = rat.get(s, {}).get(t)
+            kv = [r["kv_cache_fraction"] for r in rs_ if "kv_cache_fraction" in r]
             L.append(
                 f"| {t[0]} | {t[1]:g} | `{s}` | {len(rs_)} | "
-                f"{np.median([r['flops_fraction'] for r in rs_]):.3f} | {fid} | "
+                f"{np.median([r['flops_fraction'] for r in rs_]):.3f} | "
+                f"{f'{np.median(kv):.3f}' if kv else '-'} | {fid} | "
                 f"{np.median([x['loss'] for x in h]):.4f} | "
                 f"{'-' if ratio is None else f'{np.median(ratio):.2f}'} | "
                 f"{np.median([r['calibration_loss'] for r in rs_]):.4f} | "
@@ -440,7 +471,10 @@ def write_rank_report(out: str | Path, pictures: bool = True, reps: int = 2000) 
     """``results.md``, ``summary.json`` and pictures from ``runs.jsonl``."""
     out = Path(out)
     cfg, runs = _read(out)
-    L = ["# mallocgame bench `rank`: attention ranks under a FLOP budget, held-out fidelity\n"]
+    L = [
+        f"# mallocgame bench `rank`: attention ranks under a budget on {budget_words(runs)}, "
+        "held-out fidelity\n"
+    ]
     L += _header(cfg, runs)
     bad = [r for r in runs if r.get("status") != "ok"]
     if bad:
@@ -463,6 +497,7 @@ def write_rank_report(out: str | Path, pictures: bool = True, reps: int = 2000) 
     rat = ratios(runs)
     summary = {
         "mode": "rank",
+        "budget_kinds": sorted({r.get("budget_kind", "flops") for r in runs}),
         "tasks": len(_tasks(runs)),
         "solvers": {
             s: {
@@ -500,7 +535,7 @@ def _pictures(out: Path, runs: list[dict[str, Any]]) -> dict[str, str]:
         name = f"ranks-{t[0]}-{t[1]:g}"
         p = out / "pictures" / f"{name}.png"
         title = (
-            f"{t[0]} at {t[1]:g} of attention FLOPs: best held-out loss "
+            f"{t[0]} at {t[1]:g} of {budget_words([best])}: best held-out loss "
             f"{best['heldout']['loss']:.4f} (`{best['solver']}`)"
         )
         atomic_write_bytes(
@@ -529,7 +564,10 @@ def readme_section(out: str | Path, reps: int = 2000) -> str:
     """The README's generated section for the rank suite (see ``render.update_readme``)."""
     out = Path(out)
     cfg, runs = _read(out)
-    L = ["#### `bench rank`: attention ranks under a FLOP budget (held-out fidelity)\n"]
+    L = [
+        f"#### `bench rank`: attention ranks under a budget on {budget_words(runs)} (held-out "
+        "fidelity)\n"
+    ]
     L += _header(cfg, runs)
     if L[-1] == "```\n":
         L.insert(-1, f"mallocgame bench rank --out {out.as_posix()} --report-only --readme")

@@ -35,9 +35,10 @@ examples:
   mallocgame bench malloc ../shared/datasets/ml-traces --solvers msa,restarts,cpsat --time-limit 10
   mallocgame bench rank minilm smollm2 --budgets 0.5,0.3 --solvers uniform,spectral,fisher,greedy
 
-rank: a task is a model at a FLOP budget; every rank solver picks ranks from calibration-text
-measurements and is judged on held-out text (loss relative to `uniform`). Writes the same files
-(runs.jsonl, results.md, summary.json, pictures/ with heat maps of the best configs).
+rank: a task is a model at a FLOP budget (--budget-kind kv-cache: KV-cache bytes); every rank
+solver picks ranks from calibration-text measurements and is judged on held-out text (loss
+relative to `uniform`). Writes the same files (runs.jsonl, results.md, summary.json, pictures/
+with heat maps of the best configs).
 """  # noqa: E501 (an example command line, kept whole)
 
 
@@ -141,7 +142,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--budgets",
         default=None,
-        help="rank: comma-separated fractions of full attention FLOPs (default 0.5,0.3)",
+        help="rank: comma-separated fractions of full attention FLOPs, or of the KV cache's bytes "
+        "with --budget-kind kv-cache (default 0.5,0.3)",
+    )
+    p.add_argument(
+        "--budget-kind",
+        default="flops",
+        choices=["flops", "kv-cache"],
+        help="rank: what --budgets count: attention FLOPs (default) or the KV cache's bytes per "
+        "token (kv-cache)",
     )
     p.add_argument(
         "--eval-windows",
@@ -265,6 +274,7 @@ def rank_config_from_args(
         time_limit=args.time_limit,
         eval_windows=args.eval_windows,
         max_evals=args.max_evals,
+        budget_kind=args.budget_kind,
         resume=args.resume,
         pictures=not args.no_pictures,
         progress=not (args.quiet or args.json),

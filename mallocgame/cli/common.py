@@ -1,5 +1,6 @@
 """Helpers shared by the subcommand modules of the ``mallocgame`` CLI: the progress spinner,
-error lines on stderr, byte formatting and the problem options (workload, capacity, target...)."""
+error lines on stderr, byte formatting, a rank config argument and the problem options
+(workload, capacity, target...)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,25 @@ import contextlib
 import sys
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mallocgame.errors import InputError
 from mallocgame.memory import sources
 from mallocgame.memory.problem import Problem
 
-__all__ = ["add_problem_args", "err", "fmt_bytes", "problem_from_args", "progress", "warn"]
+if TYPE_CHECKING:
+    from mallocgame.rank.config import RankConfig
+
+__all__ = [
+    "add_problem_args",
+    "err",
+    "fmt_bytes",
+    "load_rank_config_arg",
+    "problem_from_args",
+    "progress",
+    "warn",
+]
 
 
 @contextlib.contextmanager
@@ -35,6 +50,20 @@ def err(msg: str) -> None:
 def warn(msg: str) -> None:
     """``mallocgame: warning: MSG`` on stderr."""
     print(f"mallocgame: warning: {msg}", file=sys.stderr)
+
+
+def load_rank_config_arg(path: str) -> RankConfig:
+    """The rank config at ``path`` (a command's argument): ``InputError`` naming the file for a
+    missing or binary file, and the field for a bad one (:func:`load_rank_config`)."""
+    from mallocgame.rank.config import load_rank_config
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", path)
+    try:
+        return load_rank_config(p)
+    except UnicodeDecodeError:
+        raise InputError("not a text file", path) from None
 
 
 def fmt_bytes(n: float) -> str:

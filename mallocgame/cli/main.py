@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mallocgame.cli import agent, bench, memory, rank
+from mallocgame.cli import agent, bench, memory, rank, rank_eval
 from mallocgame.cli.common import err
 from mallocgame.errors import InputError, MallocGameError
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_parsers(sub)
     bench.add_parser(sub)
     rank.add_parsers(sub)
+    rank_eval.add_eval_parser(sub)
     return parser
 
 

@@ -4,7 +4,10 @@
 
 - ``mallocgame rank --model smollm2 --budget 0.5 --solver greedy --out ranks.json``: measure
   (or load from the cache) the rank tables, run a solver, write the rank config atomically
-  (budget, solver and calibration in it) and a heat map of the ranks beside it.
+  (budget, solver and calibration in it) and a heat map of the ranks beside it. The budget is
+  a fraction of attention FLOPs (``--budget-kind flops``, the default) or of the KV cache's
+  bytes per token (``--budget-kind kv-cache``); ``--rank-multiple M`` keeps every rank a
+  multiple of ``M``.
 - ``mallocgame rank-eval ranks.json``: fidelity on the evaluation text (SmolLM2: perplexity on
   the evaluation half of ``lee_background.cor``; MiniLM: cosine to the full embeddings and
   correlation with the human scores on ``lee.cor``), attention FLOPs, and with ``--latency``
@@ -28,16 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 from mallocgame import registry
 from mallocgame.cli.argtypes import fraction, positive_int
-from mallocgame.cli.common import progress
-from mallocgame.cli.rank_eval import _load_config, add_eval_parser
+from mallocgame.cli.common import load_rank_config_arg, progress
 from mallocgame.errors import InputError
 from mallocgame.rank import solvers
 from mallocgame.rank.config import (
+    BUDGET_KINDS,
     METHODS,
     MODEL_SHAPES,
+    RANK_MULTIPLES,
     save_rank_config,
 )
-from mallocgame.rank.tables import DEFAULT_CHOICES, DEFAULT_SEQ_LEN, RankTables
+from mallocgame.rank.tables import DEFAULT_SEQ_LEN, RankTables, choices_for_multiple
 
 if TYPE_CHECKING:
     from mallocgame.rank.search import SplitOptions
@@ -105,6 +109,36 @@ def split_options(args: argparse.Namespace) -> SplitOptions:
     )
 
 
+def add_budget_kind_args(p: argparse.ArgumentParser) -> None:
+    """``--budget-kind`` and ``--rank-multiple`` (shared by ``mallocgame rank`` and
+    ``mallocgame bench rank``; read back by :func:`rank_choices`)."""
+    p.add_argument(
+        "--budget-kind",
+        default="flops",
+        choices=list(BUDGET_KINDS),
+        help="what the budget counts: attention FLOPs at --seq-len (default) or the KV cache's "
+        "bytes per token of decoding (kv-cache: a part at rank r < head dim caches r numbers "
+        "per key / value map)",
+    )
+    p.add_argument(
+        "--rank-multiple",
+        type=int,
+        default=1,
+        choices=list(RANK_MULTIPLES),
+        help="every rank a multiple of this, so that kernels can use the widths (default 1: "
+        "any; without --choices the choices become every multiple up to the head dim)",
+    )
+
+
+def rank_choices(model: str, text: str | None, multiple: int) -> tuple[int, ...]:
+    """The rank choices of ``--choices`` (default: the model's) under ``--rank-multiple``;
+    ``InputError`` naming ``choices`` for a choice that is not a multiple."""
+    try:
+        return choices_for_multiple(model, multiple, _parse_choices(text))
+    except ValueError as e:
+        raise InputError(str(e), field="choices") from None
+
+
 def add_calibration_args(p: argparse.ArgumentParser) -> None:
     """``--cal-bases`` / ``--cal-loss``: the calibration text of the rank tables (shared by
     ``mallocgame rank`` and ``benchmarks/bench_rank_fidelity.py``)."""
@@ -126,10 +160,12 @@ def add_calibration_args(p: argparse.ArgumentParser) -> None:
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "rank",
-        help="choose per-layer attention ranks of a pretrained model under a FLOP budget",
+        help="choose per-layer attention ranks of a pretrained model under a FLOP or KV-cache "
+        "budget",
         description="Measure the rank tables of the model on calibration text (cached under "
         "$MALLOCGAME_CACHE/rank), choose one query-key and one value rank per layer with a solver "
-        "so that attention FLOPs at --seq-len stay within --budget of full attention, and write "
+        "so that attention FLOPs at --seq-len (--budget-kind flops) or the KV cache's bytes per "
+        "token (--budget-kind kv-cache) stay within --budget of the full model's, and write "
         "the rank config (JSON, atomically) and a heat map of the chosen ranks.",
     )
     p.add_argument("--model", required=True, choices=["minilm", "smollm2"])
@@ -137,8 +173,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--budget",
         required=True,
         type=fraction,
-        help="fraction of full attention FLOPs, in (0, 1]",
+        help="fraction of full attention FLOPs (or of the full KV cache's bytes per token with "
+        "--budget-kind kv-cache), in (0, 1]",
     )
+    add_budget_kind_args(p)
     p.add_argument(
         "--seq-len",
         type=positive_int,
@@ -153,8 +191,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--choices",
         default=None,
-        help="comma-separated ranks, ascending, ending at the head dim (default 8..64 SmolLM2, "
-        "4..32 MiniLM)",
+        help="comma-separated ranks, ascending, ending at the head dim, each a multiple of "
+        "--rank-multiple (default 8..64 SmolLM2, 4..32 MiniLM; with --rank-multiple M > 1 "
+        "M, 2M, ..., the head dim)",
     )
     p.add_argument(
         "--method",
@@ -208,8 +247,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     p.set_defaults(fn=cmd_rank)
 
-    add_eval_parser(sub)
-
 
 # --------------------------------------------------------------------------- rank
 def _parse_choices(text: str | None) -> tuple[int, ...] | None:
@@ -241,12 +278,14 @@ def cmd_rank(args: argparse.Namespace) -> int:
     from mallocgame.rank.search import group_split, init_choices
 
     t0 = time.perf_counter()
-    choices = _parse_choices(args.choices) or DEFAULT_CHOICES[args.model]
+    kind, multiple = args.budget_kind, args.rank_multiple
+    choices = rank_choices(args.model, args.choices, multiple)
     seq_len = args.seq_len or DEFAULT_SEQ_LEN[args.model]
     try:
         probe = RankTables.cost_only(args.model, "0", choices, seq_len, args.method)
     except ValueError as e:
         raise InputError(str(e), field="choices") from None
+    probe = probe.with_budget_kind(kind)
     # Fail fast on an impossible budget, before any measurement.
     budget = solvers.check_budget(probe, args.budget)
     solvers.load(args.solver)  # "agent unavailable" before measuring anything
@@ -262,6 +301,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
     hd = MODEL_SHAPES[args.model].head_dim
     if args.group_min_rank is not None and not 0 <= args.group_min_rank <= hd:
         raise InputError(f"must be in 0..{hd}, got {args.group_min_rank}", field="group-min-rank")
+    if args.group_split > 0 and kind == "kv-cache":
+        raise InputError(
+            "per-group ranks keep the cache's bytes but the low-rank decode (rank-eval --decode) "
+            "supports one rank per layer and part; not with --budget-kind kv-cache",
+            field="group-split",
+        )
+    if args.group_split > 0 and multiple > 1:
+        for name, v in (("group-step", args.group_step), ("group-min-rank", args.group_min_rank)):
+            if v is not None and v % multiple:
+                raise InputError(f"{v} is not a multiple of --rank-multiple {multiple}", field=name)
     d = calibration.CalibSpec.default(args.model, args.method)
     spec = calibration.CalibSpec(
         args.model, args.cal_bases or d.bases, args.cal_loss or d.loss, d.window, args.method
@@ -271,7 +320,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         if args.solver != "refine":
             raise InputError("--init is for --solver refine", field="init")
         init = init_choices(
-            _load_config(args.init),
+            load_rank_config_arg(args.init),
             args.init,
             args.model,
             calibration.model_file_hash(args.model),
@@ -297,7 +346,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
             )
         else:  # the solver measures what it needs: the costs are enough
             tables = dataclasses.replace(probe, model_hash=calibration.model_file_hash(args.model))
-    init_cfg = _load_config(args.init) if args.init is not None else None
+        tables = tables.with_budget_kind(kind)
+    init_cfg = load_rank_config_arg(args.init) if args.init is not None else None
     if init_cfg is not None and init_cfg.grouped:  # refine keeps the init's split in place
         evaluator.group_template = init_cfg
     t1 = time.perf_counter()
@@ -329,7 +379,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "choices": list(choices),
         "calibration": spec.to_dict(),
-        "flops_fraction": tables.fraction(idx),
+        "budget_kind": kind,
+        "flops_fraction": tables.with_budget_kind("flops").fraction(idx),
+        "kv_cache_fraction": tables.with_budget_kind("kv-cache").fraction(idx),
         "calibration_loss": calib_loss,
         "tables_cached": bool(tables.meta.get("cached")),
         "tables_seconds": t1 - t0,
@@ -339,7 +391,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         "evaluations": None if evaluator is None else evaluator.n_evaluated,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    cfg = tables.config(idx, budget=budget, **meta)
+    cfg = tables.config(idx, budget=budget, rank_multiple=multiple, **meta)
     if evaluator is not None and evaluator.group_template is not None:
         cfg = evaluator.keep_groups(cfg)
         init_cfg, evaluator.group_template = cfg, None
@@ -354,10 +406,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(res.config, meta={**res.config.meta, **meta})
     out = save_rank_config(cfg, args.out)
     heat = Path(args.heatmap) if args.heatmap else out.with_suffix(".png")
-    title = (
-        f"{args.model} {args.solver}: budget {budget:g}, attention FLOPs "
-        f"{meta['flops_fraction']:.3f} at L={seq_len}"
-    )
+    if kind == "kv-cache":
+        title = (
+            f"{args.model} {args.solver}: KV-cache budget {budget:g}, cache bytes "
+            f"{meta['kv_cache_fraction']:.3f}"
+        )
+    else:
+        title = (
+            f"{args.model} {args.solver}: budget {budget:g}, attention FLOPs "
+            f"{meta['flops_fraction']:.3f} at L={seq_len}"
+        )
     write_heatmap(cfg, heat, title)
     summary = {
         "out": str(out),
@@ -365,6 +423,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
         "model": args.model,
         "model_hash": cfg.model_hash,
         "budget": budget,
+        "budget_of": tables.cost_label,
+        "fraction": tables.fraction(idx),
+        "rank_multiple": multiple,
         "seq_len": seq_len,
         "r_qk": list(cfg.r_qk),
         "r_v": list(cfg.r_v),
@@ -378,10 +439,21 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
-        print(
-            f"{args.model} ({cfg.model_hash}) {args.solver}: budget {budget:g} of full attention "
-            f"FLOPs at L={seq_len} -> {meta['flops_fraction']:.4f}"
-        )
+        if kind == "kv-cache":
+            print(
+                f"{args.model} ({cfg.model_hash}) {args.solver}: budget {budget:g} of "
+                f"{tables.cost_label} (KV-cache bytes fraction) -> "
+                f"{meta['kv_cache_fraction']:.4f}; attention FLOPs "
+                f"{meta['flops_fraction']:.4f} at L={seq_len}"
+            )
+        else:
+            print(
+                f"{args.model} ({cfg.model_hash}) {args.solver}: budget {budget:g} of full "
+                f"attention FLOPs (FLOPs fraction) at L={seq_len} -> "
+                f"{meta['flops_fraction']:.4f}; KV-cache bytes {meta['kv_cache_fraction']:.4f}"
+            )
+        if multiple > 1:
+            print(f"  every rank a multiple of {multiple} (choices {list(choices)})")
         print(f"  r_qk {' '.join(map(str, cfg.r_qk))}")
         print(f"  r_v  {' '.join(map(str, cfg.r_v))}")
         if cfg.grouped:

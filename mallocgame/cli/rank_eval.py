@@ -1,6 +1,6 @@
 """``mallocgame rank-eval``: a rank config's fidelity, FLOPs, latency and decode speed.
 
-``add_eval_parser(subparsers)`` registers it (called by :func:`mallocgame.cli.rank.add_parsers`).
+``add_eval_parser(subparsers)`` registers it (called by :func:`mallocgame.cli.main.build_parser`).
 The measurements are :mod:`mallocgame.rank.fidelity`'s (``evaluate_config``,
 ``evaluate_decode``); this module parses and prints.
 """
@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from mallocgame.cli.argtypes import positive_int
-from mallocgame.cli.common import progress
+from mallocgame.cli.common import load_rank_config_arg, progress
 from mallocgame.errors import InputError
-from mallocgame.rank.config import RankConfig, load_rank_config
+from mallocgame.rank.config import RankConfig
 
 
 def add_eval_parser(sub: argparse._SubParsersAction) -> None:
@@ -72,16 +71,6 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
 
 
 # --------------------------------------------------------------------------- rank-eval
-def _load_config(path: str) -> RankConfig:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("no such file", path)
-    try:
-        return load_rank_config(p)
-    except UnicodeDecodeError:
-        raise InputError("not a text file", path) from None
-
-
 def check_decode_args(args: argparse.Namespace, cfg: RankConfig) -> None:
     """One-line :class:`InputError` naming the option for bad ``--decode`` input (the context
     against the model's is checked once the model is loaded)."""
@@ -102,7 +91,7 @@ def cmd_rank_eval(args: argparse.Namespace) -> int:
     # deferred: JAX and the models
     from mallocgame.rank.fidelity import evaluate_config, evaluate_decode
 
-    cfg = _load_config(args.config)
+    cfg = load_rank_config_arg(args.config)
     check_decode_args(args, cfg)
     with progress(f"evaluating {args.config}", quiet=args.json):
         if args.decode:

@@ -162,7 +162,10 @@ def _attention_only(params: dict, cfg: sm.SmolLMConfig, cache: Cache, h: jax.Arr
     return out, new
 
 
-_attention_only_jit = jax.jit(_attention_only, static_argnames=("cfg",), donate_argnames=("cache",))
+#: every layer's attention of one decode step (cache read, scores, softmax, value sum; no MLP, no
+#: logits) for the residual stream ``h[B, 1, d]`` at position ``t``: ``(h + sum of the layers'
+#: attention outputs, the cache with position t written)``; jitted, the cache donated
+attention_only = jax.jit(_attention_only, static_argnames=("cfg",), donate_argnames=("cache",))
 
 
 # ----------------------------------------------------------------------------- generation
@@ -247,7 +250,7 @@ def attention_step_seconds(
     B = cache[0]["k"].shape[0]
     h = jnp.asarray(np.random.default_rng(seed).normal(size=(B, 1, cfg.d_model)), jnp.float32)
     tt = jnp.int32(t)
-    fn = _attention_only_jit.lower(params, cfg, cache, h, tt).compile()
+    fn = attention_only.lower(params, cfg, cache, h, tt).compile()
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
