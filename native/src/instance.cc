@@ -95,6 +95,10 @@ Instance::Instance(InstanceInput input) {
     fail("the program time with every buffer slow is not finite: slow_bandwidth, fast_bandwidth "
          "or peak_flops is too small for the bytes and flops");
   }
+  if (!std::isfinite(lower_bound_time_)) {  // a mixed placement costs at most the sum of both
+    fail("the program time with every buffer fast is not finite: fast_bandwidth or peak_flops "
+         "is too small for the bytes and flops");
+  }
   reward_scale_ = all_slow_time_ > 0.0 ? all_slow_time_ : 1.0;
   build_values();
 }

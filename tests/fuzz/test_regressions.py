@@ -275,3 +275,20 @@ def test_native_arguments_of_the_wrong_type(call, pattern):
     with pytest.raises(ValueError, match=pattern):
         call(_native)
     assert _native.pack([1], [0], [1], 4, canonical_only=np.bool_(False))["placed"] == 1
+
+
+def test_native_fast_bandwidth_that_makes_the_fast_time_infinite():
+    """Found by ``benchmarks/fuzz_inputs.py`` (seed 0, case 40041-966): a positive but denormal
+    fast bandwidth made every fast placement's time infinite; refused at construction now."""
+    from mallocgame import _native
+
+    kw = dict(
+        sizes=np.array([2]), starts=np.array([0]), ends=np.array([1]),
+        instr_flops=np.array([0.0]), access_ptr=np.array([0, 1]), access_buffer=np.array([0]),
+        access_bytes=np.array([1.0]), capacity=8, alignment=8, slow_bandwidth=1e11,
+        peak_flops=1e14, order=np.array([0]),
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"every buffer fast is not finite: fast_bandwidth") as e:
+        _native.Instance(**kw, fast_bandwidth=5e-324)
+    assert "\n" not in str(e.value)
+    assert _native.Instance(**kw, fast_bandwidth=1e12).num_buffers == 1
