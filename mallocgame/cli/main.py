@@ -1,7 +1,8 @@
 """The ``mallocgame`` command line: one command, a subcommand per job, ``--help`` on each.
 
 The subcommands live in one module per area (:mod:`~mallocgame.cli.memory`,
-:mod:`~mallocgame.cli.agent`, :mod:`~mallocgame.cli.bench`, :mod:`~mallocgame.cli.rank`), each
+:mod:`~mallocgame.cli.agent`, :mod:`~mallocgame.cli.bench`, :mod:`~mallocgame.cli.rank`,
+:mod:`~mallocgame.cli.rank_eval`, :mod:`~mallocgame.cli.rank_buckets`), each
 registering its parsers on the subparsers built here; each parser's ``fn`` default is its
 handler.
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mallocgame.cli import agent, bench, memory, rank, rank_eval
+from mallocgame.cli import agent, bench, memory, rank, rank_buckets, rank_eval
 from mallocgame.cli.common import err
 from mallocgame.errors import InputError, MallocGameError
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(sub)
     rank.add_parsers(sub)
     rank_eval.add_eval_parser(sub)
+    rank_buckets.add_parser(sub)
     return parser
 
 

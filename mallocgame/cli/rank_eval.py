@@ -12,7 +12,7 @@ import json
 import sys
 
 from mallocgame.cli.argtypes import positive_int
-from mallocgame.cli.common import load_rank_config_arg, progress
+from mallocgame.cli.common import fmt_bytes, load_rank_config_arg, progress
 from mallocgame.errors import InputError
 from mallocgame.rank.config import RankConfig
 
@@ -137,6 +137,9 @@ def cmd_rank_eval(args: argparse.Namespace) -> int:
             f"  human scores: Pearson {r['pearson']:.3f} (full {r['pearson_full']:.3f}), "
             f"Spearman {r['spearman']:.3f} (full {r['spearman_full']:.3f})"
         )
+    if "ppl_bucket" in r:
+        b = r["ppl_bucket"]
+        print(f"  {b['note']}: context bucket {b['index']} (up to {b['up_to']} tokens)")
     if "latency" in r:
         lat = r["latency"]
         print(
@@ -158,5 +161,16 @@ def cmd_rank_eval(args: argparse.Namespace) -> int:
             f"{r['attention_s_per_token_full'] * 1e3:.2f} ms ({r['attention_speedup']:.3f}x)"
         )
         print(f"  greedy tokens equal to the full model's: {d['tokens_agree']:.3f}")
+        if "switches" in r:
+            print(
+                f"  context buckets: prefilled with bucket {d['first_bucket']}, "
+                f"{len(r['switches'])} switches, decoded last with bucket {d['last_bucket']}"
+            )
+        for sw in r.get("switches", []):
+            print(
+                f"    at position {sw['position']}: bucket {sw['from_bucket']} -> "
+                f"{sw['to_bucket']}, cache re-projected in {sw['seconds'] * 1e3:.2f} ms, then "
+                f"{fmt_bytes(sw['cache_bytes'])}"
+            )
     sys.stdout.flush()
     return 0

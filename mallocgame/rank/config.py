@@ -31,17 +31,27 @@ Example (``layers`` has one entry per transformer layer, in order)::
 - ``seq_len``: the sequence length the budget refers to; ``budget``: optional, ``fraction`` of
   the full model's attention FLOPs and/or absolute ``flops``; ``method``: how the runtime
   learns its bases (see :mod:`mallocgame.rank.runtime`); ``meta``: free-form provenance.
+- ``context_buckets`` (optional, version 3; causal decoders, i.e. SmolLM2): ranks by context
+  length, ``[{"up_to": 1024, "layers": [...]}, {"up_to": 8192, "layers": [...]}]``. A bucket
+  holds the contexts of ``previous up_to + 1 .. up_to`` tokens; ``up_to`` ascends strictly, the
+  last is at least the model's context (:attr:`ModelShape.max_context`), and no bucket keeps a
+  larger rank in any layer and part than the bucket before it (a decode cache only loses rank
+  when it switches, :mod:`mallocgame.rank.buckets`). The top-level ``layers`` are the ranks of
+  the bucket holding ``seq_len`` (so FLOPs and budgets at ``seq_len`` read as without buckets);
+  per-group ranks do not combine with buckets. A config without them is written as before.
 
 Per-group ranks of a config are carried to another config by :func:`inherit_groups` (with
 :func:`rescale_groups`), and a config's ranks as the calibration evaluator's canonical per-layer
 entries are :func:`config_entries` (:func:`layer_entry`).
+
+The document's checks are :mod:`mallocgame.rank.config_checks`; the model shapes, methods and
+budget kinds :mod:`mallocgame.rank.shapes` (both re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,76 +59,78 @@ from typing import Any
 
 import numpy as np
 
-from mallocgame.errors import InputError, MallocGameError, short_repr
+from mallocgame.errors import InputError, MallocGameError
 from mallocgame.io import atomic_write_text
+from mallocgame.rank.config_checks import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    READ_VERSIONS,
+    shape_or_error,
+    validate_document,
+)
+from mallocgame.rank.shapes import (
+    BUDGET_KINDS,
+    METHODS,
+    MODEL_SHAPES,
+    PER_HEAD_PARTS,
+    RANK_MULTIPLES,
+    ModelShape,
+    head_ranks_allowed,
+    per_head,
+    per_head_keys,
+)
 
-#: what a budget counts (``budget.kind``; absent = attention FLOPs)
-BUDGET_KINDS = ("flops", "kv-cache")
-#: ``rank_multiple`` values (every rank a multiple of it, so that kernels can use the widths)
-RANK_MULTIPLES = (1, 8, 16, 32)
-
-FORMAT_NAME = "mallocgame-ranks"
-FORMAT_VERSION = 2
-#: versions this reader accepts (1: one rank per layer and part; 2: adds per-group ranks)
-READ_VERSIONS = (1, 2)
-#: how the runtime learns its bases (see :mod:`mallocgame.rank.runtime`); ``"whitened+heads"``:
-#: whitened bases per query head instead of per key-value group, for queries-keys and values;
-#: ``"whitened+vheads"``: per query head for the values only (SmolLM2; both the same as
-#: ``"whitened"`` where every query head has its own keys and values, as in MiniLM)
-METHODS = ("whitened", "pca", "whitened+heads", "whitened+vheads")
-
-
-def per_head(method: str) -> bool:
-    """Whether ``method`` learns some bases per query head (not per key-value group)."""
-    return method in ("whitened+heads", "whitened+vheads")
-
-
-def per_head_keys(method: str) -> bool:
-    """Whether ``method`` maps the keys once per query head (not per key-value group)."""
-    return method == "whitened+heads"
-
-
-#: which parts each per-head method fits per query head (and may rank per query head)
-PER_HEAD_PARTS = {"whitened+heads": ("qk", "v"), "whitened+vheads": ("v",)}
-
-
-def head_ranks_allowed(shape: ModelShape, method: str, kind: str) -> bool:
-    """Whether a ``kind`` (``"qk"``/``"v"``) part may keep one rank per query head under
-    ``method`` (its basis is per query head), besides one per key-value group."""
-    return kind in PER_HEAD_PARTS.get(method, ()) and shape.n_kv_heads != shape.n_heads
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelShape:
-    """What attention FLOPs depend on. ``rope``: the query-key basis is applied after RoPE at
-    run time (costs a projection); otherwise it is folded into the q/k weights (free)."""
-
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    d_model: int
-    rope: bool
-    causal: bool
-
-    def key_maps(self, method: str) -> int:
-        """How many key projections into the query-key basis a layer computes at run time: one
-        per key-value group, or one per query head with a per-head ``method``."""
-        return self.n_heads if per_head_keys(method) else self.n_kv_heads
-
-    def value_maps(self, method: str) -> int:
-        """How many value projections a low-rank layer computes (per group or per head)."""
-        return self.n_heads if per_head(method) else self.n_kv_heads
-
-
-MODEL_SHAPES: dict[str, ModelShape] = {
-    "smollm2": ModelShape(30, 9, 3, 64, 576, rope=True, causal=True),
-    "minilm": ModelShape(6, 12, 12, 32, 384, rope=False, causal=False),
-}
+__all__ = [
+    "BUDGET_KINDS",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "METHODS",
+    "MODEL_SHAPES",
+    "PER_HEAD_PARTS",
+    "RANK_MULTIPLES",
+    "READ_VERSIONS",
+    "ContextBucket",
+    "ModelMismatchError",
+    "ModelShape",
+    "RankConfig",
+    "config_entries",
+    "full_config",
+    "head_ranks_allowed",
+    "inherit_groups",
+    "layer_entry",
+    "load_rank_config",
+    "loads_rank_config",
+    "per_head",
+    "per_head_keys",
+    "ranks_from_lists",
+    "rescale_groups",
+    "save_rank_config",
+]
 
 
 class ModelMismatchError(MallocGameError):
     """A rank config names another model (or another file of weights) than the loaded one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextBucket:
+    """The ranks a config keeps for contexts of at most ``up_to`` tokens (and more than the
+    previous bucket's ``up_to``)."""
+
+    up_to: int
+    r_qk: tuple[int, ...]
+    r_v: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "up_to", int(self.up_to))
+        object.__setattr__(self, "r_qk", tuple(int(r) for r in self.r_qk))
+        object.__setattr__(self, "r_v", tuple(int(r) for r in self.r_v))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "up_to": self.up_to,
+            "layers": [{"r_qk": a, "r_v": b} for a, b in zip(self.r_qk, self.r_v, strict=True)],
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,10 +150,14 @@ class RankConfig:
     v_groups: tuple[tuple[int, ...], ...] | None = None
     #: every rank (and group rank) is a multiple of this (``--rank-multiple``; 1 = any)
     rank_multiple: int = 1
+    #: ranks by context length (None: the same ranks at every length); see the module doc
+    context_buckets: tuple[ContextBucket, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "r_qk", tuple(int(r) for r in self.r_qk))
         object.__setattr__(self, "r_v", tuple(int(r) for r in self.r_v))
+        if self.context_buckets is not None:
+            object.__setattr__(self, "context_buckets", tuple(self.context_buckets) or None)
         for k in ("qk_groups", "v_groups"):
             g = getattr(self, k)
             if g is not None:
@@ -152,7 +168,7 @@ class RankConfig:
                 if all(len(set(x)) == 1 and x[0] == b for x, b in zip(g, base, strict=False)):
                     g = None  # equal split everywhere: the plain form
             object.__setattr__(self, k, g)
-        _validate(self.to_dict(), None)
+        validate_document(self.to_dict(), None)
 
     def groups(self, i: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Layer ``i``'s per-group ranks ``(qk, v)`` (the equal split when none are set)."""
@@ -173,6 +189,41 @@ class RankConfig:
         return str((self.budget or {}).get("kind", "flops"))
 
     @property
+    def bucketed(self) -> bool:
+        """True when the config keeps ranks per context-length bucket."""
+        return self.context_buckets is not None
+
+    def bucket_index(self, length: int) -> int:
+        """The index of the bucket holding a context of ``length`` tokens (the first whose
+        ``up_to`` is at least ``length``); 0 for a config without buckets. ``ValueError``
+        beyond the last bucket."""
+        if self.context_buckets is None:
+            return 0
+        for i, b in enumerate(self.context_buckets):
+            if length <= b.up_to:
+                return i
+        raise ValueError(
+            f"a context of {length} tokens is beyond the last bucket "
+            f"(up to {self.context_buckets[-1].up_to})"
+        )
+
+    def for_context(self, length: int) -> RankConfig:
+        """The plain config (no buckets) of the ranks kept for a context of ``length`` tokens:
+        itself without buckets, else its bucket's ranks (``meta.context_bucket`` says which)."""
+        if self.context_buckets is None:
+            return self
+        i = self.bucket_index(length)
+        return self.bucket_config(i)
+
+    def bucket_config(self, i: int) -> RankConfig:
+        """Bucket ``i``'s ranks as a plain config (``meta.context_bucket``: its index and
+        ``up_to``)."""
+        assert self.context_buckets is not None
+        b = self.context_buckets[i]
+        meta = dict(self.meta) | {"context_bucket": {"index": i, "up_to": b.up_to}}
+        return dataclasses.replace(self, r_qk=b.r_qk, r_v=b.r_v, meta=meta, context_buckets=None)
+
+    @property
     def grouped(self) -> bool:
         """True when some layer's groups keep different ranks."""
         return self.qk_groups is not None or self.v_groups is not None
@@ -189,9 +240,9 @@ class RankConfig:
                 if g is not None and any(x != r for x in g[i]):
                     layer[key] = list(g[i])
             layers.append(layer)
-        return {
+        out = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION if self.grouped else 1,
+            "version": 3 if self.bucketed else 2 if self.grouped else 1,
             "model": self.model,
             "model_hash": self.model_hash,
             "seq_len": self.seq_len,
@@ -200,13 +251,16 @@ class RankConfig:
             "layers": layers,
             "meta": dict(self.meta),
         } | ({"rank_multiple": self.rank_multiple} if self.rank_multiple != 1 else {})
+        if self.context_buckets is not None:
+            out["context_buckets"] = [b.to_dict() for b in self.context_buckets]
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1) + "\n"
 
     @classmethod
     def from_dict(cls, d: Any, where: str | None = None) -> RankConfig:
-        _validate(d, where)
+        validate_document(d, where)
         layers = d["layers"]
         G = MODEL_SHAPES[d["model"]].n_kv_heads
 
@@ -227,6 +281,20 @@ class RankConfig:
             qk_groups=groups("qk_groups", "r_qk"),
             v_groups=groups("v_groups", "r_v"),
             rank_multiple=d.get("rank_multiple", 1),
+            context_buckets=_buckets_of(d.get("context_buckets")),
+        )
+
+    @classmethod
+    def with_buckets(
+        cls, base: RankConfig, buckets: Sequence[ContextBucket], **kw: Any
+    ) -> RankConfig:
+        """``base`` (model, hash, method, ...; ``kw`` replaces fields) with ranks per context
+        bucket, its top-level ranks those of the bucket holding its ``seq_len``."""
+        buckets = tuple(buckets)
+        seq_len = kw.get("seq_len", base.seq_len)
+        i = next((j for j, b in enumerate(buckets) if seq_len <= b.up_to), len(buckets) - 1)
+        return dataclasses.replace(
+            base, r_qk=buckets[i].r_qk, r_v=buckets[i].r_v, context_buckets=buckets, **kw
         )
 
     @classmethod
@@ -240,7 +308,7 @@ class RankConfig:
         **kw: Any,
     ) -> RankConfig:
         """The same ranks in every layer (default: full, i.e. the original model)."""
-        s = _shape_or_error(model, None)
+        s = shape_or_error(model, None)
         n = s.n_layers
         return cls(
             model, model_hash, (r_qk or s.head_dim,) * n, (r_v or s.head_dim,) * n, seq_len, **kw
@@ -259,144 +327,16 @@ class RankConfig:
             )
 
 
-def _shape_or_error(model: Any, where: str | None) -> ModelShape:
-    if not isinstance(model, str) or model not in MODEL_SHAPES:
-        raise InputError(
-            f"unknown model {short_repr(model)}; expected one of {sorted(MODEL_SHAPES)}",
-            where,
-            field="model",
+def _buckets_of(raw: Any) -> tuple[ContextBucket, ...] | None:
+    """The validated ``context_buckets`` of a config dict as :class:`ContextBucket` s."""
+    if raw is None:
+        return None
+    return tuple(
+        ContextBucket(
+            b["up_to"], tuple(x["r_qk"] for x in b["layers"]), tuple(x["r_v"] for x in b["layers"])
         )
-    return MODEL_SHAPES[model]
-
-
-def _key(k: str) -> str:
-    """A JSON key as part of a field name: as is when short and printable, else quoted."""
-    return k if k.isprintable() and 0 < len(k) <= 40 else short_repr(k, 40)
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _validate(d: Any, where: str | None) -> None:
-    def bad(field: str, msg: str) -> InputError:
-        return InputError(msg, where, field=field)
-
-    if not isinstance(d, dict):
-        raise InputError(
-            f"expected a JSON object, got {type(d).__name__}", where, line=1 if where else None
-        )
-    for key in ("format", "version", "model", "model_hash", "seq_len", "layers"):
-        if key not in d:
-            raise bad(key, "missing")
-    if d["format"] != FORMAT_NAME:
-        raise bad("format", f"expected {FORMAT_NAME!r}, got {short_repr(d['format'])}")
-    if not _is_int(d["version"]) or d["version"] not in READ_VERSIONS:
-        raise bad(
-            "version",
-            f"unsupported version {short_repr(d['version'])}; "
-            f"this reader knows {list(READ_VERSIONS)}",
-        )
-    shape = _shape_or_error(d["model"], where)
-    h = d["model_hash"]
-    if not isinstance(h, str) or not h or any(c not in "0123456789abcdef" for c in h):
-        raise bad("model_hash", f"expected a lower-case hex string, got {short_repr(h)}")
-    if not _is_int(d["seq_len"]) or d["seq_len"] <= 0:
-        raise bad("seq_len", f"expected a positive integer, got {short_repr(d['seq_len'])}")
-    method = d.get("method", "whitened")
-    if not isinstance(method, str) or method not in METHODS:
-        raise bad("method", f"expected one of {list(METHODS)}, got {short_repr(method)}")
-    budget = d.get("budget")
-    if budget is not None:
-        if not isinstance(budget, dict):
-            raise bad("budget", f"expected an object or null, got {short_repr(budget)}")
-        for k, v in budget.items():
-            if k not in ("fraction", "flops", "kind"):
-                raise bad(
-                    f"budget.{_key(k)}", "unknown key; expected 'fraction', 'flops' and/or 'kind'"
-                )
-            if k == "kind":
-                if v not in BUDGET_KINDS:
-                    raise bad(
-                        "budget.kind", f"expected one of {list(BUDGET_KINDS)}, got {short_repr(v)}"
-                    )
-                continue
-            if not _is_num(v) or not math.isfinite(v) or v <= 0 or (k == "fraction" and v > 1):
-                raise bad(
-                    f"budget.{k}",
-                    f"expected a number in {'(0, 1]' if k == 'fraction' else '(0, inf)'}, "
-                    f"got {short_repr(v)}",
-                )
-    multiple = d.get("rank_multiple", 1)
-    if not _is_int(multiple) or multiple not in RANK_MULTIPLES:
-        raise bad(
-            "rank_multiple", f"expected one of {list(RANK_MULTIPLES)}, got {short_repr(multiple)}"
-        )
-    meta = d.get("meta", {})
-    if meta is not None and not isinstance(meta, dict):
-        raise bad("meta", f"expected an object, got {short_repr(meta)}")
-    layers = d["layers"]
-    if not isinstance(layers, list):
-        raise bad("layers", f"expected a list, got {type(layers).__name__}")
-    if len(layers) != shape.n_layers:
-        raise bad("layers", f"{d['model']} has {shape.n_layers} layers, config lists {len(layers)}")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, dict):
-            raise bad(f"layers[{i}]", f"expected an object, got {short_repr(layer)}")
-        for k in ("r_qk", "r_v"):
-            if k not in layer:
-                raise bad(f"layers[{i}].{k}", "missing")
-            r = layer[k]
-            if not _is_int(r) or not 1 <= r <= shape.head_dim:
-                raise bad(
-                    f"layers[{i}].{k}",
-                    f"expected an integer in 1..{shape.head_dim}, got {short_repr(r)}",
-                )
-            if r % multiple:
-                raise bad(f"layers[{i}].{k}", f"{r} is not a multiple of rank_multiple {multiple}")
-        for key, base in (("qk_groups", "r_qk"), ("v_groups", "r_v")):
-            if key not in layer:
-                continue
-            f = f"layers[{i}].{key}"
-            if d["version"] < 2:
-                raise bad(f, "per-group ranks need format version 2")
-            if shape.n_kv_heads == shape.n_heads:
-                raise bad(
-                    f,
-                    f"{d['model']} has no grouped key-value heads; per-group ranks apply to "
-                    "smollm2",
-                )
-            g = layer[key]
-            G = shape.n_kv_heads
-            units = (G, shape.n_heads) if head_ranks_allowed(shape, method, key[:-7]) else (G,)
-            if not isinstance(g, list) or len(g) not in units:
-                per_head_note = (
-                    f" or {shape.n_heads} (one per query head)"
-                    if len(units) > 1
-                    else f" (one per query head needs a per-head method: {PER_HEAD_PARTS})"
-                )
-                raise bad(
-                    f,
-                    f"expected a list of {G} ranks (one per key-value group){per_head_note}, "
-                    f"got {short_repr(g)}",
-                )
-            if not all(_is_int(r) and 0 <= r <= shape.head_dim for r in g):
-                raise bad(f, f"expected integers in 0..{shape.head_dim}, got {short_repr(g)}")
-            if any(r % multiple for r in g):
-                raise bad(f, f"{short_repr(g)}: not all multiples of rank_multiple {multiple}")
-            if sum(g) != len(g) * layer[base]:
-                raise bad(
-                    f,
-                    f"the group ranks {g} must average {base} = {layer[base]} "
-                    f"(sum {len(g) * layer[base]}), got sum {sum(g)}",
-                )
-        extra = set(layer) - {"r_qk", "r_v", "qk_groups", "v_groups"}
-        if extra:
-            raise bad(f"layers[{i}].{_key(sorted(extra)[0])}", "unknown key")
+        for b in raw
+    )
 
 
 def loads_rank_config(text: str, where: str | None = None) -> RankConfig:

@@ -171,10 +171,30 @@ attention_only = jax.jit(_attention_only, static_argnames=("cfg",), donate_argna
 # ----------------------------------------------------------------------------- generation
 
 
+@dataclasses.dataclass(frozen=True)
+class Switch:
+    """One change of context bucket during a generation (:mod:`mallocgame.rank.buckets`):
+    before the step at ``position`` the cache went from bucket ``from_bucket``'s ranks to
+    ``to_bucket``'s in ``seconds`` (the jitted re-projection, compiled ahead in ``compile_s``,
+    until its arrays were ready); ``cache_bytes``: the cache's ``nbytes`` after it."""
+
+    position: int
+    from_bucket: int
+    to_bucket: int
+    seconds: float
+    compile_s: float
+    cache_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 @dataclasses.dataclass
 class Generation:
     """What :func:`generate` did: ``tokens[B, T]`` (greedy), ``logits[B, T + 1, vocab]`` (if
-    kept: the prefill's last position, then each step's), the timings and the cache."""
+    kept: the prefill's last position, then each step's), the timings and the cache; with
+    context buckets (:func:`mallocgame.rank.buckets.generate_bucketed`) the bucket of the
+    prefill and the switches made."""
 
     tokens: np.ndarray
     logits: np.ndarray | None
@@ -184,6 +204,10 @@ class Generation:
     cache_bytes: int
     cache_size: int
     batch: int
+    #: the context bucket the prompt was prefilled with (0 without buckets)
+    first_bucket: int = 0
+    #: the bucket switches made, in order (none without buckets)
+    switches: list[Switch] = dataclasses.field(default_factory=list)
 
     @property
     def tokens_per_s(self) -> float:
@@ -279,14 +303,20 @@ def measure_decode(
             p, model.config, cache, gen.cache_size - 1, repeats=repeats
         )
         del cache
-        out[name] = {
-            "decode_tokens_per_s": gen.tokens_per_s,
-            "decode_step_s": statistics.median(gen.step_s),
-            "kv_cache_bytes": gen.cache_bytes,
-            "kv_cache_bytes_per_token": gen.cache_bytes_per_token,
-            "attention_s_per_token": att,
-            "prefill_s": gen.prefill_s,
-            "compile_s": gen.compile_s,
-            "tokens": gen.tokens,
-        }
+        out[name] = decode_summary(gen, att)
     return out
+
+
+def decode_summary(gen: Generation, attention_s: float) -> dict[str, Any]:
+    """A generation's figures as :func:`measure_decode` reports them (``attention_s``: the
+    attention of one decode step, :func:`attention_step_seconds`)."""
+    return {
+        "decode_tokens_per_s": gen.tokens_per_s,
+        "decode_step_s": statistics.median(gen.step_s),
+        "kv_cache_bytes": gen.cache_bytes,
+        "kv_cache_bytes_per_token": gen.cache_bytes_per_token,
+        "attention_s_per_token": attention_s,
+        "prefill_s": gen.prefill_s,
+        "compile_s": gen.compile_s,
+        "tokens": gen.tokens,
+    }

@@ -7,6 +7,8 @@
   on the evaluation half of ``lee_background.cor``; MiniLM: cosine to the full embeddings and
   correlation with the human scores), attention FLOPs and, optionally, the measured attention
   latency, each against full attention (``mallocgame rank-eval``).
+- :func:`evaluate_decode`: and decoding with the low-rank KV cache against the full model (a
+  bucketed config switching buckets as the context grows, :mod:`mallocgame.rank.buckets`).
 - :func:`uniform_sweep`: the fidelity of uniform ranks with their own calibration
   (``python -m mallocgame.cli.rank``).
 """
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from mallocgame.errors import InputError
-from mallocgame.rank import decode, text
+from mallocgame.rank import buckets, decode, text
 from mallocgame.rank.calibration import load_model, load_setup, model_file_hash, spec_of
 from mallocgame.rank.config import MODEL_SHAPES, ModelMismatchError, RankConfig
 from mallocgame.rank.latency import attention_latency
@@ -98,9 +100,10 @@ def smollm2_fidelity(
 # ----------------------------------------------------------------------------- rank-eval
 
 
-def _config_params(cfg: RankConfig, path: str) -> tuple[Any, Any, dict[str, Any]]:
-    """(model, calibration spec, low-rank parameters) of a config; the weight file's hash is
-    checked first, so another model's config is refused before loading it."""
+def _config_setup(cfg: RankConfig, path: str) -> tuple[Any, Any, Any]:
+    """(model, calibration spec, :class:`~mallocgame.rank.calibration.RankSetup`) of a config;
+    the weight file's hash is checked first, so another model's config is refused before
+    loading it."""
     try:
         cfg.check_model(cfg.model, model_file_hash(cfg.model), path)
         model = load_model(cfg.model)
@@ -108,8 +111,35 @@ def _config_params(cfg: RankConfig, path: str) -> tuple[Any, Any, dict[str, Any]
     except ModelMismatchError as e:
         raise InputError(str(e), path, field="model_hash") from None
     spec = spec_of(cfg, path)
-    setup = load_setup(spec)
-    return model, spec, lowrank_params(model, setup.calib, cfg, bases=setup.bases)
+    return model, spec, load_setup(spec)
+
+
+def _config_params(cfg: RankConfig, path: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, calibration spec, low-rank parameters) of a config (of a bucketed config: the
+    ranks of the bucket of the calibration window's length, the evaluation windows')."""
+    model, spec, setup = _config_setup(cfg, path)
+    ranks = cfg.for_context(spec.window)
+    return model, spec, lowrank_params(model, setup.calib, ranks, bases=setup.bases)
+
+
+def bucket_summary(cfg: RankConfig) -> list[dict[str, Any]]:
+    """A bucketed config's buckets: ``up_to``, ranks, KV-cache fraction (by the kv-cache cost
+    table) and attention FLOPs fraction at the config's ``seq_len``; [] without buckets."""
+    if cfg.context_buckets is None:
+        return []
+    out = []
+    for i, b in enumerate(cfg.context_buckets):
+        c = cfg.bucket_config(i)
+        out.append(
+            {
+                "up_to": b.up_to,
+                "r_qk": list(b.r_qk),
+                "r_v": list(b.r_v),
+                "kv_cache_fraction": kv_cache_fraction(c),
+                "flops_fraction": attention_flops(c)["fraction"],
+            }
+        )
+    return out
 
 
 def evaluate_config(
@@ -140,6 +170,16 @@ def evaluate_config(
         "attention_flops": fl["total"],
         "attention_flops_full": fl["full"],
     }
+    if cfg.bucketed:
+        i = cfg.bucket_index(spec.window)
+        out["context_buckets"] = bucket_summary(cfg)
+        out["ppl_bucket"] = {
+            "index": i,
+            "up_to": cfg.context_buckets[i].up_to,
+            "window": spec.window,
+            "note": f"held-out perplexity with the ranks of the bucket of the evaluation window "
+            f"length ({spec.window} tokens)",
+        }
     t0 = time.perf_counter()
     if cfg.model == "smollm2":
         split = text.background_split()
@@ -196,7 +236,7 @@ def evaluate_decode(
     for name, v in (("context", context), ("new-tokens", new_tokens), ("batch", batch)):
         if v < 1:
             raise InputError(f"must be >= 1, got {v}", field=name)
-    model, spec, params = _config_params(cfg, path)
+    model, spec, setup = _config_setup(cfg, path)
     limit = model.config.context_length
     if context + new_tokens > limit:
         raise InputError(
@@ -205,7 +245,11 @@ def evaluate_decode(
             field="context",
         )
     try:
-        decode.check_decodable(params)
+        if cfg.bucketed:
+            plan = buckets.bucket_plan(model, setup.calib, cfg, setup.bases)
+        else:
+            params = lowrank_params(model, setup.calib, cfg, bases=setup.bases)
+            decode.check_decodable(params)
     except decode.DecodeUnsupportedError as e:
         raise InputError(str(e), path, field="layers") from None
     out = evaluate_config(cfg, path, eval_windows)
@@ -219,10 +263,15 @@ def evaluate_decode(
             field="batch",
         )
     t0 = time.perf_counter()
-    m = decode.measure_decode(
-        model, {"lowrank": params, "full": model.params}, prompts, new_tokens, repeats
-    )
-    low, full = m["lowrank"], m["full"]
+    if cfg.bucketed:
+        low = buckets.measure_bucketed_decode(model, plan, prompts, new_tokens, repeats)
+        full = decode.measure_decode(model, {"full": model.params}, prompts, new_tokens, repeats)
+        full = full["full"]
+    else:
+        m = decode.measure_decode(
+            model, {"lowrank": params, "full": model.params}, prompts, new_tokens, repeats
+        )
+        low, full = m["lowrank"], m["full"]
     out.update(
         kv_cache_bytes=low["kv_cache_bytes"],
         kv_cache_bytes_full=full["kv_cache_bytes"],
@@ -250,6 +299,9 @@ def evaluate_decode(
             "seconds": time.perf_counter() - t0,
         },
     )
+    if cfg.bucketed:
+        out["decode"].update(first_bucket=low["first_bucket"], last_bucket=low["last_bucket"])
+        out["switches"] = low["switches"]
     return out
 
 

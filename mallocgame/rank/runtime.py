@@ -328,11 +328,7 @@ def lowrank_params(
             f"but the loaded model has hash {model.model_hash} (actual)"
         )
     if bases is None:
-        key = (model.model_hash, ranks.method)
-        cache = _BASES_CACHE.setdefault(calib, {})
-        if key not in cache:
-            cache[key] = model_bases(model, calib, ranks.method)
-        bases = cache[key]
+        bases = cached_bases(model, calib, ranks.method)
     layers = []
     for i in range(len(model.params["layers"])):
         qg, vg = ranks.groups(i) if ranks.grouped else (None, None)
@@ -351,6 +347,16 @@ def lowrank_params(
             )
         )
     return {**model.params, "layers": layers}
+
+
+def cached_bases(model: Model, calib: Calibration, method: str) -> list[LayerBases]:
+    """:func:`model_bases`, computed once per calibration, model and method (cached with the
+    calibration): the bases :func:`lowrank_params` uses when it is given none."""
+    key = (model.model_hash, method)
+    cache = _BASES_CACHE.setdefault(calib, {})
+    if key not in cache:
+        cache[key] = model_bases(model, calib, method)
+    return cache[key]
 
 
 def layer_params(

@@ -26,6 +26,7 @@ COMMANDS = {
     "bench",
     "rank",
     "rank-eval",
+    "rank-buckets",
 }
 
 

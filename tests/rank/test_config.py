@@ -161,7 +161,7 @@ def _bad(mutate) -> str:
     "mutate, field",
     [
         (lambda d: d.update(format="other"), "format"),
-        (lambda d: d.update(version=3), "version"),
+        (lambda d: d.update(version=4), "version"),
         (lambda d: d.pop("model_hash"), "model_hash"),
         (lambda d: d.update(model_hash="XYZ"), "model_hash"),
         (lambda d: d.update(model="gpt9"), "model"),
