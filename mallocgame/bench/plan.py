@@ -56,6 +56,8 @@ class BenchConfig:
     progress: bool = True
     pictures: bool = True
     command: str = ""
+    ray: str | None = None  # run on a Ray cluster: "auto" or its address (distributed.run_bench)
+    ray_cpus: float = 1.0  # the CPUs each run asks Ray for
 
     def effective_alignment(self) -> int | None:
         """``pack`` defaults to alignment 1 (minimalloc's problem has none); ``malloc`` uses
@@ -79,6 +81,8 @@ def check_config(cfg: BenchConfig) -> None:
         raise InputError(f"must be at least 1, got {cfg.threads}", field="threads")
     if cfg.alignment is not None and cfg.alignment < 1:
         raise InputError(f"must be positive, got {cfg.alignment}", field="alignment")
+    if not cfg.ray_cpus > 0:
+        raise InputError(f"must be positive, got {cfg.ray_cpus}", field="ray-cpus")
     if cfg.suite is not None and cfg.suite not in suites.SUITES:
         raise InputError(
             f"unknown suite {cfg.suite!r}; choose one of {', '.join(suites.SUITES)}", field="suite"

@@ -47,10 +47,19 @@ class RunLog:
         with open(self.path, "a") as f:
             if needs_newline:
                 f.write("\n")  # a line cut short by a kill: keep it apart from the new one
-            f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+            f.write(_line(rec))
             f.flush()
             os.fsync(f.fileno())
         self.records.append(rec)
+
+    def rewrite(self, records: list[dict[str, Any]]) -> None:
+        """Replace the log by ``records`` (the same lines, e.g. in another order), atomically."""
+        atomic_write_text(self.path, "".join(_line(r) for r in records))
+        self.records = list(records)
+
+
+def _line(rec: dict[str, Any]) -> str:
+    return json.dumps(rec, separators=(",", ":")) + "\n"
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -8,6 +8,11 @@ returned mapping with the cost model and the independent validator
 (flushed and fsynced, :mod:`~mallocgame.bench.records`), so an interrupted bench resumes with
 ``resume=True`` and skips the (instance, solver, seed, capacity) runs already there. Which runs
 to make: :mod:`~mallocgame.bench.plan`; the report: :mod:`~mallocgame.bench.report`.
+
+The runs are made here, one after the other, unless :func:`run_bench` is given another
+``drive`` (:mod:`~mallocgame.bench.distributed`: a Ray cluster); a drive uses the same steps of
+:class:`Bench` (which problems, which runs are still to make, a run's record and its judgement,
+the logs), so that its records are the local bench's.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import dataclasses
 import datetime as _dt
 import json
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mallocgame.bench import peers, report, suites
+from mallocgame.bench import peers, records, report, suites
 from mallocgame.bench.evaluation import bounds_job, evaluate, solver_job
 from mallocgame.bench.isolation import execute
 from mallocgame.bench.plan import (
@@ -53,7 +59,10 @@ from mallocgame.io import atomic_write_text
 from mallocgame.memory.problem import Problem
 from mallocgame.memory.sources import make_problem
 
-__all__ = ["BenchConfig", "BenchOutcome", "run_bench"]
+# How a bench's runs are made: given the bench, its instances and capacities (see run_bench).
+Drive = Callable[["Bench", list[suites.InstanceSpec], list[str]], None]
+
+__all__ = ["Bench", "BenchConfig", "BenchOutcome", "Drive", "run_bench"]
 
 
 @dataclasses.dataclass
@@ -120,9 +129,10 @@ def _prepare_out(cfg: BenchConfig, host: dict[str, Any]) -> None:
     )
 
 
-def run_bench(cfg: BenchConfig) -> BenchOutcome:
+def run_bench(cfg: BenchConfig, drive: Drive | None = None) -> BenchOutcome:
     """Run the bench that ``cfg`` describes; write ``runs.jsonl``, ``bounds.jsonl``,
-    ``results.md`` and pictures under ``cfg.out``."""
+    ``results.md`` and pictures under ``cfg.out``. ``drive`` makes the runs (default: one after
+    the other here, :meth:`Bench.instance`)."""
     check_config(cfg)
     cfg.out = Path(cfg.out)
     caps = suites.parse_capacities(cfg.capacities, cfg.mode)
@@ -135,12 +145,15 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
     jobs = list(iter_jobs(instances, caps, solver_list, cfg))
     outcome = BenchOutcome(cfg.out, 0, 0, 0, 0, False, unavailable, [], {})
     with Progress(len(jobs), cfg.progress) as ui:
-        bench = _Bench(cfg, solver_list, outcome, ui)
+        bench = Bench(cfg, solver_list, outcome, ui)
         for name, why in unavailable.items():
             ui.note(f"unavailable: {name}: {why}")
         try:
-            for spec in instances:
-                bench.instance(spec, caps)
+            if drive is None:
+                for spec in instances:
+                    bench.instance(spec, caps)
+            else:
+                drive(bench, instances, caps)
         except KeyboardInterrupt:
             outcome.interrupted = True
             ui.note("interrupted: finished runs are in runs.jsonl; continue with --resume")
@@ -148,9 +161,10 @@ def run_bench(cfg: BenchConfig) -> BenchOutcome:
     return outcome
 
 
-class _Bench:
+class Bench:
     """One bench's state while it runs: the logs, the runs done, the best mappings, the
-    solvers disabled on the way, and the outcome so far."""
+    solvers disabled on the way, and the outcome so far; and the steps of a run (which problems,
+    whether a run is still to make, its record, its judgement, the logs), which a drive calls."""
 
     def __init__(
         self, cfg: BenchConfig, solvers: list[str], outcome: BenchOutcome, ui: Progress
@@ -169,8 +183,57 @@ class _Bench:
             cfg.hard_timeout if cfg.hard_timeout is not None else 3.0 * cfg.time_limit + 120.0
         )
 
+    # ------------------------------------------------------------------ made here, in order
     def instance(self, spec: suites.InstanceSpec, caps: list[str]) -> None:
-        """Every run on ``spec``, at every capacity."""
+        """Every run on ``spec``, at every capacity, one after the other."""
+        for cap, cap_b, problem, extract_s in self.problems(spec, caps):
+            self.bounds(spec, cap, cap_b, problem)
+            for solver in self.solvers:
+                for seed in seeds_for(solver, self.cfg):
+                    self.run(spec, cap, cap_b, problem, solver, seed, extract_s)
+
+    def bounds(self, spec: suites.InstanceSpec, cap: str, cap_b: int, problem: Problem) -> None:
+        """The task's lower bounds, computed in a child unless ``bounds.jsonl`` has them."""
+        if not self.needs_bounds(spec, cap):
+            return
+        self.ui.describe(f"{spec.name} @ {cap}: bounds")
+        status, payload = execute(
+            bounds_job, self.bounds_args(problem), self.cfg.isolate, self.hard, self.ui.tick
+        )
+        self.log_bounds(spec, cap, cap_b, status, payload)
+
+    def run(
+        self,
+        spec: suites.InstanceSpec,
+        cap: str,
+        cap_b: int,
+        problem: Problem,
+        solver: str,
+        seed: int,
+        extract_s: float,
+    ) -> None:
+        """One run, unless it is done already or its solver was disabled; logged."""
+        if not self.pending(spec, cap, solver, seed):
+            return
+        self.ui.describe(f"{spec.name} @ {cap}: {solver} seed {seed}")
+        status, payload = execute(
+            solver_job,
+            self.run_args(problem, solver, seed),
+            self.cfg.isolate,
+            self.hard,
+            self.ui.tick,
+        )
+        rec = self.record(spec, cap, cap_b, problem, solver, seed)
+        offsets = self.judge(rec, problem, status, payload, extract_s)
+        self.log_run(rec, offsets, problem, spec, cap)
+
+    # ------------------------------------------------------------------ the steps
+    def problems(
+        self, spec: suites.InstanceSpec, caps: list[str]
+    ) -> Iterator[tuple[str, int, Problem, float]]:
+        """Load ``spec`` (once; XLA programs are cached under ``OUT/workloads``) and yield
+        ``(capacity, bytes, problem, extract_s)`` at each capacity it can be played at; an
+        instance or capacity that cannot is recorded as skipped (its runs counted off)."""
         cfg, ui = self.cfg, self.ui
         ui.describe(f"loading {spec.name}")
         try:
@@ -195,28 +258,24 @@ class _Bench:
                 ui.note(f"skipped {spec.name} @ {cap}: {e}")
                 ui.advance(None, runs_per_capacity(self.solvers, cfg))
                 continue
-            self.bounds(spec, cap, cap_b, problem)
-            for solver in self.solvers:
-                for seed in seeds_for(solver, cfg):
-                    self.run(spec, cap, cap_b, problem, solver, seed, extract_s)
+            yield cap, cap_b, problem, extract_s
 
-    def bounds(self, spec: suites.InstanceSpec, cap: str, cap_b: int, problem: Problem) -> None:
-        """The task's lower bounds, computed in a child unless ``bounds.jsonl`` has them."""
-        have = [
-            b
+    def needs_bounds(self, spec: suites.InstanceSpec, cap: str) -> bool:
+        """Whether the task's bounds are still to compute (``bounds.jsonl`` has only CP-SAT's)."""
+        return not any(
+            b.get("kind") != "cpsat"
             for b in self.bounds_log.records
             if b.get("instance") == spec.name and b.get("capacity") == cap
-        ]
-        if any(b.get("kind") != "cpsat" for b in have):
-            return
-        self.ui.describe(f"{spec.name} @ {cap}: bounds")
-        status, payload = execute(
-            bounds_job,
-            (problem, self.cfg.mode, self.bound_limit),
-            self.cfg.isolate,
-            self.hard,
-            self.ui.tick,
         )
+
+    def bounds_args(self, problem: Problem) -> tuple[Any, ...]:
+        """The arguments of :func:`~mallocgame.bench.evaluation.bounds_job` for ``problem``."""
+        return (problem, self.cfg.mode, self.bound_limit)
+
+    def log_bounds(
+        self, spec: suites.InstanceSpec, cap: str, cap_b: int, status: str, payload: Any
+    ) -> None:
+        """Append the bounds that a bounds job returned (a failure is noted, not logged)."""
         if status != "ok":
             first = str(payload).splitlines()[0]
             self.ui.note(f"bounds failed on {spec.name} @ {cap}: {first}")
@@ -226,49 +285,23 @@ class _Bench:
             rec = dict(ctx, capacity_bytes=cap_b, **{k: jsonable(v) for k, v in b.items()})
             self.bounds_log.append(rec)
 
-    def run(
-        self,
-        spec: suites.InstanceSpec,
-        cap: str,
-        cap_b: int,
-        problem: Problem,
-        solver: str,
-        seed: int,
-        extract_s: float,
-    ) -> None:
-        """One run, unless it is done already or its solver was disabled; logged."""
-        cfg, ui, outcome = self.cfg, self.ui, self.outcome
-        key = (spec.name, solver, seed, cap)
+    def pending(self, spec: suites.InstanceSpec, cap: str, solver: str, seed: int) -> bool:
+        """Whether the run is still to make; when not (done already, its solver disabled) it
+        is counted off."""
         if solver in self.disabled:
-            ui.advance(None)
-            return
-        if key in self.done:
-            outcome.runs_skipped += 1
-            ui.advance(None)
-            return
-        ui.describe(f"{spec.name} @ {cap}: {solver} seed {seed}")
-        rec, offsets = self.one_run(spec, cap, cap_b, problem, solver, seed, extract_s)
-        why = _configuration_failure(rec, cfg.mode)
-        if why is not None:
-            # A registered solver that cannot start here (the agent without a trained policy):
-            # unavailable, not a failed run; not logged, so a later --resume runs it once it can.
-            self.disabled[solver] = outcome.unavailable[solver] = why
-            write_json(cfg.out / "unavailable.json", outcome.unavailable)
-            ui.note(f"unavailable: {solver}: {why}")
-            ui.advance(None)
-            return
-        self.runs.append(rec)
-        self.done.add(key)
-        outcome.runs_done += 1
-        if rec["status"] != "ok":
-            outcome.errors += 1
-        elif not rec["valid"]:
-            outcome.invalid += 1
-        if offsets is not None:
-            update_best(cfg.out, cfg.mode, self.best, rec, problem, spec, cap, offsets)
-        ui.advance(_line(rec))
+            self.ui.advance(None)
+            return False
+        if (spec.name, solver, seed, cap) in self.done:
+            self.outcome.runs_skipped += 1
+            self.ui.advance(None)
+            return False
+        return True
 
-    def one_run(
+    def run_args(self, problem: Problem, solver: str, seed: int) -> tuple[Any, ...]:
+        """The arguments of :func:`~mallocgame.bench.evaluation.solver_job` for one run."""
+        return (problem, solver, seed, self.cfg.time_limit, self.cfg.threads)
+
+    def record(
         self,
         spec: suites.InstanceSpec,
         cap: str,
@@ -276,13 +309,10 @@ class _Bench:
         problem: Problem,
         solver: str,
         seed: int,
-        extract_s: float,
-    ) -> tuple[dict[str, Any], np.ndarray | None]:
-        """Run ``solver`` once in a child and judge it: the run's record, and its mapping when
-        it returned one. A cpsat run's proven bound goes into ``bounds.jsonl`` first."""
-        cfg, bounds_log = self.cfg, self.bounds_log
-        w = problem.workload
-        rec: dict[str, Any] = {
+    ) -> dict[str, Any]:
+        """What a run's record holds before it runs: the task, the solver, the settings."""
+        cfg, w = self.cfg, problem.workload
+        return {
             "schema": SCHEMA,
             "mode": cfg.mode,
             "instance": spec.name,
@@ -299,20 +329,33 @@ class _Bench:
             "peak_live_bytes": w.peak_live_bytes(),
             "objective_name": "time_s" if cfg.mode == "malloc" else "peak_bytes",
         }
-        status, payload = execute(
-            solver_job,
-            (problem, solver, seed, cfg.time_limit, cfg.threads),
-            cfg.isolate,
-            self.hard,
-            self.ui.tick,
+
+    def judge(
+        self,
+        rec: dict[str, Any],
+        problem: Problem,
+        status: str,
+        payload: Any,
+        extract_s: float,
+    ) -> np.ndarray | None:
+        """Complete ``rec`` from what the run's child returned (:func:`isolation.execute`'s
+        ``status, payload``): the mapping judged, its gap to the best bound known now; the
+        mapping when it returned one. A cpsat run's proven bound goes into ``bounds.jsonl``."""
+        cfg, bounds_log = self.cfg, self.bounds_log
+        spec_name, cap, cap_b, solver = (
+            rec["instance"],
+            rec["capacity"],
+            rec["capacity_bytes"],
+            rec["solver"],
         )
+        seed = rec["seed"]
         if status == "refused":
             status, rec["refused"] = "error", True
         rec["status"] = status
         if status != "ok":
             rec.update({"error": str(payload)[-2000:], "valid": False, "objective": None})
             rec["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
-            return rec, None
+            return None
         rec.update(evaluate(problem, cfg.mode, solver, payload["offsets"]))
         rec["wall_s"] = payload["wall_s"]
         rec.update(
@@ -330,7 +373,7 @@ class _Bench:
             if solver_bound is not None:
                 bounds_log.append(
                     {
-                        "instance": spec.name,
+                        "instance": spec_name,
                         "capacity": cap,
                         "capacity_bytes": int(cap_b),
                         "kind": "cpsat",
@@ -350,7 +393,7 @@ class _Bench:
         have = [
             b
             for b in bounds_log.records
-            if b.get("instance") == spec.name and b.get("capacity") == cap
+            if b.get("instance") == spec_name and b.get("capacity") == cap
         ]
         bnd, kind = best_bound(have)
         violated = bounds_violated(rec.get("objective"), have)
@@ -364,7 +407,42 @@ class _Bench:
         if extract_s:
             rec["extract_s"] = extract_s
         rec["finished"] = _dt.datetime.now().isoformat(timespec="seconds")
-        return rec, payload["offsets"]
+        return payload["offsets"]
+
+    def log_run(
+        self,
+        rec: dict[str, Any],
+        offsets: np.ndarray | None,
+        problem: Problem,
+        spec: suites.InstanceSpec,
+        cap: str,
+    ) -> None:
+        """Append a judged run to ``runs.jsonl`` and count it (and keep its mapping if it is the
+        task's best); a registered solver that refused to start is disabled instead."""
+        cfg, ui, outcome = self.cfg, self.ui, self.outcome
+        solver = rec["solver"]
+        if solver in self.disabled:  # refused meanwhile (runs made side by side)
+            ui.advance(None)
+            return
+        why = _configuration_failure(rec, cfg.mode)
+        if why is not None:
+            # A registered solver that cannot start here (the agent without a trained policy):
+            # unavailable, not a failed run; not logged, so a later --resume runs it once it can.
+            self.disabled[solver] = outcome.unavailable[solver] = why
+            write_json(cfg.out / "unavailable.json", outcome.unavailable)
+            ui.note(f"unavailable: {solver}: {why}")
+            ui.advance(None)
+            return
+        self.runs.append(rec)
+        self.done.add(records.run_key(rec))
+        outcome.runs_done += 1
+        if rec["status"] != "ok":
+            outcome.errors += 1
+        elif not rec["valid"]:
+            outcome.invalid += 1
+        if offsets is not None:
+            update_best(cfg.out, cfg.mode, self.best, rec, problem, spec, cap, offsets)
+        ui.advance(_line(rec))
 
 
 def _configuration_failure(rec: dict[str, Any], mode: str) -> str | None:

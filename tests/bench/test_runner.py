@@ -3,11 +3,8 @@ that refuse, crash or return an invalid mapping."""
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("ortools")
@@ -16,23 +13,10 @@ pytest.importorskip("mallocgame._native")
 from mallocgame import registry  # noqa: E402
 from mallocgame.bench import peers, records, runner  # noqa: E402
 from mallocgame.cli import bench as cli  # noqa: E402
-from mallocgame.errors import InputError, MallocGameError  # noqa: E402
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mallocgame")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli.add_parser(sub)
-    return parser
-
-
-def _run(argv: list[str]) -> int:
-    args = _parser().parse_args(["bench", *argv])
-    return args.fn(args)
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+from mallocgame.errors import InputError  # noqa: E402
+from tests.bench.benchcli import lines as _lines  # noqa: E402
+from tests.bench.benchcli import parser as _parser  # noqa: E402
+from tests.bench.benchcli import run as _run  # noqa: E402
 
 
 def test_bench_end_to_end_writes_everything_and_resumes(tmp_path, capsys):
@@ -185,36 +169,6 @@ def test_unknown_omnimalloc_allocator_is_bad_input(tmp_path):
             ]
         )
     assert e.value.field == "solvers"
-
-
-def _refuses(problem, rng, time_limit):
-    raise MallocGameError("no trained policy here")
-
-
-def _crashes(problem, rng, time_limit):
-    raise RuntimeError("boom")
-
-
-def _overlaps(problem, rng, time_limit):
-    return np.zeros(problem.workload.num_buffers, dtype=np.int64), {}  # everything at offset 0
-
-
-@pytest.fixture()
-def fake_solvers(monkeypatch):
-    """Three memory solvers added to the registry for one test (forked runs inherit them)."""
-    fakes = tuple(
-        registry.SolverSpec(name, "memory", f"{__name__}:{fn}", "a test's fake solver")
-        for name, fn in (
-            ("fake-refuses", "_refuses"),
-            ("fake-crashes", "_crashes"),
-            ("fake-overlaps", "_overlaps"),
-        )
-    )
-    monkeypatch.setattr(registry, "SPECS", registry.SPECS + fakes)
-    monkeypatch.setattr(
-        registry, "_BY_KEY", {**registry._BY_KEY, **{(s.game, s.name): s for s in fakes}}
-    )
-    return [s.name for s in fakes]
 
 
 def test_refusing_crashing_and_invalid_solvers(tmp_path, fake_solvers):
