@@ -1,14 +1,17 @@
 """Scale: wall clock and peak RSS of ``extract``, ``msa``, ``pack-peak`` and ``optimize`` on
-programs of 10,000+ buffers (the large zoo entries, workloads/large.py), as whole CLI commands.
+programs of 10,000+ buffers (the large zoo entries, workloads/large.py) and seeded synthetic
+traces (``synthetic:N``: ``benchmarks/synthetic_trace.py --buffers N``, no extract step), as whole
+CLI commands.
 
 Every step runs as its own process (``mallocgame ...``), timed here, its peak RSS read from
 ``wait4``; a step that fails is reported with its first error line. Prints a markdown table and
 writes a log-log picture (buffers vs wall clock and vs peak RSS, one line per step). Usage::
 
-    .venv/bin/python benchmarks/scale_table.py [--programs gpt_train_large,...]
+    .venv/bin/python benchmarks/scale_table.py [--programs gpt_train_large,synthetic:100000,...]
         [--budget 60] [--pack-time 60] [--out-dir out/scale] [--table out/scale/table.md]
 
-The extracted workloads are cached in ``--out-dir`` (``--fresh`` extracts again).
+The extracted workloads and the synthetic traces are cached in ``--out-dir`` (``--fresh``
+extracts again).
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import synthetic_trace
 
 from mallocgame import api
 from mallocgame.io import atomic_write_text, describe_host
@@ -61,6 +67,12 @@ def measured(cmd: list[str], timeout: float) -> dict:
     return stats
 
 
+def first_float(out: str, pattern: str) -> float | None:
+    """The first group of ``pattern`` (a line of ``out``, multiline) as a float, or None."""
+    m = re.search(pattern, out, re.M)
+    return float(m.group(1)) if m else None
+
+
 def summary_line(out: str, key: str) -> str | None:
     for ln in out.splitlines():
         if ln.startswith(key):
@@ -84,10 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.programs.split(","):
-        wl = out / f"{name}.workload.json.gz"
         steps: dict[str, dict] = {}
-        if args.fresh or not wl.exists():
-            steps["extract"] = measured([*CLI, "extract", f"zoo:{name}", "--out", str(wl)], 900)
+        if name.startswith("synthetic:"):
+            wl = out / f"synthetic_{int(name.split(':', 1)[1])}.csv"
+            if not wl.exists():
+                synthetic_trace.main(["--buffers", name.split(":", 1)[1], "--out", str(wl)])
+            steps["extract"] = {"rc": 0, "skipped": "a CSV trace: nothing to extract"}
+        else:
+            wl = out / f"{name}.workload.json.gz"
+            if args.fresh or not wl.exists():
+                steps["extract"] = measured(
+                    [*CLI, "extract", f"zoo:{name}", "--out", str(wl)], 3600
+                )
+        name = name.replace(":", "_")
         n = api.load_workload(wl).num_buffers
         steps["msa"] = measured(
             [*CLI, "solve", str(wl), "--solver", "msa", "--capacity", args.capacity,
@@ -106,7 +127,15 @@ def main(argv: list[str] | None = None) -> int:
             args.budget + 600,
         )  # fmt: skip
         packing = summary_line(steps["pack-peak"].get("out", ""), "packing")
-        rows.append({"program": name, "buffers": n, "steps": steps, "packing": packing})
+        solver = {  # the seconds the commands print for the solver alone (setup apart)
+            "msa": first_float(steps["msa"].get("out", ""), r"^solver\s+msa\s+\(([\d.]+) s\)"),
+            "optimize": first_float(
+                steps["optimize"].get("out", ""), r"^best \(agent \+ search\).*?([\d.]+)\s+written"
+            ),
+        }
+        rows.append(
+            {"program": name, "buffers": n, "steps": steps, "packing": packing, "solver": solver}
+        )
         print(f"{name}: {n} buffers done", file=sys.stderr)
 
     order = ["extract", "msa", "pack-peak", "optimize"]
@@ -114,8 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Scale, whole CLI commands (capacity {args.capacity}; pack-peak fit-all at 150% with "
         f"--time-limit {args.pack_time:g}; optimize --budget {args.budget:g}); {describe_host()}",
         "",
-        "| program | buffers | " + " | ".join(f"{s} wall / RSS" for s in order) + " |",
-        "|---|---:|" + "---:|" * len(order),
+        "| program | buffers | "
+        + " | ".join(f"{s} wall / RSS" for s in order)
+        + " | msa solver | optimize solve |",
+        "|---|---:|" + "---:|" * (len(order) + 2),
     ]
     for r in rows:
         cells = []
@@ -123,12 +154,16 @@ def main(argv: list[str] | None = None) -> int:
             st = r["steps"].get(s)
             if st is None:
                 cells.append("cached")
+            elif st.get("skipped"):
+                cells.append("-")
             elif st.get("rc") == "timeout":
                 cells.append("timeout")
             elif st.get("rc"):
                 cells.append(f"failed: {st.get('error')}")
             else:
                 cells.append(f"{st['wall_s']:.1f} s / {st['rss_mib']:.0f} MiB")
+        sv = [r["solver"][k] for k in ("msa", "optimize")]
+        cells += ["-" if v is None else f"{v:.2f} s" for v in sv]
         lines.append(f"| {r['program']} | {r['buffers']} | " + " | ".join(cells) + " |")
     lines.append("")
     for r in rows:
@@ -138,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.table:
         atomic_write_text(Path(args.table), text + "\n")
+    atomic_write_text(out / "scale.json", json.dumps(rows, indent=1) + "\n")
     plot(rows, order, out / "scale.png")
     print(f"picture: {out / 'scale.png'}", file=sys.stderr)
     return 0
@@ -154,7 +190,7 @@ def plot(rows: list[dict], order: list[str], path: Path) -> None:
         pts = sorted(
             (r["buffers"], r["steps"][s]["wall_s"], r["steps"][s]["rss_mib"])
             for r in rows
-            if s in r["steps"] and not r["steps"][s].get("rc")
+            if s in r["steps"] and not r["steps"][s].get("rc") and "wall_s" in r["steps"][s]
         )
         if not pts:
             continue
