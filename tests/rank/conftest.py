@@ -71,3 +71,14 @@ def minilm_lee_embeddings(minilm, lee):
     from mallocgame.rank.models.minilm import embed_sentences
 
     return embed_sentences(minilm, lee[0])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory, request):
+    """A rank-table cache folder of the test module's own (``env`` points the CLI at it)."""
+    return tmp_path_factory.mktemp(f"rank-cache-{request.module.__name__.rsplit('.', 1)[-1]}")
+
+
+@pytest.fixture()
+def env(cache, monkeypatch):
+    monkeypatch.setenv("MALLOCGAME_CACHE", str(cache))

@@ -249,16 +249,6 @@ def test_reprojected_cache_is_the_lower_ranks_cache(smollm2, smollm2_calibration
 SMOL = ["--cal-bases", "1", "--cal-loss", "1", "--solver", "uniform", "--rank-multiple", "32"]
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("rank-buckets-cache")
-
-
-@pytest.fixture()
-def env(cache, monkeypatch):
-    monkeypatch.setenv("MALLOCGAME_CACHE", str(cache))
-
-
 def _run_json(args: list[str]) -> dict:
     buf = io.StringIO()
     with redirect_stdout(buf):

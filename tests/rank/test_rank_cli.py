@@ -18,16 +18,6 @@ SMALL = ["--choices", "16,32", "--cal-bases", "8", "--cal-loss", "1"]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("rank-cache")
-
-
-@pytest.fixture()
-def env(cache, monkeypatch):
-    monkeypatch.setenv("MALLOCGAME_CACHE", str(cache))
-
-
-@pytest.fixture(scope="module")
 def ranked(cache, tmp_path_factory):
     """A greedy MiniLM rank config written by the CLI (JSON summary, config path)."""
     pytest.importorskip("matplotlib")

@@ -26,16 +26,6 @@ SOLVER_ARGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("rank-kv-cache")
-
-
-@pytest.fixture()
-def env(cache, monkeypatch):
-    monkeypatch.setenv("MALLOCGAME_CACHE", str(cache))
-
-
 def _extras(model: str) -> None:
     from mallocgame.rank.calibration import load_model
     from mallocgame.rank.models.common import MissingExtraError
