@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import numpy as np
@@ -27,6 +27,13 @@ from agent.replay import Episode, ReplayBuffer
 
 SearchFn = Callable[..., Any]  # (params, rng, obs, legal, moves_left) -> SearchOutput
 ActFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+class EpisodeSink(Protocol):
+    """Where an :class:`Actor` books finished games: a :class:`~agent.replay.ReplayBuffer`,
+    or a worker's list of episodes to ship to the learner."""
+
+    def add(self, episode: Episode) -> None: ...
 
 
 class RankedReward:
@@ -76,7 +83,7 @@ class Actor:
         self,
         env: BatchedEnv,
         search_fn: SearchFn,
-        replay: ReplayBuffer | None,
+        replay: EpisodeSink | None,
         config: TrainConfig,
         initial_length: int = 64,
     ) -> None:
@@ -185,25 +192,30 @@ class Actor:
     def recent_stats(self, count: int = 256) -> dict[str, float]:
         """Means over the last ``count`` finished games (NaN when none)."""
         self.flush()
-        games = list(self.finished)[-count:]
-        if not games:
-            return {"return": float("nan"), "baseline": float("nan"), "win_rate": float("nan")}
-        ret = np.array([g["return"] for g in games])
-        base = np.array([g["baseline"] for g in games])
-        has = ~np.isnan(base)
-        out = {
-            "return": float(ret.mean()),
-            "return_std": float(ret.std()),
-            "length": float(np.mean([g["length"] for g in games])),
-            "baseline": float(base[has].mean()) if has.any() else float("nan"),
-            "win_rate": float((ret[has] > base[has] + 1e-9).mean()) if has.any() else float("nan"),
-            "not_worse_rate": float((ret[has] >= base[has] - 1e-9).mean())
-            if has.any()
-            else float("nan"),
-        }
-        if self.ranked is not None:
-            out["ranked_reward"] = float(np.mean([g.get("ranked_reward", 0.0) for g in games]))
-        return out
+        return game_stats(list(self.finished)[-count:], self.ranked is not None)
+
+
+def game_stats(games: list[dict[str, float]], ranked: bool = False) -> dict[str, float]:
+    """Means over finished games' stats (``return``, ``baseline``, ``length``, optionally
+    ``ranked_reward``, as :class:`Actor` books them): NaN when there is none."""
+    if not games:
+        return {"return": float("nan"), "baseline": float("nan"), "win_rate": float("nan")}
+    ret = np.array([g["return"] for g in games])
+    base = np.array([g["baseline"] for g in games])
+    has = ~np.isnan(base)
+    out = {
+        "return": float(ret.mean()),
+        "return_std": float(ret.std()),
+        "length": float(np.mean([g["length"] for g in games])),
+        "baseline": float(base[has].mean()) if has.any() else float("nan"),
+        "win_rate": float((ret[has] > base[has] + 1e-9).mean()) if has.any() else float("nan"),
+        "not_worse_rate": float((ret[has] >= base[has] - 1e-9).mean())
+        if has.any()
+        else float("nan"),
+    }
+    if ranked:
+        out["ranked_reward"] = float(np.mean([g.get("ranked_reward", 0.0) for g in games]))
+    return out
 
 
 def reanalyse(

@@ -22,21 +22,19 @@ import numpy as np
 
 from agent.checkpoint import (
     arrays_to_params,
-    arrays_to_tree,
     params_to_arrays,
     prefixed,
     read_checkpoint,
     remove_stale_temps,
-    tree_to_arrays,
     write_checkpoint,
 )
 from agent.config import Config, SearchConfig
 from agent.env import BatchedEnv
-from agent.learner import TrainState, init_train_state, make_update_fn
-from agent.networks import Networks, Params, init_params, make_networks
-from agent.replay import ReplayBuffer
+from agent.learner import TrainState
+from agent.networks import Networks, Params, make_networks
+from agent.roles import Learner
 from agent.search import SearchOutput, make_search_fn
-from agent.selfplay import Actor, reanalyse
+from agent.selfplay import Actor
 
 EnvFactory = Callable[[int, int], BatchedEnv]  # (num_envs, seed) -> env
 Callback = Callable[[dict[str, Any]], Any]  # called with each curve record; True stops
@@ -59,26 +57,16 @@ class Trainer:
         self.env_factory = env_factory
         self.resumes = 0
         self.env = env_factory(config.train.num_envs, self.seed)
-        self.networks: Networks = make_networks(
-            self.env.observation_size, self.env.num_actions, config.network
-        )
         key, init_key = jax.random.split(jax.random.PRNGKey(self.seed))
         self.rng = key
-        self.state: TrainState = init_train_state(
-            init_params(self.networks, init_key), config.train
+        self.learner = Learner(
+            self.env.observation_size, self.env.num_actions, config, self.seed, init_key
         )
-        self.replay = ReplayBuffer(
-            self.env.observation_size,
-            self.env.num_actions,
-            config.replay,
-            discount=config.train.discount,
-            seed=self.seed,
-        )
-        self.search_fn = make_search_fn(self.networks, config.search)
-        self.update_fn = make_update_fn(self.networks, config.train)
+        self.networks: Networks = self.learner.networks
+        self.replay = self.learner.replay
+        self.search_fn = self.learner.search_fn
         self.actor = Actor(self.env, self.search_fn, self.replay, config.train)
         self.curves: list[dict[str, Any]] = []
-        self.updates = 0
         self.wall_time = 0.0  # seconds spent in train(), summed over resumes
         self._credit = 0.0
         self._metrics: list[dict[str, Any]] = []
@@ -87,7 +75,29 @@ class Trainer:
     # -- training -------------------------------------------------------------------------
     @property
     def params(self) -> Params:
-        return self.state.params
+        return self.learner.state.params
+
+    @property
+    def state(self) -> TrainState:
+        return self.learner.state
+
+    @state.setter
+    def state(self, value: TrainState) -> None:
+        self.learner.state = value
+
+    @property
+    def updates(self) -> int:
+        return self.learner.updates
+
+    @property
+    def moves(self) -> int:
+        """Single-game moves played in total."""
+        return self.actor.moves
+
+    @property
+    def games(self) -> int:
+        """Games finished in total."""
+        return self.actor.games
 
     def _next_key(self) -> jax.Array:
         self.rng, key = jax.random.split(self.rng)
@@ -100,12 +110,7 @@ class Trainer:
 
     def learn_step(self) -> dict[str, Any]:
         """One learner update on a prioritised batch; returns its metrics (device arrays)."""
-        t = self.config.train
-        batch = self.replay.sample(t.batch_size, t.unroll_steps, t.td_steps)
-        self.state, metrics, priorities = self.update_fn(self.state, batch._replace(indices=None))
-        self.replay.update_priorities(batch.indices, np.asarray(priorities))
-        self.updates += 1
-        return metrics
+        return self.learner.update()
 
     def train(self, num_steps: int, callback: Callback | None = None) -> list[dict[str, Any]]:
         """Runs ``num_steps`` learner updates with self-play in between.
@@ -136,13 +141,7 @@ class Trainer:
                     self._credit -= 1.0
                     self._metrics.append(self.learn_step())
                     if t.reanalyse_every and self.updates % t.reanalyse_every == 0:
-                        reanalyse(
-                            self.replay,
-                            self.search_fn,
-                            self.state.params,
-                            self._next_key(),
-                            t.num_envs,
-                        )
+                        self.learner.reanalyse(self._next_key(), t.num_envs)
                     if t.log_every and self.updates % t.log_every == 0:
                         self.wall_time += time.perf_counter() - start
                         start = time.perf_counter()
@@ -159,11 +158,8 @@ class Trainer:
         return self.curves[first_record:]
 
     def replay_ready(self) -> bool:
-        """Whether learning may start: the replay holds ``replay.min_size`` positions, or it
-        has wrapped (whole-episode eviction can keep it below a ``min_size`` close to, or
-        above, its capacity forever)."""
-        r = self.replay
-        return len(r) >= self.config.replay.min_size or r.next_position > r.capacity
+        """Whether learning may start (see :meth:`agent.roles.Learner.ready`)."""
+        return self.learner.ready()
 
     def _record(self) -> dict[str, Any]:
         now = time.perf_counter()
@@ -234,14 +230,10 @@ class Trainer:
         """
         if include_replay is None:
             include_replay = self.config.train.checkpoint_replay
-        arrays = params_to_arrays(self.state.params)
-        arrays.update(tree_to_arrays(self.state.opt_state, "opt/"))
-        arrays["rng"] = np.asarray(jax.device_get(self.rng))
-        arrays["train_step"] = np.asarray(jax.device_get(self.state.step))
         meta = self._meta()
-        if include_replay:
-            meta["replay_included"] = True
-            arrays.update({f"replay/{k}": v for k, v in self.replay.state_dict().items()})
+        meta["replay_included"] = bool(include_replay)
+        arrays = self.learner.state_arrays(bool(include_replay))
+        arrays["rng"] = np.asarray(jax.device_get(self.rng))
         if self.actor.ranked is not None:
             arrays.update({f"ranked/{k}": v for k, v in self.actor.ranked.state_dict().items()})
         return write_checkpoint(path, arrays, meta)
@@ -279,26 +271,13 @@ class Trainer:
             meta["num_actions"],
         ):
             raise ValueError("the env's observation/action sizes differ from the checkpoint's")
-        params = jax.tree.map(np.asarray, arrays_to_params(arrays))
-        expected = jax.tree.structure(trainer.state.params)
-        if jax.tree.structure(params) != expected:
-            raise ValueError("checkpoint params do not match the network config")
-        opt_state = arrays_to_tree(arrays, "opt/", trainer.state.opt_state)
-        trainer.state = TrainState(
-            jax.tree.map(jnp.asarray, params),
-            jax.tree.map(jnp.asarray, opt_state),
-            jnp.asarray(arrays["train_step"]),
-        )
+        trainer.learner.load_state_arrays(arrays, meta)
         trainer.rng = jnp.asarray(arrays["rng"])
-        trainer.updates = int(meta["updates"])
         trainer.actor.moves = int(meta["env_moves"])
         trainer.actor.games = int(meta["games"])
         trainer.wall_time = float(meta["wall_time"])
         trainer._credit = float(meta["credit"])
         trainer.curves = list(meta["curves"])
-        trainer.replay.rng.bit_generator.state = meta["replay_rng"]
-        if meta.get("replay_included"):
-            trainer.replay.load_state_dict(prefixed(arrays, "replay/"))
         if trainer.actor.ranked is not None and "ranked/recent" in arrays:
             trainer.actor.ranked.load_state_dict(prefixed(arrays, "ranked/"))
         return trainer
