@@ -12,6 +12,17 @@ SHARED = REPO.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """One Ray instance of 2 CPUs on this machine, shared by every test that needs Ray (Ray's
+    start costs seconds); the ``ray`` module."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def datasets() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"shared benchmark instances not found at {SHARED}")

@@ -1,6 +1,6 @@
 """The memory bench on Ray (``--ray``): the local bench's records, a crash recorded and the bench
-going on, ``--resume`` across local and Ray; and its bad input. One Ray instance (2 CPUs) serves
-every test of the file."""
+going on, ``--resume`` across local and Ray; and its bad input. One Ray instance (2 CPUs, the
+session's ``ray_cluster``) serves every test."""
 
 from __future__ import annotations
 
@@ -32,12 +32,9 @@ VOLATILE = {
 }
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
+@pytest.fixture()
+def cluster(ray_cluster):
+    return ray_cluster
 
 
 def _stable(r: dict) -> dict:
