@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 from types import ModuleType
 from typing import Any
 
@@ -35,43 +34,14 @@ from mallocgame.bench.evaluation import bounds_job, solver_job
 from mallocgame.bench.isolation import Job, execute
 from mallocgame.bench.plan import BenchConfig, iter_jobs, seeds_for
 from mallocgame.bench.records import run_key
+from mallocgame.cluster import RAY_MISSING, connect, import_ray
 from mallocgame.errors import InputError
 from mallocgame.memory.problem import Problem
 
-__all__ = ["RAY_MISSING", "import_ray", "run_bench"]
+__all__ = ["RAY_MISSING", "connect", "import_ray", "run_bench"]
 
-RAY_MISSING = "ray is not installed: pip install 'mallocgame[ray]'"
 BOUNDS = ("", -1)  # the key of a task's bounds job (a run's key is (solver, seed))
 Key = tuple[str, int]
-
-
-def import_ray() -> ModuleType:
-    """The ``ray`` module; an :class:`InputError` on ``ray`` when it is not installed."""
-    try:
-        import ray  # deferred: optional (the ray extra), and heavy
-    except ImportError:
-        raise InputError(RAY_MISSING, field="ray") from None
-    return ray
-
-
-def connect(ray: ModuleType, address: str) -> bool:
-    """Join the cluster ``address`` names: ``auto`` joins the running one (``ray start``,
-    ``RAY_ADDRESS``) or else starts one on this machine. True when this call started Ray here
-    (the caller shuts it down); a process already connected stays on its cluster."""
-    if ray.is_initialized():
-        return False
-    quiet = {"logging_level": logging.WARNING}
-    if address == "auto":
-        try:
-            ray.init(address="auto", **quiet)
-        except ConnectionError:
-            ray.init(include_dashboard=False, **quiet)
-        return True
-    try:
-        ray.init(address=address, **quiet)
-    except (ConnectionError, ValueError) as e:
-        raise InputError(f"cannot join the Ray cluster at {address}: {e}", field="ray") from None
-    return True
 
 
 def run_bench(cfg: BenchConfig) -> runner.BenchOutcome:

@@ -10,7 +10,15 @@ import time
 from typing import Any
 
 from mallocgame.cli.argtypes import fraction, nonnegative_float
-from mallocgame.cli.common import add_problem_args, err, fmt_bytes, problem_from_args, progress
+from mallocgame.cli.common import (
+    add_problem_args,
+    add_ray_args,
+    err,
+    fmt_bytes,
+    problem_from_args,
+    progress,
+    ray_args,
+)
 from mallocgame.errors import InputError
 from mallocgame.memory import emit, solvers, splits
 from mallocgame.memory.problem import Solution
@@ -156,6 +164,37 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         action="store_true",
         help="do not seed the replay with msa / locally improved lines",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="self-play workers beside one learner (default: none, the one-process trainer; "
+        "2 with --ray); without --ray they take turns in this process",
+    )
+    add_ray_args(
+        p,
+        "run the self-play workers as Ray actors (the learner stays here)",
+        "the CPUs each worker asks Ray for (default 1)",
+    )
+    p.add_argument(
+        "--moves-per-task",
+        type=int,
+        default=8,
+        help="batched moves a worker plays between two parameter updates (default 8)",
+    )
+    p.add_argument(
+        "--publish-every",
+        type=int,
+        default=10,
+        help="learner updates between publications of the parameters (default 10)",
+    )
+    p.add_argument(
+        "--max-staleness",
+        type=int,
+        default=4,
+        help="publications a worker's parameters may be behind; older games are dropped "
+        "(default 4)",
+    )
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(fn=cmd_train)
 
@@ -182,9 +221,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         ("latent", args.latent),
         ("max-buffers", args.max_buffers),
         ("val-copies", args.val_copies),
+        ("moves-per-task", args.moves_per_task),
+        ("publish-every", args.publish_every),
     ):
         if v <= 0:
             raise InputError(f"must be positive, got {v}", field=name)
+    if args.max_staleness < 0:
+        raise InputError(f"must be >= 0, got {args.max_staleness}", field="max-staleness")
+    ray, ray_cpus = ray_args(args)
+    workers = args.workers if args.workers is not None else (2 if ray else 0)
+    if workers < 0 or (ray and workers == 0):
+        raise InputError(
+            f"must be positive{' with --ray' if ray else ' (or 0: none)'}, got {workers}",
+            field="workers",
+        )
     o = TrainOptions(
         out=args.out,
         split=args.split,
@@ -206,6 +256,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_split=args.val_split,
         val_copies=args.val_copies,
         demos=not args.no_demos,
+        workers=workers,
+        ray=ray,
+        ray_cpus=ray_cpus,
+        moves_per_task=args.moves_per_task,
+        publish_every=args.publish_every,
+        max_staleness=args.max_staleness,
         quiet=args.json,
     )
     summary = train_run(o)
@@ -218,6 +274,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"trained {summary['updates']} updates, {summary['games']} games, "
             f"{summary['env_moves']} moves in {summary['wall_time_s']:.0f} s "
             f"(this process {summary['this_process_s']:.0f} s)"
+            + (
+                f", {summary['workers']} workers{' on Ray' if summary['ray'] else ''} "
+                f"({summary['worker_failures']} lost chunks, {summary['stale_dropped']} stale)"
+                if summary["workers"]
+                else ""
+            )
         )
         if last:
             print(

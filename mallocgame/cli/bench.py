@@ -18,6 +18,7 @@ from typing import Any
 from mallocgame.bench import distributed, rank, render, report, runner
 from mallocgame.bench.plan import BenchConfig
 from mallocgame.bench.rank import DEFAULT_BUDGETS, RankBenchConfig
+from mallocgame.cli.common import add_ray_args, ray_args
 from mallocgame.errors import InputError, MallocGameError
 
 DESCRIPTION = """\
@@ -48,14 +49,6 @@ def _int(text: str) -> int:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    return v
-
-
-def _cpus(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of CPUs, got {text!r}") from None
     return v
 
 
@@ -198,22 +191,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="run solvers in this process (debugging; no per-run RSS)",
     )
-    p.add_argument(
-        "--ray",
-        nargs="?",
-        const="auto",
-        default=None,
-        metavar="auto|ADDRESS",
-        help="malloc, pack: make every run a Ray task, isolated as here, on the cluster that "
-        "`ray start` began (auto, the default; without one, a Ray started on this machine) or "
-        "at ADDRESS (HEAD:6379); needs the ray extra",
-    )
-    p.add_argument(
-        "--ray-cpus",
-        type=_cpus,
-        default=None,
-        metavar="N",
-        help="with --ray: the CPUs each run asks Ray for (default 1; give CP-SAT its --threads)",
+    add_ray_args(
+        p,
+        "malloc, pack: make every run a Ray task, isolated as here",
+        "the CPUs each run asks Ray for (default 1; give CP-SAT its --threads)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -245,7 +226,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
     ):
         if v is not None and not v > 0:
             raise InputError(f"must be positive, got {v}", field=field)
-    ray, ray_cpus = _ray_args(args)
+    ray, ray_cpus = ray_args(args)
     command = "mallocgame bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:])
     )
@@ -272,28 +253,6 @@ def config_from_args(args: argparse.Namespace, argv: list[str] | None = None) ->
         ray=ray,
         ray_cpus=ray_cpus,
     )
-
-
-def _ray_args(args: argparse.Namespace) -> tuple[str | None, float]:
-    """``--ray`` and ``--ray-cpus``, checked: an address that is an instance (``--ray`` took
-    the word after it) and ``--ray-cpus`` without ``--ray`` are bad input."""
-    ray = getattr(args, "ray", None)
-    cpus = getattr(args, "ray_cpus", None)
-    if ray is None:
-        if cpus is not None:
-            raise InputError("needs --ray", field="ray-cpus")
-        return None, 1.0
-    if not ray.strip():
-        raise InputError("empty address; give auto or HEAD:PORT", field="ray")
-    if ray.startswith(("zoo:", "zoo-small:", "tiny:")) or Path(ray).exists():
-        raise InputError(
-            f"{ray!r} is an instance, not a cluster address: write --ray auto (or --ray after "
-            "the instances)",
-            field="ray",
-        )
-    if cpus is not None and not cpus > 0:
-        raise InputError(f"must be positive, got {cpus:g}", field="ray-cpus")
-    return ray, 1.0 if cpus is None else cpus
 
 
 def rank_config_from_args(

@@ -121,3 +121,49 @@ def problem_from_args(args: argparse.Namespace) -> Problem:
     for w in caught:
         warn(str(w.message))
     return problem
+
+
+def _cpus(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of CPUs, got {text!r}") from None
+    return v
+
+
+def add_ray_args(p: argparse.ArgumentParser, what: str, cpus_help: str) -> None:
+    """``--ray [auto|ADDRESS]`` and ``--ray-cpus N`` (read back by :func:`ray_args`)."""
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="auto|ADDRESS",
+        help=f"{what}, on the cluster that `ray start` began (auto, the default; without one, "
+        "a Ray started on this machine) or at ADDRESS (HEAD:6379); needs the ray extra",
+    )
+    p.add_argument(
+        "--ray-cpus", type=_cpus, default=None, metavar="N", help=f"with --ray: {cpus_help}"
+    )
+
+
+def ray_args(args: argparse.Namespace) -> tuple[str | None, float]:
+    """``--ray`` and ``--ray-cpus``, checked: an address that is an instance (``--ray`` took
+    the word after it) and ``--ray-cpus`` without ``--ray`` are bad input."""
+    ray = getattr(args, "ray", None)
+    cpus = getattr(args, "ray_cpus", None)
+    if ray is None:
+        if cpus is not None:
+            raise InputError("needs --ray", field="ray-cpus")
+        return None, 1.0
+    if not ray.strip():
+        raise InputError("empty address; give auto or HEAD:PORT", field="ray")
+    if ray.startswith(("zoo:", "zoo-small:", "tiny:")) or Path(ray).exists():
+        raise InputError(
+            f"{ray!r} is an instance, not a cluster address: write --ray auto (or --ray after "
+            "the instances)",
+            field="ray",
+        )
+    if cpus is not None and not cpus > 0:
+        raise InputError(f"must be positive, got {cpus:g}", field="ray-cpus")
+    return ray, 1.0 if cpus is None else cpus

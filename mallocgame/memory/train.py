@@ -36,8 +36,10 @@ import numpy as np
 
 from agent.checkpoint import remove_stale_temps
 from agent.config import Config, NetworkConfig, ReplayConfig, SearchConfig, TrainConfig
+from agent.distributed import AsyncTrainer, LocalLauncher, RayLauncher
 from agent.replay import Episode
 from agent.trainer import Trainer
+from mallocgame.cluster import connect, import_ray
 from mallocgame.errors import InputError
 from mallocgame.io import atomic_write_text, describe_host
 from mallocgame.memory import splits
@@ -64,6 +66,27 @@ class ScaledMallocEnv(MallocEnv):
 
     def baseline_return(self) -> np.ndarray:
         return (super().baseline_return() * self.scale).astype(np.float32)
+
+
+class EnvFactory:
+    """``factory(num_envs, seed)`` -> a :class:`ScaledMallocEnv` over ``problems``: picklable
+    (the problems travel, their native instances are prepared where the env is built: in a
+    Ray worker's process, once per process)."""
+
+    def __init__(self, problems: list, scale: float):
+        self.problems = [p.problem if isinstance(p, PreparedProblem) else p for p in problems]
+        self.scale = float(scale)
+        self._pool = [p for p in problems if isinstance(p, PreparedProblem)] or None
+        if self._pool is not None and len(self._pool) != len(self.problems):
+            self._pool = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"problems": self.problems, "scale": self.scale, "_pool": None}
+
+    def __call__(self, num_envs: int, seed: int) -> ScaledMallocEnv:
+        if self._pool is None:
+            self._pool = [PreparedProblem(p) for p in self.problems]
+        return ScaledMallocEnv(self._pool, num_envs, seed, self.scale)
 
 
 # --------------------------------------------------------------------------- options
@@ -107,6 +130,12 @@ class TrainOptions:
     val_max_buffers: int = 320
     val_copies: int = 1  # games per validation problem: 1 greedy (+ sampled ones); score = the best
     val_problems: list | None = None  # override the validation split (tests)
+    workers: int = 0  # self-play workers beside the learner (0: the one-process Trainer)
+    ray: str | None = None  # a Ray cluster for the workers (auto | ADDRESS); None: in process
+    ray_cpus: float = 1.0  # CPUs each Ray worker asks for
+    moves_per_task: int = 8  # batched moves in a worker's chunk
+    publish_every: int = 10  # learner updates between publications of the parameters
+    max_staleness: int = 4  # publications a rollout's parameters may be behind
     tiny: bool = False  # a tiny network and problems, for tests
     problems: list | None = None  # override the split (tests): Problems or PreparedProblems
     eval_problems: list | None = None
@@ -411,18 +440,62 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         # temporaries left by a process killed while writing (a live writer's are kept)
         remove_stale_temps(out / name)
     pool, names = build_pool(o, log)
+    env_factory = EnvFactory(pool, o.reward_scale)
     scale = o.reward_scale
+    trainer, resumed, owns_ray = _make_trainer(o, env_factory, ckpt, log)
+    try:
+        return _train(o, trainer, resumed, pool, names, out, ckpt, scale, log)
+    finally:
+        if isinstance(trainer, AsyncTrainer):
+            trainer.close()
+        if owns_ray:
+            import ray
 
-    def env_factory(num_envs: int, seed: int):
-        return ScaledMallocEnv(pool, num_envs, seed, scale)
+            ray.shutdown()
 
-    resumed = False
-    if o.resume and ckpt.exists():
+
+def _make_trainer(
+    o: TrainOptions, env_factory: EnvFactory, ckpt: Path, log: Callable[..., None]
+) -> tuple[Trainer | AsyncTrainer, bool, bool]:
+    """The trainer of ``o`` (``Trainer``, or ``AsyncTrainer`` with workers), resumed from
+    ``ckpt`` when asked; and whether it was resumed and whether this call started Ray."""
+    owns_ray = False
+    if o.ray or o.workers:
+        launcher: Any = LocalLauncher()
+        if o.ray:
+            ray = import_ray()
+            owns_ray = connect(ray, o.ray)
+            launcher = RayLauncher(num_cpus=o.ray_cpus)
+        kw = dict(
+            workers=max(o.workers, 1),
+            launcher=launcher,
+            moves_per_task=o.moves_per_task,
+            publish_every=o.publish_every,
+            max_staleness=o.max_staleness,
+        )
+        if o.resume and ckpt.exists():
+            trainer: Trainer | AsyncTrainer = AsyncTrainer.resume(ckpt, env_factory, **kw)
+        else:
+            return AsyncTrainer(env_factory, make_config(o), o.seed, **kw), False, owns_ray
+    elif o.resume and ckpt.exists():
         trainer = Trainer.resume(ckpt, env_factory)
-        resumed = True
-        log(f"resumed {ckpt} at update {trainer.updates} (resume #{trainer.resumes})")
     else:
-        trainer = Trainer(env_factory, make_config(o), seed=o.seed)
+        return Trainer(env_factory, make_config(o), seed=o.seed), False, owns_ray
+    log(f"resumed {ckpt} at update {trainer.updates} (resume #{trainer.resumes})")
+    return trainer, True, owns_ray
+
+
+def _train(
+    o: TrainOptions,
+    trainer: Trainer | AsyncTrainer,
+    resumed: bool,
+    pool: list[PreparedProblem],
+    names: list[str],
+    out: Path,
+    ckpt: Path,
+    scale: float,
+    log: Callable[..., None],
+) -> dict[str, Any]:
     eval_pool = build_eval_pool(o) if o.eval_every else []
     val_pool, val_names = build_val_pool(o, log) if o.val_every else ([], [])
     demos = make_demos(pool, o, log) if o.demos else []
@@ -523,8 +596,8 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         "curves_csv": str(out / "curves.csv"),
         "curves_png": str(out / "curves.png"),
         "updates": trainer.updates,
-        "env_moves": trainer.actor.moves,
-        "games": trainer.actor.games,
+        "env_moves": trainer.moves,
+        "games": trainer.games,
         "wall_time_s": trainer.wall_time,
         "this_process_s": time.perf_counter() - start,
         "resumed": resumed,
@@ -533,6 +606,10 @@ def train_run(o: TrainOptions) -> dict[str, Any]:
         "policy_bytes": (out / "policy.npz").stat().st_size,
         "last_policy": str(last_policy),
         "selected": best,  # the update picked on validation (None: no validation)
+        "workers": getattr(trainer, "num_workers", 0),
+        "ray": o.ray,
+        "worker_failures": getattr(trainer, "worker_failures", 0),
+        "stale_dropped": getattr(trainer, "stale_dropped", 0),
     }
     run_info.update(
         {
