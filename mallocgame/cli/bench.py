@@ -15,11 +15,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mallocgame.bench import distributed, rank, render, report, runner
+from mallocgame.bench import (
+    distributed,
+    rank,
+    rank_distributed,
+    rank_report,
+    render,
+    report,
+    runner,
+)
 from mallocgame.bench.plan import BenchConfig
 from mallocgame.bench.rank import DEFAULT_BUDGETS, RankBenchConfig
 from mallocgame.cli.common import add_ray_args, ray_args
 from mallocgame.errors import InputError, MallocGameError
+from mallocgame.rank.config import MODEL_SHAPES
 
 DESCRIPTION = """\
 Benchmark solvers side by side on many instances, capacities and seeds, with the best
@@ -193,7 +202,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_ray_args(
         p,
-        "malloc, pack: make every run a Ray task, isolated as here",
+        "make every run a Ray task (malloc, pack: isolated as here; rank: on actors that load "
+        "the model once)",
         "the CPUs each run asks Ray for (default 1; give CP-SAT its --threads)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress display")
@@ -272,6 +282,13 @@ def rank_config_from_args(
     if args.time_limit is not None and not args.time_limit > 0:
         raise InputError(f"must be positive, got {args.time_limit}", field="time-limit")
     names = _split(args.solvers, "solvers") or rank.default_solvers()
+    ray, ray_cpus = ray_args(args)
+    if ray in MODEL_SHAPES:
+        raise InputError(
+            f"{ray!r} is a model, not a cluster address: write --ray auto (or --ray after the "
+            "models)",
+            field="ray",
+        )
     command = "mallocgame bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[2:])
     )
@@ -289,13 +306,15 @@ def rank_config_from_args(
         pictures=not args.no_pictures,
         progress=not (args.quiet or args.json),
         command=command,
+        ray=ray,
+        ray_cpus=ray_cpus,
     )
 
 
 def cmd_rank_bench(args: argparse.Namespace) -> int:
     out = Path(args.out or "bench-rank")
     if args.report_only:
-        paths = rank.write_rank_report(out, pictures=not args.no_pictures)
+        paths = rank_report.write_rank_report(out, pictures=not args.no_pictures)
         if args.readme:
             paths["readme"] = _write_readme(args.readme, "rank", out)
         print(
@@ -305,7 +324,8 @@ def cmd_rank_bench(args: argparse.Namespace) -> int:
             + (f"; updated {paths['readme']}" if "readme" in paths else "")
         )
         return 0
-    outcome = rank.run_rank_bench(rank_config_from_args(args, getattr(args, "argv", None)))
+    cfg = rank_config_from_args(args, getattr(args, "argv", None))
+    outcome = rank_distributed.run_rank_bench(cfg) if cfg.ray else rank.run_rank_bench(cfg)
     if args.readme:
         outcome["report"]["readme"] = _write_readme(args.readme, "rank", out)
     if args.json:
@@ -323,10 +343,6 @@ def cmd_rank_bench(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.mode == "rank":
-        if getattr(args, "ray", None) is not None:
-            raise InputError(
-                "bench rank runs on this machine: --ray is for malloc and pack", field="ray"
-            )
         return cmd_rank_bench(args)
 
     if args.report_only:
@@ -377,7 +393,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _write_readme(readme: str, mode: str, out: Path) -> str:
-    section = rank.readme_section(out) if mode == "rank" else report.readme_section(out)
+    section = rank_report.readme_section(out) if mode == "rank" else report.readme_section(out)
     render.update_readme(readme, mode, section)
     return readme
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from mallocgame.bench import rank
+from mallocgame.bench import rank, rank_report
 from mallocgame.bench.records import read_jsonl
 from mallocgame.bench.render import update_readme
 from mallocgame.cli import bench as cli
@@ -84,7 +84,8 @@ def folder(tmp_path):
 
 
 def test_ratios_are_losses_over_uniforms_per_task(folder):
-    rat = rank.ratios(read_jsonl(folder / "runs.jsonl"))  # the cut-short last line is skipped
+    # the cut-short last line is skipped
+    rat = rank_report.ratios(read_jsonl(folder / "runs.jsonl"))
     assert rat["uniform"][("minilm", 0.5)] == pytest.approx([1.0])
     assert rat["greedy"][("minilm", 0.5)] == pytest.approx([0.25])
     assert rat["greedy"][("smollm2", 0.3)] == pytest.approx([0.8])
@@ -94,7 +95,7 @@ def test_ratios_are_losses_over_uniforms_per_task(folder):
 
 def test_report_tables_summary_and_pictures(folder):
     pytest.importorskip("matplotlib")
-    paths = rank.write_rank_report(folder, reps=200)
+    paths = rank_report.write_rank_report(folder, reps=200)
     md = (folder / "results.md").read_text()
     assert "mallocgame bench rank minilm smollm2" in md
     assert "**Failures**: 1 runs raised an error" in md
@@ -138,7 +139,7 @@ def test_report_only_writes_the_readme_section(folder, tmp_path):
     assert i < j < text.index("## Layout")
     assert f"mallocgame bench rank --out {folder.as_posix()} --report-only --readme" in text[i:j]
     assert "| minilm | 0.5 | `greedy` |" in text[i:j]
-    update_readme(readme, "rank", rank.readme_section(folder, reps=200))  # in place
+    update_readme(readme, "rank", rank_report.readme_section(folder, reps=200))  # in place
     assert readme.read_text().count("mallocgame-bench:rank:begin") == 1
 
 
@@ -166,7 +167,7 @@ def test_an_unfinished_folder_is_not_overwritten_without_resume(folder):
     with pytest.raises(InputError, match="--resume"):
         _run(["rank", "minilm", "--out", str(folder), "--quiet"])
     with pytest.raises(InputError, match="no finished runs"):
-        rank.write_rank_report(folder.parent / "empty")
+        rank_report.write_rank_report(folder.parent / "empty")
 
 
 def test_deterministic_solvers_and_defaults_come_from_the_registry():

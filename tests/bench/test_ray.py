@@ -123,7 +123,7 @@ def test_without_ray_installed_it_is_a_one_line_error(tmp_path, monkeypatch, cap
     [
         ["malloc", "--ray", "tiny:0"],  # --ray took the instance as its address
         ["malloc", "tiny:0", "--ray", ""],
-        ["rank", "--ray"],
+        ["rank", "--ray", "minilm"],  # --ray took the model as its address
     ],
 )
 def test_bad_ray_input_names_the_option(tmp_path, argv):
