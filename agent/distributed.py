@@ -34,24 +34,19 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from agent.checkpoint import (
-    params_to_arrays,
     read_checkpoint,
     remove_stale_temps,
-    write_checkpoint,
 )
 from agent.config import Config
-from agent.learner import TrainState
-from agent.networks import Networks, Params
-from agent.replay import ReplayBuffer
+from agent.networks import Networks
 from agent.roles import EnvFactory, Learner, ParamsSnapshot, Rollout, SelfPlayWorker
+from agent.runbook import RunBook
 from agent.selfplay import game_stats
 
 Callback = Callable[[dict[str, Any]], Any]  # called with each curve record; True stops
@@ -232,7 +227,7 @@ class RayLauncher:
         self.actors, self._pending = [], {}
 
 
-class AsyncTrainer:
+class AsyncTrainer(RunBook):
     """MuZero training with ``workers`` self-play workers and one learner (see the module).
 
     Args:
@@ -245,6 +240,8 @@ class AsyncTrainer:
       moves_per_task: batched moves in a worker's chunk.
       publish_every: learner updates between publications of the parameters.
       max_staleness: publications a rollout's parameters may be behind; older ones are dropped.
+      learner: a :class:`~agent.roles.Learner` to train (e.g. a ``Trainer``'s, to share its
+        replay and parameters); by default a new one.
     """
 
     def __init__(
@@ -258,6 +255,7 @@ class AsyncTrainer:
         publish_every: int = 10,
         max_staleness: int = 4,
         resumes: int = 0,
+        learner: Learner | None = None,
     ) -> None:
         if workers < 1 or moves_per_task < 1 or publish_every < 1 or max_staleness < 0:
             raise ValueError(
@@ -279,42 +277,39 @@ class AsyncTrainer:
         self.observation_size, self.num_actions = self.launcher.sizes()
         key, init_key = jax.random.split(jax.random.PRNGKey(self.seed))
         self.rng = key
-        self.learner = Learner(self.observation_size, self.num_actions, config, self.seed, init_key)
+        if learner is None:
+            learner = Learner(self.observation_size, self.num_actions, config, self.seed, init_key)
+        elif learner.networks.observation_size != self.observation_size or (
+            learner.networks.num_actions != self.num_actions
+        ):
+            self.launcher.close()
+            raise ValueError("the learner's observation/action sizes differ from the env's")
+        self.learner = learner
         self.networks: Networks = self.learner.networks
         self.version = 0
-        self.curves: list[dict[str, Any]] = []
-        self.moves = 0  # single-game moves whose games reached the learner, or are in flight
-        self.games = 0
-        self.wall_time = 0.0
+        self._init_book()
+        self._moves = 0  # single-game moves of the rollouts booked
+        self._games = 0
         self.worker_failures = 0
         self.stale_dropped = 0
         self.failures: list[str] = []  # the last few failures' messages
-        self._credit = 0.0
-        self._metrics: list[dict[str, Any]] = []
         self._finished: deque[dict[str, float]] = deque(maxlen=1024)
         self._lags: list[int] = []
         self._published: Any = None
         self._in_flight = 0
         self._parked: list[int] = []  # workers waiting for the learner to catch up
         self._task = 0
-        self._mark = (time.perf_counter(), 0, 0)
 
     # -- state ----------------------------------------------------------------------------
     @property
-    def state(self) -> TrainState:
-        return self.learner.state
+    def moves(self) -> int:
+        """Single-game moves of the rollouts the learner booked."""
+        return self._moves
 
     @property
-    def params(self) -> Params:
-        return self.learner.state.params
-
-    @property
-    def replay(self) -> ReplayBuffer:
-        return self.learner.replay
-
-    @property
-    def updates(self) -> int:
-        return self.learner.updates
+    def games(self) -> int:
+        """Games the learner booked."""
+        return self._games
 
     def worker_pids(self) -> list[int]:
         return self.launcher.pids()
@@ -355,24 +350,19 @@ class AsyncTrainer:
         self._lags.append(lag)
         self.learner.add(result.episodes)
         self._finished.extend(result.games)
-        self.moves += result.moves
-        self.games += len(result.games)
+        self._moves += result.moves
+        self._games += len(result.games)
         if self.learner.ready():  # as Trainer: no debt of updates while the replay fills
             self._credit += self.config.train.updates_per_actor_step * result.batched_moves
 
-    def train(self, num_steps: int, callback: Callback | None = None) -> list[dict[str, Any]]:
+    def train(
+        self, num_steps: int, callback: Callback | None = None, deadline: float | None = None
+    ) -> list[dict[str, Any]]:
         """Runs ``num_steps`` learner updates while the workers play; records, callback and
-        checkpoints as :meth:`agent.trainer.Trainer.train`. Returns the records it added."""
+        checkpoints as :meth:`agent.trainer.Trainer.train`; stops early at ``deadline`` (a
+        ``time.perf_counter()`` time) if given. Returns the records it added."""
         t = self.config.train
-        if t.updates_per_actor_step <= 0 and num_steps > 0:
-            raise ValueError(
-                f"TrainConfig.updates_per_actor_step must be > 0 to learn, got "
-                f"{t.updates_per_actor_step} (train() would never finish)"
-            )
-        target = self.updates + int(num_steps)
-        first_record = len(self.curves)
-        start = time.perf_counter()
-        self._mark = (start, self.moves, self.updates)
+        target, first_record, start = self._begin(num_steps)
         self._publish()
         self._parked = []
         for worker in range(self.num_workers):
@@ -380,6 +370,8 @@ class AsyncTrainer:
         stop = False
         try:
             while self.updates < target and not stop:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
                 can_learn = self._credit >= 1.0 and self.learner.ready()
                 for worker, result in self.launcher.wait(block=not can_learn):
                     self._take(worker, result)
@@ -423,80 +415,32 @@ class AsyncTrainer:
             self._take(worker, result)
         self._in_flight = 0
 
-    def _record(self) -> dict[str, Any]:
-        now = time.perf_counter()
-        t0, moves0, updates0 = self._mark
-        dt = max(now - t0, 1e-9)
-        metrics = jax.device_get(self._metrics)
-        self._metrics = []
-        record: dict[str, Any] = {
-            "step": self.updates,
-            "env_moves": self.moves,
-            "games": self.games,
-            "wall_time": round(self.wall_time, 3),
-            "moves_per_s": (self.moves - moves0) / dt,
-            "updates_per_s": (self.updates - updates0) / dt,
-            "replay_size": len(self.replay),
+    def _extra_record(self) -> dict[str, Any]:
+        lags, self._lags = self._lags, []
+        return {
             "workers": self.num_workers,
             "params_version": self.version,
-            "param_lag": float(np.mean(self._lags)) if self._lags else float("nan"),
+            "param_lag": float(np.mean(lags)) if lags else float("nan"),
             "worker_failures": self.worker_failures,
             "stale_dropped": self.stale_dropped,
         }
-        self._lags = []
+
+    def _game_stats(self) -> dict[str, float]:
         ranked = self.config.train.reward_mode == "ranked"
-        record.update(game_stats(list(self._finished)[-256:], ranked))
-        if metrics:
-            for key in metrics[0]:
-                record[key] = float(np.mean([m[key] for m in metrics]))
-        self.curves.append(record)
-        self._mark = (now, self.moves, self.updates)
-        return record
+        return game_stats(list(self._finished)[-256:], ranked)
 
     def close(self) -> None:
         """Stops the workers."""
         self.launcher.close()
 
     # -- checkpoints ----------------------------------------------------------------------
-    def _meta(self) -> dict[str, Any]:
+    def _extra_meta(self) -> dict[str, Any]:
         return {
-            "kind": "trainer",
-            "config": self.config.to_dict(),
-            "seed": self.seed,
-            "observation_size": self.observation_size,
-            "num_actions": self.num_actions,
-            "updates": self.updates,
-            "env_moves": self.moves,
-            "games": self.games,
-            "wall_time": self.wall_time,
-            "credit": self._credit,
-            "resumes": self.resumes,
-            "replay_rng": self.replay.rng.bit_generator.state,
-            "replay_included": False,
-            "curves": self.curves,
             "params_version": self.version,
             "workers": self.num_workers,
             "worker_failures": self.worker_failures,
             "stale_dropped": self.stale_dropped,
         }
-
-    def save(self, path: str | os.PathLike, include_replay: bool | None = None) -> Path:
-        """Atomically writes what :meth:`resume` needs: params, optimizer state, replay (by
-        default ``train.checkpoint_replay``), counters, curves. Games in flight are not
-        saved (a resumed run starts new games)."""
-        if include_replay is None:
-            include_replay = self.config.train.checkpoint_replay
-        meta = self._meta()
-        meta["replay_included"] = bool(include_replay)
-        arrays = self.learner.state_arrays(bool(include_replay))
-        arrays["rng"] = np.asarray(jax.device_get(self.rng))
-        return write_checkpoint(path, arrays, meta)
-
-    def save_policy(self, path: str | os.PathLike) -> Path:
-        """Writes only what inference needs (params + config), as ``Trainer.save_policy``."""
-        meta = self._meta()
-        meta.update(kind="policy", curves=[], replay_included=False)
-        return write_checkpoint(path, params_to_arrays(self.params), meta)
 
     @classmethod
     def resume(
@@ -524,19 +468,13 @@ class AsyncTrainer:
             resumes=int(meta.get("resumes", 0)) + 1,
             **kw,
         )
-        if (trainer.observation_size, trainer.num_actions) != (
-            meta["observation_size"],
-            meta["num_actions"],
-        ):
+        try:
+            trainer._restore(arrays, meta)
+        except ValueError:
             trainer.close()
-            raise ValueError("the env's observation/action sizes differ from the checkpoint's")
-        trainer.learner.load_state_arrays(arrays, meta)
-        trainer.rng = jnp.asarray(arrays["rng"])
-        trainer.moves = int(meta["env_moves"])
-        trainer.games = int(meta["games"])
-        trainer.wall_time = float(meta["wall_time"])
-        trainer._credit = float(meta["credit"])
-        trainer.curves = list(meta["curves"])
+            raise
+        trainer._moves = int(meta["env_moves"])
+        trainer._games = int(meta["games"])
         trainer.version = int(meta.get("params_version", 0))
         trainer.worker_failures = int(meta.get("worker_failures", 0))
         trainer.stale_dropped = int(meta.get("stale_dropped", 0))

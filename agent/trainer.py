@@ -22,17 +22,15 @@ import numpy as np
 
 from agent.checkpoint import (
     arrays_to_params,
-    params_to_arrays,
     prefixed,
     read_checkpoint,
     remove_stale_temps,
-    write_checkpoint,
 )
 from agent.config import Config, SearchConfig
 from agent.env import BatchedEnv
-from agent.learner import TrainState
 from agent.networks import Networks, Params, make_networks
 from agent.roles import Learner
+from agent.runbook import RunBook
 from agent.search import SearchOutput, make_search_fn
 from agent.selfplay import Actor
 
@@ -41,7 +39,7 @@ Callback = Callable[[dict[str, Any]], Any]  # called with each curve record; Tru
 Greedy = bool | np.ndarray  # one flag for the batch, or bool[N] (one per game)
 
 
-class Trainer:
+class Trainer(RunBook):
     """MuZero training on a :class:`~agent.env.BatchedEnv`.
 
     Args:
@@ -63,32 +61,11 @@ class Trainer:
             self.env.observation_size, self.env.num_actions, config, self.seed, init_key
         )
         self.networks: Networks = self.learner.networks
-        self.replay = self.learner.replay
         self.search_fn = self.learner.search_fn
         self.actor = Actor(self.env, self.search_fn, self.replay, config.train)
-        self.curves: list[dict[str, Any]] = []
-        self.wall_time = 0.0  # seconds spent in train(), summed over resumes
-        self._credit = 0.0
-        self._metrics: list[dict[str, Any]] = []
-        self._mark = (time.perf_counter(), 0, 0)  # (time, moves, updates) at the last record
+        self._init_book()
 
     # -- training -------------------------------------------------------------------------
-    @property
-    def params(self) -> Params:
-        return self.learner.state.params
-
-    @property
-    def state(self) -> TrainState:
-        return self.learner.state
-
-    @state.setter
-    def state(self, value: TrainState) -> None:
-        self.learner.state = value
-
-    @property
-    def updates(self) -> int:
-        return self.learner.updates
-
     @property
     def moves(self) -> int:
         """Single-game moves played in total."""
@@ -98,6 +75,22 @@ class Trainer:
     def games(self) -> int:
         """Games finished in total."""
         return self.actor.games
+
+    @property
+    def observation_size(self) -> int:
+        return self.env.observation_size
+
+    @property
+    def num_actions(self) -> int:
+        return self.env.num_actions
+
+    def _game_stats(self) -> dict[str, float]:
+        return self.actor.recent_stats()
+
+    def _extra_arrays(self) -> dict[str, np.ndarray]:
+        if self.actor.ranked is None:
+            return {}
+        return {f"ranked/{k}": v for k, v in self.actor.ranked.state_dict().items()}
 
     def _next_key(self) -> jax.Array:
         self.rng, key = jax.random.split(self.rng)
@@ -121,15 +114,7 @@ class Trainer:
         the end, when a path is set). Returns the records added by this call.
         """
         t = self.config.train
-        if t.updates_per_actor_step <= 0 and num_steps > 0:
-            raise ValueError(
-                f"TrainConfig.updates_per_actor_step must be > 0 to learn, got "
-                f"{t.updates_per_actor_step} (train() would never finish)"
-            )
-        target = self.updates + int(num_steps)
-        first_record = len(self.curves)
-        start = time.perf_counter()
-        self._mark = (start, self.actor.moves, self.updates)
+        target, first_record, start = self._begin(num_steps)
         stop = False
         try:
             while self.updates < target and not stop:
@@ -161,30 +146,6 @@ class Trainer:
         """Whether learning may start (see :meth:`agent.roles.Learner.ready`)."""
         return self.learner.ready()
 
-    def _record(self) -> dict[str, Any]:
-        now = time.perf_counter()
-        t0, moves0, updates0 = self._mark
-        dt = max(now - t0, 1e-9)
-        metrics = jax.device_get(self._metrics)
-        self._metrics = []
-        record: dict[str, Any] = {
-            "step": self.updates,
-            "env_moves": self.actor.moves,
-            "games": self.actor.games,
-            "wall_time": round(self.wall_time, 3),
-            "moves_per_s": (self.actor.moves - moves0) / dt,
-            "updates_per_s": (self.updates - updates0) / dt,
-            "replay_size": len(self.replay),
-        }
-        for key, value in self.actor.recent_stats().items():
-            record[key] = value
-        if metrics:
-            for key in metrics[0]:
-                record[key] = float(np.mean([m[key] for m in metrics]))
-        self.curves.append(record)
-        self._mark = (now, self.actor.moves, self.updates)
-        return record
-
     # -- acting ---------------------------------------------------------------------------
     def search(
         self, obs: np.ndarray, legal: np.ndarray, moves_left: np.ndarray, greedy: Greedy = True
@@ -203,47 +164,6 @@ class Trainer:
         return np.asarray(self.search(obs, legal, moves_left, greedy).action, np.int32)
 
     # -- checkpoints ----------------------------------------------------------------------
-    def _meta(self) -> dict[str, Any]:
-        return {
-            "kind": "trainer",
-            "config": self.config.to_dict(),
-            "seed": self.seed,
-            "observation_size": self.env.observation_size,
-            "num_actions": self.env.num_actions,
-            "updates": self.updates,
-            "env_moves": self.actor.moves,
-            "games": self.actor.games,
-            "wall_time": self.wall_time,
-            "credit": self._credit,
-            "resumes": self.resumes,
-            "replay_rng": self.replay.rng.bit_generator.state,
-            "replay_included": False,
-            "curves": self.curves,
-        }
-
-    def save(self, path: str | os.PathLike, include_replay: bool | None = None) -> Path:
-        """Atomically writes everything needed to resume (see :meth:`resume`).
-
-        The replay buffer is included when ``include_replay`` (default
-        ``train.checkpoint_replay``). Games in progress are not saved: a resumed trainer
-        starts fresh games.
-        """
-        if include_replay is None:
-            include_replay = self.config.train.checkpoint_replay
-        meta = self._meta()
-        meta["replay_included"] = bool(include_replay)
-        arrays = self.learner.state_arrays(bool(include_replay))
-        arrays["rng"] = np.asarray(jax.device_get(self.rng))
-        if self.actor.ranked is not None:
-            arrays.update({f"ranked/{k}": v for k, v in self.actor.ranked.state_dict().items()})
-        return write_checkpoint(path, arrays, meta)
-
-    def save_policy(self, path: str | os.PathLike) -> Path:
-        """Writes only what inference needs (params + config): small enough to ship."""
-        meta = self._meta()
-        meta.update(kind="policy", curves=[], replay_included=False)
-        return write_checkpoint(path, params_to_arrays(self.state.params), meta)
-
     @classmethod
     def resume(cls, path: str | os.PathLike, env_factory: EnvFactory) -> Trainer:
         """Rebuilds a trainer from :meth:`save` output and continues where it stopped.
@@ -266,18 +186,9 @@ class Trainer:
         trainer = cls(factory, config, seed)
         trainer.env_factory = env_factory
         trainer.resumes = resumes
-        if (trainer.env.observation_size, trainer.env.num_actions) != (
-            meta["observation_size"],
-            meta["num_actions"],
-        ):
-            raise ValueError("the env's observation/action sizes differ from the checkpoint's")
-        trainer.learner.load_state_arrays(arrays, meta)
-        trainer.rng = jnp.asarray(arrays["rng"])
+        trainer._restore(arrays, meta)
         trainer.actor.moves = int(meta["env_moves"])
         trainer.actor.games = int(meta["games"])
-        trainer.wall_time = float(meta["wall_time"])
-        trainer._credit = float(meta["credit"])
-        trainer.curves = list(meta["curves"])
         if trainer.actor.ranked is not None and "ranked/recent" in arrays:
             trainer.actor.ranked.load_state_dict(prefixed(arrays, "ranked/"))
         return trainer
