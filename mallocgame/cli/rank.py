@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from mallocgame import registry
 from mallocgame.cli.argtypes import fraction, positive_int
-from mallocgame.cli.common import load_rank_config_arg, progress
+from mallocgame.cli.common import add_ray_args, load_rank_config_arg, progress, ray_args
 from mallocgame.errors import InputError
 from mallocgame.rank import solvers
 from mallocgame.rank.config import (
@@ -242,6 +242,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="seconds for the solver's search (greedy: then by estimate)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="agent: play the surrogate part of training on this many self-play workers "
+        "beside the learner (default none; 2 with --ray)",
+    )
+    add_ray_args(
+        p,
+        "agent: run those workers as Ray actors (the measured part stays here)",
+        "the CPUs each worker asks Ray for (default 1)",
+    )
     add_group_split_args(p)
     p.add_argument("--no-cache", action="store_true", help="re-measure the tables and calibration")
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -289,6 +301,16 @@ def cmd_rank(args: argparse.Namespace) -> int:
     # Fail fast on an impossible budget, before any measurement.
     budget = solvers.check_budget(probe, args.budget)
     solvers.load(args.solver)  # "agent unavailable" before measuring anything
+    ray, ray_cpus = ray_args(args)
+    workers = args.workers if args.workers is not None else (2 if ray else 0)
+    if (ray or args.workers is not None) and args.solver != "agent":
+        raise InputError("--workers and --ray are for the agent solver", field="workers")
+    if workers < 0 or (ray and workers == 0):
+        raise InputError(f"must be positive with --ray, or >= 0, got {workers}", field="workers")
+    if ray:
+        from mallocgame.cluster import import_ray
+
+        ray_module = import_ray()  # before anything is measured: without ray, nothing happens
     if args.group_split < 0:
         raise InputError(f"must be >= 0, got {args.group_split:g}", field="group-split")
     if args.group_split > 0 and args.model != "smollm2":
@@ -363,6 +385,13 @@ def cmd_rank(args: argparse.Namespace) -> int:
             }
             if init is not None:
                 kw["init"] = init
+        if workers:
+            kw |= {"workers": workers, "ray": bool(ray), "ray_cpus": ray_cpus}
+        owns_ray = False
+        if ray:
+            from mallocgame.cluster import connect
+
+            owns_ray = connect(ray_module, ray)
         idx = solvers.solve(
             tables,
             budget,
@@ -372,6 +401,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
             time_limit=args.time_limit,
             **kw,
         )
+        if owns_ray:
+            ray_module.shutdown()
     t2 = time.perf_counter()
     calib_loss = float(evaluator(idx[None])[0]) if evaluator is not None else None
     meta = {

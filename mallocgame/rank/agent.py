@@ -67,6 +67,49 @@ class AgentResult:
     curve: list[dict[str, float]]
 
 
+class SurrogateEnvFactory:
+    """``factory(num_envs, seed)`` -> the surrogate :class:`RankEnv` of ``tasks`` (picklable:
+    the tables and the additive surrogates travel to the self-play workers)."""
+
+    def __init__(self, tasks: list[RankTask], shaping: bool) -> None:
+        self.tasks, self.shaping = tasks, shaping
+
+    def __call__(self, num_envs: int, seed: int) -> RankEnv:
+        return RankEnv(self.tasks, num_envs=num_envs, seed=seed, shaping=self.shaping)
+
+
+def _train_on_workers(
+    trainer: Any,
+    surrogate_env: RankEnv,
+    shaping: bool,
+    config: Any,
+    seed: int,
+    workers: int,
+    ray: bool,
+    ray_cpus: float,
+    until: float,
+    cap: float,
+    min_updates: int,
+) -> int:
+    """The surrogate part of training on self-play workers sharing ``trainer``'s learner, until
+    ``until`` (or ``cap`` updates; at least ``min_updates``); returns the games played."""
+    from agent.distributed import AsyncTrainer, LocalLauncher, RayLauncher
+
+    launcher = RayLauncher(num_cpus=ray_cpus) if ray else LocalLauncher()
+    factory = SurrogateEnvFactory([p.task for p in surrogate_env.pool], shaping)
+    async_trainer = AsyncTrainer(
+        factory, config, seed, workers=workers, launcher=launcher, learner=trainer.learner
+    )
+    try:
+        budget = 10**9 if not np.isfinite(cap) else max(int(cap) - trainer.updates, 0)
+        async_trainer.train(budget, deadline=until)
+        if trainer.updates < min_updates:
+            async_trainer.train(min(min_updates, budget) - trainer.updates)
+    finally:
+        async_trainer.close()
+    return async_trainer.games
+
+
 def agent_config(
     num_envs: int = 16,
     num_simulations: int = 8,
@@ -135,6 +178,9 @@ def train_and_play(
     shaping: bool = True,
     config: Any = None,
     progress: Callable[[dict[str, float]], Any] | None = None,
+    workers: int = 0,
+    ray: bool = False,
+    ray_cpus: float = 1.0,
 ) -> AgentResult:
     """Trains, plays and picks (module doc).
 
@@ -147,6 +193,11 @@ def train_and_play(
     least). ``config`` (an :class:`agent.Config`) overrides the small default of
     :func:`agent_config`; ``progress(record)`` is called about once a second of training with
     ``{"time", "updates", "games", "best_loss", "evaluations"}``.
+
+    ``workers`` > 0: the surrogate part of training plays on that many self-play workers beside
+    the learner (:class:`agent.distributed.AsyncTrainer` sharing the trainer's learner), as
+    Ray actors of ``ray_cpus`` CPUs on the cluster this process joined when ``ray`` (else in
+    this process); the measured part stays here, where the evaluator is.
     """
     start = time.perf_counter()
     limit = DEFAULT_TIME_LIMIT if time_limit is None else float(time_limit)
@@ -217,6 +268,22 @@ def train_and_play(
     curve: list[dict[str, float]] = []
     credit = 0.0
     last_report = time.perf_counter()
+    if workers > 0 and surrogate_env is not None:
+        surrogate_games = _train_on_workers(
+            trainer,
+            surrogate_env,
+            shaping,
+            config,
+            seed,
+            workers,
+            ray,
+            ray_cpus,
+            surrogate_end,
+            cap,
+            min_updates,
+        )
+        trainer.actor = Actor(env, trainer.search_fn, trainer.replay, config.train)
+        trainer.env, surrogate_env = env, None
     while training():
         if surrogate_env is not None and time.perf_counter() >= surrogate_end:
             # from here on, the games are measured by the evaluator

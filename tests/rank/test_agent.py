@@ -352,3 +352,35 @@ def test_agent_solver_beats_uniform(minilm_tables):
         f"best {r.loss:.4f}, greedy {r.greedy_loss:.4f}, uniform {r.uniform_loss:.4f}, "
         f"optimum {best_loss:.4f}"
     )
+
+
+@pytest.mark.parametrize("on_ray", [False, True], ids=["in-process", "ray"])
+def test_agent_surrogate_training_on_workers(minilm_tables, on_ray, request):
+    """The surrogate part of training on two self-play workers sharing the learner (in this
+    process, or as Ray actors: the tables and the surrogate travel), then the measured part
+    here: a valid config, no worse than uniform, the evaluator never called by a worker."""
+    from mallocgame.rank.agent import train_and_play
+
+    if on_ray:
+        request.getfixturevalue("ray_cluster")
+    t = minilm_tables
+    counted = SyntheticLoss(t)
+    r = train_and_play(
+        t,
+        0.5,
+        evaluator=counted,
+        seed=3,
+        time_limit=60.0,
+        train_fraction=1.0,
+        surrogate_fraction=1.0,
+        min_updates=20,
+        max_updates=20,
+        max_rounds=1,
+        hidden_size=64,
+        latent_size=32,
+        workers=2,
+        ray=on_ray,
+    )
+    assert r.updates == 20 and r.surrogate_games >= 16 and r.rounds == 1
+    assert len(counted.measured) == r.evaluations <= 1 + 16  # uniform + one round, here
+    assert r.loss <= r.uniform_loss and t.fraction(r.choice) <= 0.5

@@ -185,6 +185,12 @@ def test_rank_bad_input(env, tmp_path, capsys, monkeypatch) -> None:
     assert "field 'group-split'" in capsys.readouterr().err
     assert main([*args, "--group-min-rank", "33"]) == 2  # MiniLM's head dim is 32
     assert "field 'group-min-rank'" in capsys.readouterr().err
+    assert main([*args, "--solver", "greedy", "--workers", "2"]) == 2  # the agent's option
+    assert "field 'workers'" in capsys.readouterr().err
+    assert main([*args, "--solver", "agent", "--workers", "-1"]) == 2
+    assert "field 'workers'" in capsys.readouterr().err
+    assert main([*args, "--solver", "agent", "--ray-cpus", "2"]) == 2  # without --ray
+    assert "field 'ray-cpus'" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "mallocgame.rank.agent", None)
     assert (
         main(["rank", "--model", "minilm", "--budget", "0.5", "--solver", "agent", "--out", out])
