@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from tests.bench.test_rank import _rec
+
 
 class FakeJudge:
     def __init__(self, model: str, budget_kind: str, eval_windows: int) -> None:
@@ -17,28 +19,9 @@ class FakeJudge:
         if solver == "agent" and seed == 1:
             os._exit(3)  # the process dies mid-run
         loss = {"uniform": 0.2, "greedy": 0.05, "agent": 0.1}[solver] * budget + 0.001 * seed
-        return {
-            "model": self.model,
-            "budget": budget,
+        return _rec(self.model, budget, solver, seed, loss) | {
             "budget_kind": self.budget_kind,
-            "solver": solver,
-            "seed": seed,
             "time_limit_s": time_limit,
-            "status": "ok",
-            "flops_fraction": budget - 0.01,
             "kv_cache_fraction": budget - 0.02,
-            "r_qk": [16] * 6,
-            "r_v": [32] * 6,
-            "calibration_loss": loss * 0.9,
-            "solve_s": 0.01,
-            "heldout": {
-                "cos_mean": 1 - loss,
-                "cos_min": 0.5,
-                "pearson": 0.6,
-                "spearman": 0.5,
-                "pearson_full": 0.656,
-                "spearman_full": 0.508,
-                "loss": loss,
-            },
             "wall_s": 0.01,
         }

@@ -153,10 +153,9 @@ train_run(tiny_options(out={out!r}, steps=100000, checkpoint_every=5, """
 )
 
 
-@pytest.mark.slow
-def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
-    out = tmp_path / "killed"
-    code = _CHILD.format(repo=str(REPO), out=str(out))
+def kill_after_checkpoint(code: str, ckpt: Path, timeout: float = 240) -> None:
+    """Runs ``code`` in a child Python and SIGKILLs it (its whole process group) a second
+    after ``ckpt`` first appears, maybe mid-write."""
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         cwd=REPO,
@@ -164,20 +163,26 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    ckpt = out / "checkpoint.npz"
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + timeout
         while time.time() < deadline and proc.poll() is None:
             if ckpt.exists() and ckpt.stat().st_size > 0:
                 time.sleep(1.0)  # let it get a little further, maybe mid-write
                 break
             time.sleep(0.5)
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
         assert ckpt.exists(), "no checkpoint within the time limit"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "killed"
+    ckpt = out / "checkpoint.npz"
+    kill_after_checkpoint(_CHILD.format(repo=str(REPO), out=str(out)), ckpt)
     from agent.checkpoint import read_checkpoint
 
     _, meta = read_checkpoint(ckpt)  # never a torn file

@@ -4,11 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +13,7 @@ pytest.importorskip("mallocgame._native")
 from agent.checkpoint import read_checkpoint  # noqa: E402
 from mallocgame.cli.main import main  # noqa: E402
 from mallocgame.memory.train import EnvFactory, tiny_options, train_run  # noqa: E402
-from tests.memory.test_train import tiny_problems  # noqa: E402
+from tests.memory.test_train import kill_after_checkpoint, tiny_problems  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,28 +69,8 @@ train_run(tiny_options(out={out!r}, steps=100000, checkpoint_every=5, log_every=
 def test_a_killed_ray_driver_resumes_from_its_last_checkpoint(ray_cluster, tmp_path):
     out = tmp_path / "killed"
     address = ray_cluster.get_runtime_context().gcs_address  # the child joins this cluster
-    code = _CHILD.format(repo=str(REPO), out=str(out), address=address)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
     ckpt = out / "checkpoint.npz"
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
-            if ckpt.exists() and ckpt.stat().st_size > 0:
-                time.sleep(1.0)
-                break
-            time.sleep(0.5)
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert ckpt.exists(), "no checkpoint within the time limit"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_after_checkpoint(_CHILD.format(repo=str(REPO), out=str(out), address=address), ckpt, 300)
     _, meta = read_checkpoint(ckpt)  # never a torn file
     done = int(meta["updates"])
     assert done >= 5 and meta["workers"] == 2
