@@ -11,10 +11,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "datasets"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster():
-    """One Ray instance of 2 CPUs on this machine, shared by every test that needs Ray (Ray's
-    start costs seconds); the ``ray`` module."""
+    """One Ray instance of 2 CPUs on this machine for the tests of a module that need Ray
+    (Ray's start costs seconds; an idle Ray left running slows the other tests by ~10%);
+    the ``ray`` module."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")

@@ -1,6 +1,6 @@
 """The memory bench on Ray (``--ray``): the local bench's records, a crash recorded and the bench
-going on, ``--resume`` across local and Ray; and its bad input. One Ray instance (2 CPUs, the
-session's ``ray_cluster``) serves every test."""
+going on, ``--resume`` across local and Ray; and its bad input. One Ray instance (2 CPUs,
+``ray_cluster``) serves every test of the file."""
 
 from __future__ import annotations
 
