@@ -82,6 +82,8 @@ class Launcher(Protocol):
 
     def drain(self) -> list[tuple[int, Rollout | WorkerFailure]]: ...
 
+    def abandon(self) -> None: ...
+
     def pids(self) -> list[int]: ...
 
     def close(self) -> None: ...
@@ -130,6 +132,9 @@ class LocalLauncher:
         """Nothing runs meanwhile here: the chunks not played yet are dropped."""
         self._queue.clear()
         return []
+
+    def abandon(self) -> None:
+        self._queue.clear()
 
     def pids(self) -> list[int]:
         return [os.getpid()] * len(self.workers)
@@ -209,6 +214,10 @@ class RayLauncher:
         while self._pending:
             out += self.wait(block=True)
         return out
+
+    def abandon(self) -> None:
+        """Forgets the chunks in flight (their results are never read)."""
+        self._pending = {}
 
     def pids(self, timeout: float = 120.0) -> list[int]:
         """The workers' process ids; waits for a worker that is restarting."""
@@ -360,17 +369,19 @@ class AsyncTrainer(RunBook):
     ) -> list[dict[str, Any]]:
         """Runs ``num_steps`` learner updates while the workers play; records, callback and
         checkpoints as :meth:`agent.trainer.Trainer.train`; stops early at ``deadline`` (a
-        ``time.perf_counter()`` time) if given. Returns the records it added."""
+        ``time.perf_counter()`` time) if given, without waiting for the chunks in flight (their
+        games are lost). Returns the records it added."""
         t = self.config.train
         target, first_record, start = self._begin(num_steps)
         self._publish()
         self._parked = []
         for worker in range(self.num_workers):
             self._resubmit(worker)
-        stop = False
+        stop = late = False
         try:
             while self.updates < target and not stop:
                 if deadline is not None and time.perf_counter() >= deadline:
+                    late = True
                     break
                 can_learn = self._credit >= 1.0 and self.learner.ready()
                 for worker, result in self.launcher.wait(block=not can_learn):
@@ -403,7 +414,11 @@ class AsyncTrainer(RunBook):
                     self.save(t.checkpoint_path)
         finally:
             self.wall_time += time.perf_counter() - start
-            self._drain()
+            if late:  # at the deadline: no waiting for chunks in flight (their games are lost)
+                self.launcher.abandon()
+                self._in_flight = 0
+            else:
+                self._drain()
         if t.checkpoint_path:
             self.save(t.checkpoint_path)
         return self.curves[first_record:]

@@ -153,3 +153,14 @@ def test_ray_workers_survive_a_sigkill_mid_run(ray_cluster):
         assert records[-1]["params_version"] == trainer.version == 60 // trainer.publish_every
     finally:
         trainer.close()
+
+
+def test_training_stops_at_its_deadline_without_draining():
+    import time
+
+    trainer = AsyncTrainer(make_env, CONFIG, seed=1, workers=2)
+    trainer.train(20)  # compiled, the replay ready
+    t0 = time.perf_counter()
+    trainer.train(10**6, deadline=t0 + 1.0)
+    assert time.perf_counter() - t0 < 5.0 and 20 < trainer.updates < 10**6
+    assert trainer._in_flight == 0 and not trainer.launcher._queue
