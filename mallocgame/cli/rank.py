@@ -311,6 +311,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
         from mallocgame.cluster import import_ray
 
         ray_module = import_ray()  # before anything is measured: without ray, nothing happens
+    owns_ray = False
+    if ray:  # joined before the solver's clock starts (Ray's own start takes seconds)
+        from mallocgame.cluster import connect
+
+        owns_ray = connect(ray_module, ray)
     if args.group_split < 0:
         raise InputError(f"must be >= 0, got {args.group_split:g}", field="group-split")
     if args.group_split > 0 and args.model != "smollm2":
@@ -387,11 +392,6 @@ def cmd_rank(args: argparse.Namespace) -> int:
                 kw["init"] = init
         if workers:
             kw |= {"workers": workers, "ray": bool(ray), "ray_cpus": ray_cpus}
-        owns_ray = False
-        if ray:
-            from mallocgame.cluster import connect
-
-            owns_ray = connect(ray_module, ray)
         idx = solvers.solve(
             tables,
             budget,
