@@ -100,7 +100,6 @@ class LocalLauncher:
         self._queue: deque[tuple[int, int, int]] = deque()
         self._latest: ParamsSnapshot | None = None
         self._args: tuple[EnvFactory, Config, list[int]] | None = None
-        self.restarts = 0
 
     def start(self, env_factory: EnvFactory, config: Config, seeds: list[int]) -> None:
         self._args = (env_factory, config, seeds)
@@ -125,7 +124,6 @@ class LocalLauncher:
         except Exception as e:  # the env raised: rebuild the worker, as Ray would restart it
             env_factory, config, seeds = self._args  # type: ignore[misc]
             self.workers[worker] = SelfPlayWorker(env_factory, config, seeds[worker], worker)
-            self.restarts += 1
             return [(worker, WorkerFailure(f"{type(e).__name__}: {e}"))]
 
     def drain(self) -> list[tuple[int, Rollout | WorkerFailure]]:
@@ -167,7 +165,6 @@ class RayLauncher:
         self.env_vars = dict(WORKER_ENV if env_vars is None else env_vars)
         self.actors: list[Any] = []
         self._pending: dict[Any, int] = {}
-        self.restarts = 0
 
     def start(self, env_factory: EnvFactory, config: Config, seeds: list[int]) -> None:
         cls = self.ray.remote(SelfPlayWorker).options(
@@ -203,7 +200,6 @@ class RayLauncher:
             try:
                 out.append((worker, self.ray.get(ref)))
             except self.ray.exceptions.RayError as e:  # died: Ray restarts it (max_restarts)
-                self.restarts += 1
                 first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 out.append((worker, WorkerFailure(f"{type(e).__name__}: {first}")))
         return out
@@ -305,7 +301,6 @@ class AsyncTrainer(RunBook):
         self._finished: deque[dict[str, float]] = deque(maxlen=1024)
         self._lags: list[int] = []
         self._published: Any = None
-        self._in_flight = 0
         self._parked: list[int] = []  # workers waiting for the learner to catch up
         self._task = 0
 
@@ -331,14 +326,14 @@ class AsyncTrainer(RunBook):
         self._task += 1
         key_seed = (self.seed * 1_000_003 + 7919 * self.resumes + self._task) & 0x7FFFFFFF
         self.launcher.submit(worker, self._published, self.moves_per_task, key_seed)
-        self._in_flight += 1
 
     @property
     def max_credit(self) -> float:
         """Updates owed beyond which a worker whose chunk came back waits for the learner:
         two chunks' worth per worker, so that the replay ratio stays the configured one."""
         per_chunk = self.config.train.updates_per_actor_step * self.moves_per_task
-        return 2.0 * per_chunk * self.num_workers
+        # at least one update: a parked worker then always has an update to wait for
+        return max(2.0 * per_chunk * self.num_workers, 1.0)
 
     def _resubmit(self, worker: int) -> None:
         if self._credit >= self.max_credit:
@@ -347,7 +342,6 @@ class AsyncTrainer(RunBook):
             self._submit(worker)
 
     def _take(self, worker: int, result: Rollout | WorkerFailure) -> None:
-        self._in_flight -= 1
         if isinstance(result, WorkerFailure):
             self.worker_failures += 1
             self.failures = [*self.failures[-4:], f"worker {worker}: {result}"]
@@ -388,10 +382,6 @@ class AsyncTrainer(RunBook):
                     self._take(worker, result)
                     self._resubmit(worker)
                 if not (self._credit >= 1.0 and self.learner.ready()):
-                    if self._in_flight == 0:  # every worker parked, nothing to learn from
-                        self._parked, parked = [], self._parked
-                        for worker in parked:
-                            self._submit(worker)
                     continue
                 self._credit -= 1.0
                 while self._parked and self._credit < self.max_credit:
@@ -416,7 +406,6 @@ class AsyncTrainer(RunBook):
             self.wall_time += time.perf_counter() - start
             if late:  # at the deadline: no waiting for chunks in flight (their games are lost)
                 self.launcher.abandon()
-                self._in_flight = 0
             else:
                 self._drain()
         if t.checkpoint_path:
@@ -428,7 +417,6 @@ class AsyncTrainer(RunBook):
         pending between two calls of :meth:`train`."""
         for worker, result in self.launcher.drain():
             self._take(worker, result)
-        self._in_flight = 0
 
     def _extra_record(self) -> dict[str, Any]:
         lags, self._lags = self._lags, []

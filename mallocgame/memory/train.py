@@ -76,9 +76,8 @@ class EnvFactory:
     def __init__(self, problems: list, scale: float):
         self.problems = [p.problem if isinstance(p, PreparedProblem) else p for p in problems]
         self.scale = float(scale)
-        self._pool = [p for p in problems if isinstance(p, PreparedProblem)] or None
-        if self._pool is not None and len(self._pool) != len(self.problems):
-            self._pool = None
+        prepared = all(isinstance(p, PreparedProblem) for p in problems)
+        self._pool = list(problems) if prepared and problems else None
 
     def __getstate__(self) -> dict[str, Any]:
         return {"problems": self.problems, "scale": self.scale, "_pool": None}

@@ -332,11 +332,11 @@ def generate_bucketed(
                 shapes[i] = s
         steps[j] = decode.step.lower(plan.params[j], cfg, shapes, tok, jnp.int32(L)).compile()
     compile_s = time.perf_counter() - t1 - sum(switch_compile.values())
-    tokens, logits, times = [np.asarray(tok)], [np.asarray(last)] if keep_logits else [], []
     switches: list[decode.Switch] = []
     first = b
-    for i in range(new_tokens):
-        t = L + i
+
+    def before_step(t: int, cache: decode.Cache) -> decode.Cache:
+        nonlocal b
         while t + 1 > plan.up_to[b]:
             fn = switch_fns[b + 1]
             ts = time.perf_counter()
@@ -347,17 +347,21 @@ def generate_bucketed(
             switches.append(
                 decode.Switch(t, b - 1, b, sec, switch_compile[b], decode.cache_bytes(cache))
             )
-        t2 = time.perf_counter()
-        lg, tok, cache = steps[b](plan.params[b], cache, tok, jnp.int32(t))
-        tok.block_until_ready()
-        times.append(time.perf_counter() - t2)
-        if i < new_tokens - 1:
-            tokens.append(np.asarray(tok))
-        if keep_logits:
-            logits.append(np.asarray(lg))
+        return cache
+
+    tokens, logits, times, cache = decode.decode_steps(
+        lambda c, tk, t: steps[b](plan.params[b], c, tk, t),
+        last,
+        tok,
+        cache,
+        L,
+        new_tokens,
+        keep_logits,
+        before_step,
+    )
     gen = decode.Generation(
-        tokens=np.stack(tokens, axis=1),
-        logits=np.stack(logits, axis=1) if keep_logits else None,
+        tokens=tokens,
+        logits=logits,
         prefill_s=t1 - t0,
         compile_s=compile_s,
         step_s=times,

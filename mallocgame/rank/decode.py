@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -219,6 +219,46 @@ class Generation:
         return self.cache_bytes / (self.batch * self.cache_size)
 
 
+StepFn = Callable[[Cache, jax.Array, jax.Array], tuple[jax.Array, jax.Array, Cache]]
+
+
+def decode_steps(
+    step_fn: StepFn,
+    last: jax.Array,
+    tok: jax.Array,
+    cache: Cache,
+    L: int,
+    new_tokens: int,
+    keep_logits: bool,
+    before_step: Callable[[int, Cache], Cache] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, list[float], Cache]:
+    """The greedy decode loop after a prefill of ``L`` tokens (``last``: its last logits,
+    ``tok``: their argmax): ``new_tokens`` steps ``step_fn(cache, tok, t) -> (logits, tok,
+    cache)`` at positions ``t = L, L+1, ...``, each timed until its token is ready;
+    ``before_step(t, cache) -> cache`` runs untimed before each (e.g. a bucket switch).
+    Returns ``(tokens int32[B, new_tokens], logits [B, new_tokens, V] or None, step seconds,
+    the final cache)``."""
+    tokens, logits, times = [np.asarray(tok)], [np.asarray(last)] if keep_logits else [], []
+    for i in range(new_tokens):
+        t = L + i
+        if before_step is not None:
+            cache = before_step(t, cache)
+        t2 = time.perf_counter()
+        lg, tok, cache = step_fn(cache, tok, jnp.int32(t))
+        tok.block_until_ready()
+        times.append(time.perf_counter() - t2)
+        if i < new_tokens - 1:
+            tokens.append(np.asarray(tok))
+        if keep_logits:
+            logits.append(np.asarray(lg))
+    return (
+        np.stack(tokens, axis=1),
+        np.stack(logits, axis=1) if keep_logits else None,
+        times,
+        cache,
+    )
+
+
 def generate(
     params: dict,
     cfg: sm.SmolLMConfig,
@@ -242,19 +282,12 @@ def generate(
     t1 = time.perf_counter()
     compiled = step.lower(params, cfg, cache, tok, jnp.int32(L)).compile()
     compile_s = time.perf_counter() - t1
-    tokens, logits, times = [np.asarray(tok)], [np.asarray(last)] if keep_logits else [], []
-    for i in range(new_tokens):
-        t2 = time.perf_counter()
-        lg, tok, cache = compiled(params, cache, tok, jnp.int32(L + i))
-        tok.block_until_ready()
-        times.append(time.perf_counter() - t2)
-        if i < new_tokens - 1:
-            tokens.append(np.asarray(tok))
-        if keep_logits:
-            logits.append(np.asarray(lg))
+    tokens, logits, times, cache = decode_steps(
+        lambda c, tk, t: compiled(params, c, tk, t), last, tok, cache, L, new_tokens, keep_logits
+    )
     gen = Generation(
-        tokens=np.stack(tokens, axis=1),
-        logits=np.stack(logits, axis=1) if keep_logits else None,
+        tokens=tokens,
+        logits=logits,
         prefill_s=t1 - t0,
         compile_s=compile_s,
         step_s=times,

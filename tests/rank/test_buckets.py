@@ -7,9 +7,7 @@ ratio), and ``rank-buckets`` + ``rank-eval --decode --json`` end to end. Short c
 
 from __future__ import annotations
 
-import io
 import json
-from contextlib import redirect_stdout
 
 import jax.numpy as jnp
 import numpy as np
@@ -26,6 +24,7 @@ from mallocgame.rank.config import (
     loads_rank_config,
     save_rank_config,
 )
+from tests.rank.test_rank_kv_cli import run_json
 
 pytestmark = pytest.mark.rank
 
@@ -249,14 +248,6 @@ def test_reprojected_cache_is_the_lower_ranks_cache(smollm2, smollm2_calibration
 SMOL = ["--cal-bases", "1", "--cal-loss", "1", "--solver", "uniform", "--rank-multiple", "32"]
 
 
-def _run_json(args: list[str]) -> dict:
-    buf = io.StringIO()
-    with redirect_stdout(buf):
-        rc = main([*args, "--json"])
-    assert rc == 0
-    return json.loads(buf.getvalue())
-
-
 def test_compose_and_rank_eval_decode(smollm2, env, tmp_path, capsys):
     """Two uniform configs (full rank, half the KV cache) composed with the switch at 18
     tokens; ``rank-eval --decode`` on a 16-token context with 4 new tokens switches once, the
@@ -264,12 +255,12 @@ def test_compose_and_rank_eval_decode(smollm2, env, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     full, half = tmp_path / "full.json", tmp_path / "half.json"
     for budget, out in (("1.0", full), ("0.5", half)):
-        _run_json(
+        run_json(
             ["rank", "--model", "smollm2", "--budget", budget, "--budget-kind", "kv-cache"]
             + [*SMOL, "--out", str(out)]
         )
     adaptive = tmp_path / "adaptive.json"
-    r = _run_json(
+    r = run_json(
         ["rank-buckets", "--bucket", f"18:{full}", "--bucket", f"max:{half}"]
         + ["--out", str(adaptive)]
     )

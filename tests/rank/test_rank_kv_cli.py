@@ -36,7 +36,8 @@ def _extras(model: str) -> None:
         pytest.skip(f"rank extras not installed: {e}")
 
 
-def _run_json(args: list[str]) -> dict:
+def run_json(args: list[str]) -> dict:
+    """``mallocgame ARGS --json`` in this process: its exit code 0 and its JSON summary."""
     buf = io.StringIO()
     with redirect_stdout(buf):
         rc = main([*args, "--json"])
@@ -58,7 +59,7 @@ def test_kv_cache_budget_for_every_solver(solver, env, tmp_path) -> None:
     from mallocgame.rank.runtime import attention_flops
 
     out = tmp_path / f"{solver}.json"
-    r = _run_json(
+    r = run_json(
         ["rank", "--model", "minilm", "--budget", "0.6", "--budget-kind", "kv-cache"]
         + ["--solver", solver, *SMALL, *SOLVER_ARGS[solver], "--out", str(out)]
     )
@@ -94,7 +95,7 @@ def test_rank_multiple(env, tmp_path, capsys) -> None:
     pytest.importorskip("matplotlib")
     _extras("minilm")
     out = tmp_path / "m16.json"
-    r = _run_json(
+    r = run_json(
         ["rank", "--model", "minilm", "--budget", "0.6", "--rank-multiple", "16"]
         + ["--cal-bases", "8", "--cal-loss", "1", "--max-evals", "4", "--out", str(out)]
     )
@@ -140,7 +141,7 @@ def smol_config(cache, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("MALLOCGAME_CACHE", str(cache))
     try:
-        r = _run_json(
+        r = run_json(
             ["rank", "--model", "smollm2", "--budget", "0.5", "--budget-kind", "kv-cache"]
             + ["--rank-multiple", "32", "--solver", "uniform", *SMOL, "--out", str(out)]
         )
